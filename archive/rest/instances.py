@@ -1,0 +1,111 @@
+"""POST /instances and GET /instances/{id}/file (Orthanc-compatible)."""
+
+import tempfile
+import zipfile
+
+from django.conf import settings
+from django.http import FileResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
+
+from archive import ingest
+from archive.models import Attachment
+from archive.rest.errors import error_response, not_found, rest_view, status_for
+from archive.storage import get_storage
+
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@rest_view
+def upload(request):
+    """Store the body: one DICOM file, or a ZIP archive of DICOM files."""
+    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    if length > settings.MAX_UPLOAD_BYTES:
+        return error_response(request, 413, f"the body is larger than PACS_MAX_UPLOAD_MB ({settings.MAX_UPLOAD_BYTES // 2**20} MB)")
+    origin = ingest.Origin(
+        kind="RestApi", remote_ip=request.META.get("REMOTE_ADDR", ""), username=request.user.get_username()
+    )
+    with spool(request) as body:
+        if body.read(4) == ZIP_MAGIC:
+            body.seek(0)
+            return _store_zip(request, body, origin)
+        body.seek(0)
+        result = ingest.store(body, origin)
+    return JsonResponse(_describe(result))
+
+
+def _store_zip(request, body, origin):
+    try:
+        archive = zipfile.ZipFile(body)
+    except zipfile.BadZipFile as error:
+        return error_response(request, 400, f"the body looks like a ZIP archive but cannot be read: {error}")
+    answers, failures = [], 0
+    with archive:
+        for member in archive.infolist():
+            if member.is_dir():
+                continue
+            try:
+                with archive.open(member) as packed, spool_stream(packed) as data:
+                    answers.append(_describe(ingest.store(data, origin)))
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as error:
+                failures += 1
+                answers.append(_failure(member.filename, f"the ZIP member cannot be extracted: {error}"))
+            except Exception as error:
+                mapped = status_for(error)
+                if mapped is None:
+                    raise
+                failures += 1
+                answers.append(_failure(member.filename, mapped[1]))
+    # Orthanc answers a list, one entry per member. Any member refused makes the
+    # whole answer a 400 so that a script notices, while the list shows which
+    # members were stored and why the others were not.
+    return JsonResponse(answers, safe=False, status=400 if failures else 200)
+
+
+def _describe(result):
+    return {
+        "ID": result.instance_id,
+        "ParentPatient": result.patient_id,
+        "ParentSeries": result.series_id,
+        "ParentStudy": result.study_id,
+        "Path": f"/instances/{result.instance_id}",
+        "Status": result.status,
+    }
+
+
+def _failure(name, details):
+    return {"Member": name, "Status": "Failure", "Details": details}
+
+
+@require_GET
+@rest_view
+def file(request, public_id):
+    """The stored DICOM file, streamed unchanged."""
+    attachment = (
+        Attachment.objects.filter(resource_id=public_id, name=Attachment.DICOM)
+        .values("storage_key", "size", "md5")
+        .first()
+    )
+    if attachment is None:
+        return not_found(request, f"instance {public_id}")
+    response = FileResponse(get_storage().open(attachment["storage_key"]), content_type="application/dicom")
+    response["Content-Length"] = str(attachment["size"])
+    response["ETag"] = f'"{attachment["md5"]}"'
+    return response
+
+
+def spool(request):
+    """The request body in a temporary file that vanishes when closed (or on a crash:
+    it is unlinked from the start), held in memory while small."""
+    return spool_stream(request)
+
+
+def spool_stream(stream):
+    target = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=settings.FILE_UPLOAD_TEMP_DIR)
+    while chunk := stream.read(1024 * 1024):
+        target.write(chunk)
+    target.seek(0)
+    return target

@@ -1,0 +1,138 @@
+"""The storage area: the only code that knows where bytes live.
+
+Keys are random UUIDs spread over two levels of folders (`ab/cd/abcd…`), so no
+folder grows past 65,536 entries per level and any node can write without asking
+another. A write goes to a temporary name in the same filesystem, is fsynced, and
+is renamed to its key: a crash never leaves a half file under a key. The root may
+be a shared mount (NFS, SMB, CephFS) that every node of a cluster sees.
+"""
+
+import hashlib
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+CHUNK = 1024 * 1024
+TEMP_DIR = "tmp"
+TEMP_SUFFIX = ".part"
+
+
+class StorageError(Exception):
+    """The storage area could not complete an operation (disk full, unreachable mount)."""
+
+
+class MissingFile(StorageError):
+    """No file is stored under the key."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    key: str
+    size: int
+    md5: str
+
+
+class FileSystemStorage:
+    def __init__(self, root, fsync=True):
+        self.root = Path(root)
+        self.fsync = fsync
+        (self.root / TEMP_DIR).mkdir(parents=True, exist_ok=True)
+
+    def put(self, source):
+        """Store bytes or a binary file object (read from its current position); return StoredFile."""
+        key = uuid.uuid4().hex
+        temp = self.root / TEMP_DIR / (key + TEMP_SUFFIX)
+        digest = hashlib.md5(usedforsecurity=False)
+        size = 0
+        try:
+            with open(temp, "wb") as out:
+                if isinstance(source, (bytes, bytearray, memoryview)):
+                    out.write(source)
+                    digest.update(source)
+                    size = len(source)
+                else:
+                    while chunk := source.read(CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        size += len(chunk)
+                if self.fsync:
+                    out.flush()
+                    os.fsync(out.fileno())
+            final = self._path(key)
+            try:
+                os.rename(temp, final)
+            except FileNotFoundError:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(temp, final)
+        except OSError as error:
+            temp.unlink(missing_ok=True)
+            raise StorageError(f"cannot write to the storage area: {error.strerror or error}") from error
+        return StoredFile(key=key, size=size, md5=digest.hexdigest())
+
+    def open(self, key):
+        """A binary file object positioned at the start of the stored file."""
+        try:
+            return open(self._path(key), "rb")
+        except FileNotFoundError as error:
+            raise MissingFile(key) from error
+
+    def delete(self, key):
+        """Remove the file; a key already gone is not an error (deletes are re-driven)."""
+        self._path(key).unlink(missing_ok=True)
+
+    def exists(self, key):
+        return self._path(key).is_file()
+
+    def size(self, key):
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError as error:
+            raise MissingFile(key) from error
+
+    def keys(self, older_than=None):
+        """Every stored key (optionally only those written more than `older_than` seconds ago)."""
+        limit = None if older_than is None else time.time() - older_than
+        for first in _subdirs(self.root):
+            for second in _subdirs(first):
+                with os.scandir(second) as entries:
+                    for entry in entries:
+                        if not entry.is_file() or entry.name.endswith(TEMP_SUFFIX):
+                            continue
+                        if limit is None or entry.stat().st_mtime < limit:
+                            yield entry.name
+
+    def remove_stale_temporaries(self, older_than):
+        """Remove temporary files that a crashed write left behind; return how many."""
+        limit = time.time() - older_than
+        removed = 0
+        with os.scandir(self.root / TEMP_DIR) as entries:
+            for entry in entries:
+                if entry.is_file() and entry.stat().st_mtime < limit:
+                    Path(entry.path).unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+    def _path(self, key):
+        if len(key) != 32 or not all(c in "0123456789abcdef" for c in key):
+            raise MissingFile(key)
+        return self.root / key[0:2] / key[2:4] / key
+
+
+def _subdirs(path):
+    with os.scandir(path) as entries:
+        return sorted(Path(e.path) for e in entries if e.is_dir() and len(e.name) == 2)
+
+
+_storage = None
+
+
+def get_storage():
+    """The storage area configured by PACS_STORAGE_DIR (one instance per process)."""
+    global _storage
+    if _storage is None or _storage.root != settings.STORAGE_DIR:
+        _storage = FileSystemStorage(settings.STORAGE_DIR, fsync=settings.STORAGE_FSYNC)
+    return _storage

@@ -1,0 +1,1 @@
+"""Cluster-wide state: nodes, jobs, modalities, peers (DESIGN §7, §10)."""

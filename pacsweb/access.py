@@ -1,0 +1,137 @@
+"""Who may do what: authentication and roles, enforced here for every route.
+
+REST and DICOMweb clients authenticate with HTTP Basic; a browser with its
+console session. Roles are Django groups: viewer (read), uploader (read and
+store), admin (everything; superusers are admins). Only the load balancer's
+probes are open.
+"""
+
+import base64
+import binascii
+import hashlib
+import threading
+import time
+
+from django.contrib.auth import authenticate, get_user_model
+from django.http import JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+
+VIEWER = "viewer"
+UPLOADER = "uploader"
+ADMIN = "admin"
+ROLES = (VIEWER, UPLOADER, ADMIN)
+
+OPEN_PATHS = {"/healthz", "/readyz"}
+# Pages with their own login (the Django admin, the console) and their assets.
+SESSION_PREFIXES = ("/admin/", "/ui/", "/static/")
+# Writes that store instances: what an uploader may do beyond reading.
+STORE_ROUTES = {("POST", "/instances")}
+STORE_PREFIXES = ("/dicom-web/studies",)
+# POSTs that only read (Orthanc puts queries in POST bodies).
+READ_POSTS = {"/tools/find", "/tools/lookup"}
+
+# Checking a password costs a deliberate ~100 ms of PBKDF2; a script storing
+# thousands of files sends the same credentials each time. Remember a success
+# briefly, keyed by a hash of the credentials (never the password itself).
+CREDENTIAL_CACHE_SECONDS = 60
+_credential_cache = {}
+_cache_lock = threading.Lock()
+
+
+def required_role(method, path):
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return VIEWER
+    if method == "POST" and path in READ_POSTS:
+        return VIEWER
+    if (method, path) in STORE_ROUTES or (method == "POST" and path.startswith(STORE_PREFIXES)):
+        return UPLOADER
+    return ADMIN
+
+
+def has_role(user, role):
+    if not user.is_active:
+        return False
+    if user.is_superuser:
+        return True
+    granted = set(user.groups.values_list("name", flat=True))
+    if ADMIN in granted:
+        return True
+    if role == UPLOADER:
+        return UPLOADER in granted
+    if role == VIEWER:
+        return bool(granted & {VIEWER, UPLOADER})
+    return False
+
+
+class AccessMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.csrf = CsrfViewMiddleware(get_response)
+
+    def __call__(self, request):
+        path = request.path_info
+        if path in OPEN_PATHS or path == "/" or path.startswith(SESSION_PREFIXES):
+            return self.get_response(request)
+
+        user = None
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if header.lower().startswith("basic "):
+            user = basic_user(header[6:].strip())
+            if user is None:
+                return unauthorized("invalid user name or password")
+        elif request.user.is_authenticated:
+            user = request.user
+            # A browser session carries cookies: its writes must prove they
+            # come from our own pages.
+            if request.method not in ("GET", "HEAD", "OPTIONS", "TRACE"):
+                rejected = self.csrf.process_view(request, None, (), {})
+                if rejected is not None:
+                    return rejected
+        if user is None:
+            return unauthorized("authentication required")
+
+        role = required_role(request.method, path)
+        if not has_role(user, role):
+            return JsonResponse(
+                {"HttpError": "Forbidden", "HttpStatus": 403, "Message": f"the {role} role is required",
+                 "Method": request.method, "Uri": path},
+                status=403,
+            )
+        request.user = user
+        # Basic-authenticated clients are scripts, not browsers: no CSRF token.
+        request._dont_enforce_csrf_checks = True
+        return self.get_response(request)
+
+
+def basic_user(token):
+    try:
+        decoded = base64.b64decode(token, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, sep, password = decoded.partition(":")
+    if not sep:
+        return None
+    fingerprint = hashlib.sha256(decoded.encode("utf-8")).hexdigest()
+    now = time.monotonic()
+    with _cache_lock:
+        cached = _credential_cache.get(fingerprint)
+    if cached and cached[1] > now:
+        user = get_user_model().objects.filter(pk=cached[0], is_active=True).first()
+        if user is not None:
+            return user
+    user = authenticate(username=username, password=password)
+    if user is None:
+        with _cache_lock:
+            _credential_cache.pop(fingerprint, None)
+        return None
+    with _cache_lock:
+        if len(_credential_cache) > 1000:
+            _credential_cache.clear()
+        _credential_cache[fingerprint] = (user.pk, now + CREDENTIAL_CACHE_SECONDS)
+    return user
+
+
+def unauthorized(message):
+    response = JsonResponse({"HttpError": "Unauthorized", "HttpStatus": 401, "Message": message}, status=401)
+    response["WWW-Authenticate"] = 'Basic realm="pacsweb"'
+    return response

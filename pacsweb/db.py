@@ -1,0 +1,106 @@
+"""The one transaction helper: run a unit of work, replay it on a concurrency conflict.
+
+Like Orthanc's StatelessDatabaseOperations::Apply, a unit of work is a callable
+handed to one runner that opens the outermost transaction, runs it, and runs it
+again when the database says that a concurrent transaction got in the way. Nobody
+else retries. Because a unit may run several times it must touch nothing outside
+the database: files are written before it, and removed after a final failure.
+"""
+
+import functools
+import logging
+import random
+import time
+
+from django.conf import settings
+from django.db import DatabaseError, OperationalError, connection, transaction
+
+log = logging.getLogger(__name__)
+
+# PostgreSQL SQLSTATEs that a replay can cure: serialization_failure,
+# deadlock_detected, and unique_violation from two transactions inserting the
+# same key (the loser sees the winner's row when it runs again).
+RETRYABLE_SQLSTATES = {"40001", "40P01", "23505"}
+# Orthanc waits 100 ms more at each retry; the jitter keeps replaying writers
+# from colliding again in lockstep.
+BACKOFF_STEP = 0.05
+BACKOFF_MAX = 1.0
+
+
+class DatabaseBusy(Exception):
+    """The unit of work still conflicted after PACS_TX_RETRIES replays.
+
+    Answered 503 with Retry-After over HTTP, 0xA700 over DICOM.
+    """
+
+    retry_after = 1
+
+
+class Retry(Exception):
+    """Raised by a unit of work that saw a state only a concurrent writer explains."""
+
+
+def is_conflict(error):
+    if isinstance(error, Retry):
+        return True
+    if not isinstance(error, DatabaseError):
+        return False
+    cause = error.__cause__
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate in RETRYABLE_SQLSTATES
+    if connection.vendor == "sqlite" and isinstance(error, OperationalError):
+        message = str(error).lower()
+        return "database is locked" in message or "database table is locked" in message
+    return False
+
+
+def run(unit, *args, read_only=False, retries=None, **kwargs):
+    """Run unit(*args, **kwargs) in its own transaction and return what it returns.
+
+    Replays on conflict with a growing, jittered backoff; raises DatabaseBusy when
+    the conflicts outlast `retries` (default PACS_TX_RETRIES). Any other error
+    propagates at once, with the transaction rolled back.
+    """
+    retries = settings.TX_RETRIES if retries is None else retries
+    attempt = 0
+    while True:
+        try:
+            with transaction.atomic(durable=True):
+                if read_only and connection.vendor == "postgresql":
+                    with connection.cursor() as cursor:
+                        cursor.execute("SET TRANSACTION READ ONLY")
+                return unit(*args, **kwargs)
+        except (DatabaseError, Retry) as error:
+            if not is_conflict(error):
+                raise
+            attempt += 1
+            if attempt > retries:
+                log.warning("%s gave up after %d replays: %s", _name(unit), retries, error)
+                raise DatabaseBusy(str(error)) from error
+            delay = min(BACKOFF_MAX, BACKOFF_STEP * attempt) * random.uniform(0.5, 1.5)
+            log.info("%s conflicted (%s), replay %d in %.0f ms", _name(unit), _short(error), attempt, delay * 1000)
+            time.sleep(delay)
+
+
+def unit_of_work(read_only=False):
+    """Decorator form of run(): calling the function runs it as a replayed unit."""
+
+    def decorate(function):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            return run(function, *args, read_only=read_only, **kwargs)
+
+        wrapper.unit = function
+        return wrapper
+
+    return decorate
+
+
+def _name(unit):
+    return getattr(unit, "__qualname__", repr(unit))
+
+
+def _short(error):
+    return str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+

@@ -1,0 +1,252 @@
+"""Settings: the one place that reads the environment.
+
+Every variable is optional. Unset, pacsweb runs as a single node on embedded
+defaults: SQLite and a storage directory under PACS_DATA_DIR, and the Redis that
+the launcher starts on a Unix socket there. The table in README.md lists them all.
+"""
+
+import os
+import secrets
+import socket
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlparse
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name, default=None):
+    value = os.environ.get(name, "")
+    return value if value != "" else default
+
+
+def envint(name, default):
+    value = env(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}")
+
+
+def envfloat(name, default):
+    value = env(name)
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}")
+
+
+def envbool(name, default):
+    value = env(name)
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
+
+
+DATA_DIR = Path(env("PACS_DATA_DIR", BASE_DIR / "var")).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _persistent_secret_key():
+    # Generated once per data directory, so sessions survive restarts. A cluster
+    # sets SECRET_KEY in the environment so that every node signs alike.
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+try:
+    SECRET_KEY = env("SECRET_KEY") or _persistent_secret_key()
+except FileExistsError:  # another process of this node wrote it first
+    SECRET_KEY = (DATA_DIR / "secret_key").read_text().strip()
+
+DEBUG = envbool("PACS_DEBUG", False)
+ALLOWED_HOSTS = [h.strip() for h in env("ALLOWED_HOSTS", "*").split(",") if h.strip()]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_rq",
+    "archive",
+    "cluster",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "pacsweb.access.AccessMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "pacsweb.urls"
+WSGI_APPLICATION = "pacsweb.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database --------------------------------------------------------------
+
+TX_ISOLATION = env("PACS_TX_ISOLATION", "read_committed").lower()
+if TX_ISOLATION not in ("read_committed", "serializable"):
+    raise ImproperlyConfigured(
+        f"PACS_TX_ISOLATION must be read_committed or serializable, not {TX_ISOLATION!r}"
+    )
+TX_RETRIES = envint("PACS_TX_RETRIES", 10)
+DB_POOL_SIZE = envint("PACS_DB_POOL_SIZE", 4)
+
+
+def database_from_url(url):
+    """DATABASES['default'] for a postgres:// URL (host may be a socket directory)."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("postgres", "postgresql"):
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must start with postgres:// (got {parsed.scheme}://)"
+        )
+    query = dict(parse_qsl(parsed.query))
+    from psycopg import IsolationLevel
+
+    options = {
+        "isolation_level": (
+            IsolationLevel.SERIALIZABLE
+            if TX_ISOLATION == "serializable"
+            else IsolationLevel.READ_COMMITTED
+        ),
+    }
+    host = query.pop("host", None) or unquote(parsed.hostname or "")
+    options.update(query)
+    if DB_POOL_SIZE > 0:
+        options["pool"] = {"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": 30}
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parsed.path.lstrip("/")) or "postgres",
+        "USER": unquote(parsed.username or ""),
+        "PASSWORD": unquote(parsed.password or ""),
+        "HOST": host,
+        "PORT": str(parsed.port or ""),
+        "OPTIONS": options,
+        "CONN_HEALTH_CHECKS": True,
+        "TEST": {"NAME": env("PACS_TEST_DATABASE_NAME")},
+    }
+
+
+if env("DATABASE_URL"):
+    DATABASES = {"default": database_from_url(env("DATABASE_URL"))}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "pacsweb.sqlite3",
+            "OPTIONS": {
+                # Writers queue on the lock instead of failing with "database is
+                # locked" half-way through a transaction.
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": (
+                    "PRAGMA journal_mode=WAL;"
+                    "PRAGMA synchronous=NORMAL;"
+                ),
+            },
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis and jobs --------------------------------------------------------
+
+REDIS_URL = env("REDIS_URL", f"unix://{DATA_DIR / 'redis.sock'}")
+RQ_QUEUES = {name: {"URL": REDIS_URL} for name in ("default", "deletions", "transfers")}
+
+# --- Storage and archive behaviour -----------------------------------------
+
+STORAGE_DIR = Path(env("PACS_STORAGE_DIR", DATA_DIR / "storage")).resolve()
+STORAGE_FSYNC = envbool("PACS_STORAGE_FSYNC", True)
+# A file under a temporary name, or a stored file no index row refers to, older
+# than this is what a crash left behind: the housekeeper removes it.
+ORPHAN_GRACE_SECONDS = envint("PACS_ORPHAN_GRACE", 3600)
+STABLE_AGE = envint("PACS_STABLE_AGE", 60)
+ARCHIVE_CACHE_SIZE = envint("PACS_ARCHIVE_CACHE_SIZE", 10)
+JOBS_HISTORY_SIZE = envint("PACS_JOBS_HISTORY_SIZE", 100)
+MAX_UPLOAD_BYTES = envint("PACS_MAX_UPLOAD_MB", 4096) * 1024 * 1024
+
+# --- Node ------------------------------------------------------------------
+
+NODE_NAME = env("PACS_NODE_NAME", socket.gethostname())
+HTTP_PORT = envint("PACS_HTTP_PORT", 8000)
+DICOM_PORT = envint("PACS_DICOM_PORT", 11112)
+AE_TITLE = env("PACS_AE_TITLE", "PACSWEB")
+if len(AE_TITLE) > 16:
+    raise ImproperlyConfigured("PACS_AE_TITLE is at most 16 characters")
+ADMIN_PASSWORD = env("PACS_ADMIN_PASSWORD")
+VERSION = "0.1.0"
+
+# --- Web -------------------------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("TZ", "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# Served straight from the apps' and the project's static folders: no
+# collectstatic step before a node can start.
+WHITENOISE_USE_FINDERS = True
+LOGIN_URL = "/admin/login/"
+
+# Request bodies are streamed to a temporary file in the data dir (same
+# filesystem as nothing else: the ingest path copies from it) once past 2.5 MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = None
+FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp")
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s [%(name)s] " + NODE_NAME + " %(message)s"}
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("PACS_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
