@@ -175,7 +175,7 @@ else:
                 # Writers queue on the lock instead of failing with "database is
                 # locked" half-way through a transaction.
                 "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
+                "timeout": envfloat("PACS_SQLITE_TIMEOUT", 20),
                 "init_command": (
                     "PRAGMA journal_mode=WAL;"
                     "PRAGMA synchronous=NORMAL;"

@@ -1,0 +1,147 @@
+"""POST /instances, GET /instances/{id}/file, /system, /statistics through HTTP."""
+
+import hashlib
+import io
+import json
+import zipfile
+
+from archive.identifiers import instance_public_id, patient_public_id, series_public_id, study_public_id
+from tests.dicomgen import make_instance, uid
+
+
+def post(api, body):
+    return api.generic("POST", "/instances", body, content_type="application/dicom")
+
+
+def test_store_answers_orthanc_shape_with_orthanc_ids(api):
+    study_uid, series_uid, sop_uid = uid("s"), uid("se"), uid("i")
+    response = post(api, make_instance(patient_id="P-42", study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid))
+    assert response.status_code == 200
+    answer = response.json()
+    instance_id = instance_public_id("P-42", study_uid, series_uid, sop_uid)
+    assert answer == {
+        "ID": instance_id,
+        "ParentPatient": patient_public_id("P-42"),
+        "ParentStudy": study_public_id("P-42", study_uid),
+        "ParentSeries": series_public_id("P-42", study_uid, series_uid),
+        "Path": f"/instances/{instance_id}",
+        "Status": "Success",
+    }
+
+
+def test_public_id_is_sha1_in_five_groups_as_in_orthanc():
+    # The Orthanc Book, "Orthanc identifiers": SHA-1 of "PatientID|StudyUID|...".
+    expected = hashlib.sha1(b"P|1.2|1.2.3|1.2.3.4").hexdigest()
+    assert instance_public_id("P", "1.2", "1.2.3", "1.2.3.4") == "-".join(
+        expected[i : i + 8] for i in range(0, 40, 8)
+    )
+
+
+def test_second_store_of_same_file_is_already_stored_and_changes_nothing(api):
+    data = make_instance()
+    first = post(api, data).json()
+    stats_before = api.get("/statistics").json()
+    second = post(api, data)
+    assert second.status_code == 200
+    assert second.json() == {**first, "Status": "AlreadyStored"}
+    assert api.get("/statistics").json() == stats_before
+
+
+def test_stored_file_is_streamed_back_unchanged(api):
+    data = make_instance(rows=256, columns=256)
+    instance_id = post(api, data).json()["ID"]
+    response = api.get(f"/instances/{instance_id}/file")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/dicom"
+    assert response.streaming
+    body = b"".join(response.streaming_content)
+    assert hashlib.sha256(body).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert int(response["Content-Length"]) == len(data)
+
+
+def test_file_of_unknown_instance_is_404(api):
+    response = api.get("/instances/00000000-00000000-00000000-00000000-00000000/file")
+    assert response.status_code == 404
+    assert response.json()["HttpStatus"] == 404
+
+
+def test_zip_of_dicom_files_stores_each_member(api):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for n in range(3):
+            archive.writestr(f"dir/{n}.dcm", make_instance(instance_number=n + 1))
+        archive.writestr("emptydir/", b"")
+    response = api.generic("POST", "/instances", buffer.getvalue(), content_type="application/zip")
+    assert response.status_code == 200
+    answers = response.json()
+    assert [a["Status"] for a in answers] == ["Success"] * 3
+    assert api.get("/statistics").json()["CountInstances"] == 3
+
+
+def test_statistics_counts_resources_and_bytes(api):
+    sizes = 0
+    for patient in ("A", "B"):
+        for n in range(2):
+            data = make_instance(patient_id=patient, instance_number=n + 1)
+            sizes += len(data)
+            assert post(api, data).status_code == 200
+    stats = api.get("/statistics").json()
+    assert stats["CountPatients"] == 2
+    assert stats["CountStudies"] == 2
+    assert stats["CountSeries"] == 2
+    assert stats["CountInstances"] == 4
+    assert stats["TotalDiskSize"] == str(sizes)
+    assert stats["TotalDiskSizeMB"] == sizes // 2**20
+
+
+def test_system_reports_node_and_dicom_identity(api, settings):
+    settings.AE_TITLE = "MYPACS"
+    system = api.get("/system").json()
+    assert system["DicomAet"] == "MYPACS"
+    assert system["ApiVersion"] >= 16
+    assert {"Version", "Name", "DicomPort", "HttpPort", "DatabaseVersion"} <= set(system)
+
+
+def test_main_dicom_tags_and_normalized_columns_are_indexed(api, django_assert_max_num_queries):
+    from archive.models import Instance, Patient, Series, Study
+
+    post(api, make_instance(patient_name="Müller^Anna", accession_number=" acc-9 ", modality="mr"))
+    patient = Patient.objects.get()
+    assert patient.main_dicom_tags["PatientName"] == "Müller^Anna"
+    assert patient.patient_name_norm == "MULLER^ANNA"
+    study = Study.objects.get()
+    assert study.accession_number_norm == "ACC-9"
+    assert study.main_dicom_tags["StudyDescription"] == "CT CHEST"
+    assert Series.objects.get().modality == "MR"
+    instance = Instance.objects.get()
+    assert instance.main_dicom_tags["InstanceNumber"] == "1"
+    assert instance.origin == "RestApi"
+
+
+def test_changes_are_logged_once_per_new_resource(api):
+    from archive.models import Change
+
+    post(api, make_instance(instance_number=1))
+    post(api, make_instance(instance_number=2))
+    post(api, make_instance(instance_number=2))
+    kinds = sorted(Change.objects.values_list("change_type", flat=True))
+    assert kinds == ["NewInstance", "NewInstance", "NewPatient", "NewSeries", "NewStudy"]
+
+
+def test_real_world_files_from_pydicom_are_stored_or_refused_with_reason(api):
+    """Every Part 10 file pydicom ships either stores, or gets a 4xx naming why."""
+    from tests.dicomgen import pydicom_test_files
+
+    stored = refused = 0
+    for path in pydicom_test_files():
+        with open(path, "rb") as f:
+            response = post(api, f.read())
+        assert response.status_code in (200, 400, 409), (path, response.status_code)
+        if response.status_code == 200:
+            stored += 1
+            assert response.json()["Status"] in ("Success", "AlreadyStored")
+        else:
+            refused += 1
+            assert response.json()["Details"], path
+    assert stored > 50
+    assert refused > 0

@@ -1,0 +1,44 @@
+import pytest
+from django.test import Client
+
+from tests import servers
+
+
+@pytest.fixture
+def storage_dir(settings, tmp_path):
+    settings.STORAGE_DIR = tmp_path / "storage"
+    return settings.STORAGE_DIR
+
+
+@pytest.fixture
+def admin_user(db, django_user_model):
+    return django_user_model.objects.create_superuser("admin", password=servers.ADMIN_PASSWORD)
+
+
+@pytest.fixture
+def api(admin_user, storage_dir):
+    """A REST client authenticated as admin by HTTP Basic, storing under tmp_path."""
+    return Client(HTTP_AUTHORIZATION=servers.auth_header())
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    """Start real pacsweb server processes; all are stopped at the end of the test."""
+    started = []
+
+    def start(name="node", **kwargs):
+        server = servers.Server(tmp_path / name, **kwargs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_required():
+    import os
+
+    if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
+        pytest.fail("this test needs PostgreSQL: run it with `make test`, which starts one")

@@ -1,0 +1,169 @@
+"""Real pacsweb server processes for tests that cross process boundaries.
+
+Each server gets its own database (a fresh PostgreSQL database copied from a
+migrated template, or a SQLite file) and its own data directory, and runs
+gunicorn exactly as a node does.
+"""
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import psycopg
+
+REPO = Path(__file__).resolve().parent.parent
+ADMIN_PASSWORD = "test-admin-password"
+TEMPLATE_DB = "pacs_template"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def with_database(url, name):
+    parsed = urlparse(url)
+    return urlunparse(parsed._replace(path="/" + name))
+
+
+def admin_connection():
+    return psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
+
+
+def manage(*args, env, check=True, timeout=300):
+    return subprocess.run(
+        [sys.executable, str(REPO / "manage.py"), *args],
+        env=env, cwd=REPO, check=check, timeout=timeout, capture_output=True, text=True,
+    )
+
+
+def base_env(data_dir, **overrides):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update(PACS_DATA_DIR=str(data_dir), PACS_ADMIN_PASSWORD=ADMIN_PASSWORD, MALLOC_ARENA_MAX="5")
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env
+
+
+def ensure_template():
+    """Migrate the template database once per PostgreSQL server."""
+    with admin_connection() as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [TEMPLATE_DB]).fetchone()
+        if exists:
+            return
+        conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
+    env = base_env(REPO / "var" / "template", DATABASE_URL=with_database(os.environ["DATABASE_URL"], TEMPLATE_DB),
+                   PACS_DB_POOL_SIZE=0)
+    manage("migrate", "--noinput", env=env)
+
+
+def create_database():
+    ensure_template()
+    name = "pacs_" + uuid.uuid4().hex[:12]
+    with admin_connection() as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    return with_database(os.environ["DATABASE_URL"], name)
+
+
+class Server:
+    """A running node: `url` is its REST base URL, `env` the environment it runs with."""
+
+    def __init__(self, data_dir, database="postgres", workers=4, threads=4, **settings):
+        self.data_dir = Path(data_dir)
+        self.port = free_port()
+        overrides = dict(PACS_HTTP_PORT=self.port, **settings)
+        if database == "postgres":
+            overrides["DATABASE_URL"] = create_database()
+        else:
+            overrides["DATABASE_URL"] = ""
+        self.database_url = overrides["DATABASE_URL"]
+        self.env = base_env(self.data_dir, **overrides)
+        if database != "postgres":
+            self.env.pop("DATABASE_URL")
+            manage("migrate", "--noinput", env=self.env)
+        manage("ensure_admin", env=self.env)
+        self.log = open(self.data_dir / "server.log", "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "pacsweb.wsgi", "--bind", f"127.0.0.1:{self.port}",
+             "--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads),
+             "--graceful-timeout", "5"],
+            env=self.env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_until_up(self.url, self.process)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.log.close()
+
+    def output(self):
+        return (self.data_dir / "server.log").read_text()
+
+    def sql(self, query, params=()):
+        """Rows of a query on this server's database."""
+        if self.database_url:
+            with psycopg.connect(self.database_url) as conn:
+                return conn.execute(query, params).fetchall()
+        import sqlite3
+
+        with sqlite3.connect(self.data_dir / "pacsweb.sqlite3") as conn:
+            return conn.execute(query.replace("%s", "?"), params).fetchall()
+
+    def storage_files(self):
+        root = self.data_dir / "storage"
+        return sorted(p for p in root.rglob("*") if p.is_file() and p.parent.name != "tmp")
+
+    def temporary_files(self):
+        return [p for p in (self.data_dir / "storage" / "tmp").glob("*")] + [
+            p for p in (self.data_dir / "tmp").glob("*")
+        ]
+
+
+def wait_until_up(url, process, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with status {process.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, OSError):
+            time.sleep(0.2)
+    raise RuntimeError(f"server at {url} did not answer within {timeout} s")
+
+
+def auth_header(user="admin", password=ADMIN_PASSWORD):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def request(url, method="GET", body=None, headers=None, auth=True, timeout=60):
+    """(status, headers, body bytes) of one HTTP request; never raises on a 4xx/5xx."""
+    req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    if auth:
+        req.add_header("Authorization", auth_header() if auth is True else auth)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def request_json(url, **kwargs):
+    status, headers, body = request(url, **kwargs)
+    return status, json.loads(body) if body else None
