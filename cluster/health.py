@@ -1,5 +1,6 @@
 """Probes for load balancers: /healthz (the process answers) and /readyz (it can work)."""
 
+import redis
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
@@ -28,9 +29,7 @@ def readyz(request):
     except Exception as error:
         problems["storage"] = str(error)
     try:
-        import django_rq
-
-        django_rq.get_connection("default").ping()
+        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping()
     except Exception as error:
         problems["redis"] = str(error).splitlines()[0] if str(error) else type(error).__name__
     status = 503 if problems else 200

@@ -1,0 +1,57 @@
+"""REST authentication by HTTP Basic, and roles."""
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+
+from tests import servers
+from tests.dicomgen import make_instance
+
+
+@pytest.fixture
+def user_with_role(db, django_user_model, storage_dir):
+    def make(role):
+        user = django_user_model.objects.create_user(role + "-user", password="pw-" + role)
+        user.groups.add(Group.objects.get(name=role))
+        return Client(HTTP_AUTHORIZATION=servers.auth_header(user.username, "pw-" + role))
+
+    return make
+
+
+def test_rest_without_credentials_is_401_with_basic_challenge(client, db):
+    for path in ("/system", "/statistics", "/instances/x/file"):
+        response = client.get(path)
+        assert response.status_code == 401, path
+        assert response["WWW-Authenticate"].startswith("Basic")
+    assert client.post("/instances", b"x", content_type="application/dicom").status_code == 401
+
+
+def test_wrong_password_is_401(client, admin_user):
+    response = client.get("/system", HTTP_AUTHORIZATION=servers.auth_header("admin", "wrong"))
+    assert response.status_code == 401
+
+
+def test_probes_are_open(client, db):
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code in (200, 503)
+
+
+def test_viewer_reads_but_cannot_store(user_with_role):
+    viewer = user_with_role("viewer")
+    assert viewer.get("/statistics").status_code == 200
+    response = viewer.generic("POST", "/instances", make_instance(), content_type="application/dicom")
+    assert response.status_code == 403
+    assert viewer.get("/statistics").json()["CountInstances"] == 0
+
+
+def test_uploader_stores(user_with_role):
+    uploader = user_with_role("uploader")
+    response = uploader.generic("POST", "/instances", make_instance(), content_type="application/dicom")
+    assert response.status_code == 200
+
+
+def test_readyz_names_what_is_unreachable(client, db, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "redis" in response.json()["problems"]

@@ -1,0 +1,67 @@
+"""`make run`'s launcher on the embedded defaults: SQLite, local storage, embedded Redis."""
+
+import hashlib
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+
+from tests import servers
+from tests.dicomgen import make_instance
+
+
+def test_single_node_starts_everything_serves_and_stops_on_ctrl_c(tmp_path):
+    port = servers.free_port()
+    env = servers.base_env(tmp_path / "data", PACS_HTTP_PORT=port, PACS_AE_TITLE="LAPTOP")
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    env.pop("PACS_ADMIN_PASSWORD")  # a fresh install prints a generated password
+    log = open(tmp_path / "run.log", "w+")
+    launcher = subprocess.Popen([sys.executable, "manage.py", "run", "--bind", "127.0.0.1"],
+                                cwd=servers.REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while "Stop with Ctrl-C" not in (tmp_path / "run.log").read_text():
+            assert launcher.poll() is None, (tmp_path / "run.log").read_text()
+            assert time.monotonic() < deadline, "no banner within 90 s"
+            time.sleep(0.3)
+        output = (tmp_path / "run.log").read_text()
+        assert f"http://localhost:{port}/" in output
+        password = output.split("password: ")[1].split()[0]
+        auth = servers.auth_header("admin", password)
+        url = f"http://127.0.0.1:{port}"
+
+        children = psutil.Process(launcher.pid).children(recursive=True)
+        commands = " ".join(" ".join(c.cmdline()) for c in children)
+        assert "redis-server" in commands and "gunicorn" in commands and "rqworker" in commands
+
+        status, body = servers.request_json(url + "/readyz", auth=False)
+        assert (status, body["status"]) == (200, "ready")
+        data = make_instance()
+        status, body = servers.request_json(url + "/instances", method="POST", body=data, auth=auth)
+        assert (status, body["Status"]) == (200, "Success")
+        status, _, stored = servers.request(url + f"/instances/{body['ID']}/file", auth=auth)
+        assert hashlib.sha256(stored).digest() == hashlib.sha256(data).digest()
+        assert (tmp_path / "data" / "pacsweb.sqlite3").exists()
+    finally:
+        launcher.send_signal(signal.SIGINT)
+        launcher.wait(60)
+        log.close()
+    for child in children:
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, child
+
+
+def test_second_start_keeps_the_admin_password_and_data(tmp_path):
+    env = servers.base_env(tmp_path, PACS_ADMIN_PASSWORD="first-password")
+    env.pop("DATABASE_URL", None)
+    servers.manage("migrate", "--noinput", env=env)
+    first = servers.manage("ensure_admin", env=env)
+    assert "PACS_ADMIN_PASSWORD" in first.stdout
+    env["PACS_ADMIN_PASSWORD"] = "other"
+    second = servers.manage("ensure_admin", env=env)
+    assert second.stdout == ""
+    secret = (tmp_path / "secret_key").read_text()
+    servers.manage("check", env=env)
+    assert (tmp_path / "secret_key").read_text() == secret
