@@ -134,6 +134,9 @@ def parse(stream):
     try:
         dataset = pydicom.dcmread(tracking, defer_size=DEFER_SIZE)
     except InvalidDicomError:
+        # Orthanc also accepts a bare dataset without preamble and file meta and
+        # serves it back as is; PS3.10 §7 makes the meta information mandatory
+        # for a DICOM file, and without it the transfer syntax is a guess.
         raise RejectedInstance(
             "not a DICOM Part 10 file: the 'DICM' prefix after the 128-byte preamble is missing"
         )

@@ -1,1 +1,34 @@
-"""Cluster-wide state: nodes, jobs, modalities, peers (DESIGN §7, §10)."""
+"""Cluster-wide state: nodes, jobs, modalities, peers (DESIGN §7, §10).
+
+Everything here lives in the database so that every node sees the same list.
+"""
+
+from django.db import models
+
+
+class Modality(models.Model):
+    """A DICOM peer known by a symbolic name, with what it may ask of us
+    (Orthanc's DicomModalities entry and its Allow* options)."""
+
+    name = models.CharField(max_length=64, unique=True)
+    aet = models.CharField("AE title", max_length=16)
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField()
+    manufacturer = models.CharField(max_length=32, default="Generic")
+    allow_echo = models.BooleanField(default=True)
+    allow_find = models.BooleanField(default=True)
+    allow_move = models.BooleanField(default=True)
+    allow_get = models.BooleanField(default=True)
+    allow_store = models.BooleanField(default=True)
+    # The AE title we present when we call this modality (Orthanc's LocalAet).
+    local_aet = models.CharField(max_length=16, blank=True)
+    timeout = models.PositiveIntegerField(default=0, help_text="seconds; 0 uses the default")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "modality"
+        verbose_name_plural = "modalities"
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.aet}@{self.host}:{self.port})"

@@ -212,6 +212,22 @@ AE_TITLE = env("PACS_AE_TITLE", "PACSWEB")
 if len(AE_TITLE) > 16:
     raise ImproperlyConfigured("PACS_AE_TITLE is at most 16 characters")
 ADMIN_PASSWORD = env("PACS_ADMIN_PASSWORD")
+
+# --- DICOM listener (Orthanc's options of the same meaning in brackets) -----
+
+# Unknown AEs may still echo / store [DicomAlwaysAllowEcho, DicomAlwaysAllowStore];
+# find, move and get need a modality entry that allows them.
+DICOM_ALWAYS_ALLOW_ECHO = envbool("PACS_DICOM_ALWAYS_ALLOW_ECHO", True)
+DICOM_ALWAYS_ALLOW_STORE = envbool("PACS_DICOM_ALWAYS_ALLOW_STORE", True)
+DICOM_CHECK_MODALITY_HOST = envbool("PACS_DICOM_CHECK_MODALITY_HOST", False)
+DICOM_CHECK_CALLED_AET = envbool("PACS_DICOM_CHECK_CALLED_AET", False)
+DICOM_MAX_ASSOCIATIONS = envint("PACS_DICOM_MAX_ASSOCIATIONS", 64)
+DICOM_MAX_FIND_ANSWERS = envint("PACS_DICOM_MAX_FIND_ANSWERS", 0)  # [LimitFindResults]
+DICOM_TIMEOUT = envint("PACS_DICOM_TIMEOUT", 30)  # [DicomScpTimeout]
+DICOM_MAX_PDU = envint("PACS_DICOM_MAX_PDU", 262144)
+# Optional JSON file of modalities loaded into the database at start, in
+# Orthanc's DicomModalities format: {"name": ["AET", "host", port], ...}.
+MODALITIES_FILE = env("PACS_MODALITIES_FILE")
 VERSION = "0.1.0"
 
 # --- Web -------------------------------------------------------------------
@@ -248,5 +264,9 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("PACS_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # pynetdicom logs every PDU at INFO; its warnings and errors are enough.
+        "pynetdicom": {"level": env("PACS_DICOM_LOG_LEVEL", "WARNING")},
+    },
 }

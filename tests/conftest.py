@@ -37,6 +37,21 @@ def server_factory(tmp_path):
 
 
 @pytest.fixture
+def listener_factory():
+    """Start DICOM listener processes for started servers; all stop at the end of the test."""
+    started = []
+
+    def start(server, **kwargs):
+        listener = servers.Listener(server, **kwargs)
+        started.append(listener)
+        return listener
+
+    yield start
+    for listener in started:
+        listener.stop()
+
+
+@pytest.fixture
 def postgres_required():
     import os
 

@@ -134,6 +134,46 @@ class Server:
         ]
 
 
+class Listener:
+    """The DICOM listener of a node, as a real process sharing the node's database and storage."""
+
+    def __init__(self, server, port=None, ae_title="PACSWEB", **settings):
+        self.server = server
+        self.port = port or free_port()
+        self.ae_title = ae_title
+        self.env = dict(server.env, PACS_DICOM_PORT=str(self.port), PACS_AE_TITLE=ae_title,
+                        **{k: str(v) for k, v in settings.items()})
+        self.log_path = server.data_dir / f"listener-{self.port}.log"
+        self.log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO / "manage.py"), "dicom_listener", "--bind", "127.0.0.1"],
+            env=self.env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"listener exited: {self.log_path.read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("listener did not start within 60 s")
+                time.sleep(0.2)
+
+    def output(self):
+        return self.log_path.read_text()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(40)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.log.close()
+
+
 def wait_until_up(url, process, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

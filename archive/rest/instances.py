@@ -59,9 +59,10 @@ def _store_zip(request, body, origin):
                     raise
                 failures += 1
                 answers.append(_failure(member.filename, mapped[1]))
-    # Orthanc answers a list, one entry per member. Any member refused makes the
-    # whole answer a 400 so that a script notices, while the list shows which
-    # members were stored and why the others were not.
+    # Orthanc 1.10 answers 200 with a list of the stored members only, silently
+    # dropping the others: a script cannot tell that part of its upload was lost.
+    # pacsweb keeps the list, adds an entry for each refused member, and answers
+    # 400 when any member was refused (the good members stay stored).
     return JsonResponse(answers, safe=False, status=400 if failures else 200)
 
 
@@ -94,6 +95,7 @@ def file(request, public_id):
     response = FileResponse(get_storage().open(attachment["storage_key"]), content_type="application/dicom")
     response["Content-Length"] = str(attachment["size"])
     response["ETag"] = f'"{attachment["md5"]}"'
+    response["Content-Disposition"] = f'filename="{public_id}.dcm"'
     return response
 
 

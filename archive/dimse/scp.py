@@ -1,0 +1,334 @@
+"""DIMSE service handlers: DICOM in, archive calls out.
+
+As in pynetdicom's qrscp application, a handler translates the DICOM request
+into a call of the archive layer (ingest.store, query.find) and the answer back
+into statuses and datasets; it decides nothing itself. Who may do what is asked
+of an access policy given by the caller (the listener command wires the
+cluster's modality table), so this module knows no model outside the archive.
+"""
+
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Protocol
+
+import pydicom
+from django.db import close_old_connections, connection
+from pydicom.dataset import Dataset
+from pynetdicom import evt
+from pynetdicom.transport import AssociationSocket, ThreadedAssociationServer
+
+from archive import ingest, query
+from archive.models import Attachment, Instance, Level
+from archive.storage import StorageError, get_storage
+from pacsweb.db import DatabaseBusy
+
+log = logging.getLogger(__name__)
+
+SUCCESS = 0x0000
+PENDING = 0xFF00
+CANCEL = 0xFE00
+NOT_AUTHORIZED = 0x0124  # PS3.7 C.5.x, valid for every DIMSE service
+OUT_OF_RESOURCES = 0xA700
+CANNOT_UNDERSTAND = 0xC000
+IDENTIFIER_DOES_NOT_MATCH = 0xA900
+MOVE_DESTINATION_UNKNOWN = 0xA801
+UNABLE_TO_PROCESS = 0xC001
+
+LEVELS = {"PATIENT": Level.PATIENT, "STUDY": Level.STUDY, "SERIES": Level.SERIES, "IMAGE": Level.INSTANCE}
+UNIQUE_KEYS = {
+    Level.PATIENT: ("PatientID",),
+    Level.STUDY: ("PatientID", "StudyInstanceUID"),
+    Level.SERIES: ("PatientID", "StudyInstanceUID", "SeriesInstanceUID"),
+    Level.INSTANCE: ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"),
+}
+# PS3.4 C.6.1.1.2: a Study Root query has no PATIENT level.
+STUDY_ROOT_PREFIX = "1.2.840.10008.5.1.4.1.2.2."
+MAX_SUBOPERATIONS = 65535
+TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}  # the sub-operation counters are US (PS3.4 C.4.2.3)
+
+
+class AccessPolicy(Protocol):
+    def allowed(self, operation: str, calling_aet: str, address: str) -> bool: ...
+
+    def destination(self, aet: str) -> "tuple[str, int] | None": ...
+
+
+@dataclass
+class Options:
+    ae_title: str
+    max_find_answers: int = 0  # 0: no limit
+
+
+def handlers(policy, options):
+    """The evt handler list of a listener."""
+    return [
+        (evt.EVT_C_ECHO, handle_echo, [policy]),
+        (evt.EVT_C_STORE, handle_store, [policy]),
+        (evt.EVT_C_FIND, handle_find, [policy, options]),
+        (evt.EVT_C_MOVE, handle_move, [policy]),
+        (evt.EVT_C_GET, handle_get, [policy]),
+        (evt.EVT_CONN_CLOSE, release_database),
+        (evt.EVT_ESTABLISHED, log_association, ["established"]),
+        (evt.EVT_REJECTED, log_association, ["rejected"]),
+        (evt.EVT_ABORTED, log_association, ["aborted"]),
+    ]
+
+
+def _peer(event):
+    requestor = event.assoc.requestor
+    return requestor.ae_title.strip(), requestor.address
+
+
+def _allowed(event, policy, operation):
+    aet, address = _peer(event)
+    close_old_connections()
+    if policy.allowed(operation, aet, address):
+        return True
+    log.warning("refused %s from %s at %s: not allowed by the modality table", operation, aet, address)
+    return False
+
+
+def handle_echo(event, policy):
+    return SUCCESS if _allowed(event, policy, "echo") else NOT_AUTHORIZED
+
+
+def handle_store(event, policy):
+    if not _allowed(event, policy, "store"):
+        return NOT_AUTHORIZED
+    aet, address = _peer(event)
+    origin = ingest.Origin(kind="DicomProtocol", remote_aet=aet, remote_ip=address,
+                           called_aet=event.assoc.acceptor.ae_title.strip())
+    try:
+        # The bytes as received, with the file meta pynetdicom builds from the
+        # presentation context: parsed once, by the ingest path.
+        ingest.store(event.encoded_dataset(include_meta=True), origin)
+    except ingest.RejectedInstance as error:
+        log.warning("C-STORE from %s refused: %s", aet, error)
+        return _status(CANNOT_UNDERSTAND, str(error))
+    except (DatabaseBusy, StorageError) as error:
+        log.error("C-STORE from %s failed: %s", aet, error)
+        return _status(OUT_OF_RESOURCES, str(error))
+    return SUCCESS
+
+
+def handle_find(event, policy, options):
+    if not _allowed(event, policy, "find"):
+        yield NOT_AUTHORIZED, None
+        return
+    identifier = event.identifier
+    try:
+        level, criteria, keys = _parse_identifier(identifier, event.request.AffectedSOPClassUID)
+    except ValueError as error:
+        yield _status(IDENTIFIER_DOES_NOT_MATCH, str(error)), None
+        return
+    limit = options.max_find_answers or None
+    try:
+        matches, more = query.find(query.Query(level=level, criteria=criteria, limit=limit),
+                                   return_keys=keys + list(UNIQUE_KEYS[level]))
+    except query.InvalidQuery as error:
+        yield _status(IDENTIFIER_DOES_NOT_MATCH, str(error)), None
+        return
+    for match in matches:
+        if event.is_cancelled:
+            yield CANCEL, None
+            return
+        yield PENDING, _answer(identifier, level, match, options)
+    if more:
+        # More matches than PACS_DICOM_MAX_FIND_ANSWERS: say so instead of
+        # letting the SCU believe it saw everything.
+        yield _status(OUT_OF_RESOURCES, f"more than {limit} matches; refine the query"), None
+
+
+def handle_move(event, policy):
+    if not _allowed(event, policy, "move"):
+        yield None, None  # makes pynetdicom answer "move destination unknown"
+        return
+    destination = policy.destination(event.move_destination.decode().strip()
+                                     if isinstance(event.move_destination, bytes)
+                                     else str(event.move_destination).strip())
+    if destination is None:
+        log.warning("C-MOVE to unknown destination %r", event.move_destination)
+        yield None, None
+        return
+    files = _files_for(event.identifier, event.request.AffectedSOPClassUID)
+    contexts = _contexts_for(files)
+    yield destination[0], destination[1], {"contexts": contexts}
+    yield from _sub_operations(event, files)
+
+
+def handle_get(event, policy):
+    if not _allowed(event, policy, "get"):
+        yield 0
+        return
+    files = _files_for(event.identifier, event.request.AffectedSOPClassUID)
+    yield from _sub_operations(event, files)
+
+
+def _sub_operations(event, files):
+    if isinstance(files, int):
+        yield 0
+        yield files, None
+        return
+    yield len(files)
+    storage = get_storage()
+    for key, _, _ in files:
+        if event.is_cancelled:
+            yield CANCEL, None
+            return
+        try:
+            with storage.open(key) as stream:
+                dataset = pydicom.dcmread(stream)
+        except (StorageError, OSError, pydicom.errors.InvalidDicomError) as error:
+            log.error("cannot read stored file %s for a retrieve: %s", key, error)
+            yield UNABLE_TO_PROCESS, None
+            continue
+        yield PENDING, dataset
+
+
+def _files_for(identifier, sop_class_uid):
+    """(storage key, SOP Class UID, transfer syntax) of every instance the identifier selects."""
+    try:
+        level, criteria, _ = _parse_identifier(identifier, sop_class_uid)
+    except ValueError:
+        return IDENTIFIER_DOES_NOT_MATCH
+    # A retrieve names resources by their unique keys (PS3.4 C.4.2.2.1); other
+    # keys do not select.
+    selectors = {k: v for k, v in criteria.items() if k in UNIQUE_KEYS[level] and v}
+    if not selectors:
+        return IDENTIFIER_DOES_NOT_MATCH
+    matches, _ = query.find(query.Query(level=level, criteria=selectors))
+    if not matches:
+        return []
+    ids = [m.row.pk for m in matches]
+    parent = {Level.PATIENT: "series__study__patient_id__in", Level.STUDY: "series__study_id__in",
+              Level.SERIES: "series_id__in", Level.INSTANCE: "pk__in"}[level]
+    instances = dict(
+        (public_id, (sop_class, syntax))
+        for public_id, sop_class, syntax in Instance.objects.filter(**{parent: ids})
+        .order_by("series_id", "instance_number", "pk")
+        .values_list("public_id", "sop_class_uid", "transfer_syntax_uid")
+    )
+    if len(instances) > MAX_SUBOPERATIONS:
+        return OUT_OF_RESOURCES
+    keys = Attachment.objects.filter(resource_id__in=list(instances), name=Attachment.DICOM).values_list(
+        "resource_id", "storage_key"
+    )
+    return [(key, *instances[public_id]) for public_id, key in keys]
+
+
+def _contexts_for(files):
+    """Presentation contexts for the sub-association: each SOP class with its stored syntaxes."""
+    from pynetdicom.presentation import build_context
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    if isinstance(files, int):
+        return None
+    wanted = {}
+    for _, sop_class, syntax in files:
+        wanted.setdefault(sop_class, {ImplicitVRLittleEndian, ExplicitVRLittleEndian}).add(syntax)
+    # An association carries at most 128 presentation contexts (PS3.8 §9.3.2.2).
+    return [build_context(sop_class, sorted(syntaxes)) for sop_class, syntaxes in list(wanted.items())[:128]]
+
+
+def _parse_identifier(identifier, sop_class_uid):
+    if identifier is None or "QueryRetrieveLevel" not in identifier:
+        raise ValueError("the identifier has no QueryRetrieveLevel (0008,0052)")
+    level_name = str(identifier.QueryRetrieveLevel).strip().upper()
+    if level_name not in LEVELS:
+        raise ValueError(f"unknown QueryRetrieveLevel {level_name!r}")
+    level = LEVELS[level_name]
+    if level == Level.PATIENT and str(sop_class_uid).startswith(STUDY_ROOT_PREFIX):
+        raise ValueError("a Study Root query has no PATIENT level")
+    criteria, keys = {}, []
+    for element in identifier:
+        keyword = element.keyword
+        if not keyword or keyword in ("QueryRetrieveLevel", "SpecificCharacterSet") or element.VR == "SQ":
+            continue
+        keys.append(keyword)
+        value = element.value
+        if value is None:
+            text = ""
+        elif isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            text = "\\".join(str(v) for v in value)
+        else:
+            text = str(value)
+        criteria[keyword] = text
+    return level, criteria, keys
+
+
+def _answer(identifier, level, match, options):
+    answer = Dataset()
+    answer.SpecificCharacterSet = "ISO_IR 192"
+    answer.QueryRetrieveLevel = identifier.QueryRetrieveLevel
+    keys = [e.keyword for e in identifier if e.keyword and e.keyword not in ("QueryRetrieveLevel", "SpecificCharacterSet")]
+    for keyword in list(UNIQUE_KEYS[level]) + keys:
+        if keyword in answer:
+            continue
+        element = identifier.data_element(keyword) if keyword in identifier else None
+        if element is not None and element.VR == "SQ":
+            setattr(answer, keyword, [])
+            continue
+        _set(answer, keyword, match.values.get(keyword))
+    if "RetrieveAETitle" in keys:
+        answer.RetrieveAETitle = options.ae_title
+    return answer
+
+
+def _set(dataset, keyword, text):
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        vr = dictionary_VR(keyword)
+    except KeyError:
+        return
+    if text in (None, ""):
+        # Zero length: what a return key without a value is (PS3.4 C.4.1.1.3.2).
+        setattr(dataset, keyword, "" if vr in TEXT_VRS else None)
+        return
+    try:
+        setattr(dataset, keyword, text)
+    except (ValueError, TypeError):
+        setattr(dataset, keyword, None)
+
+
+def _status(code, comment):
+    status = Dataset()
+    status.Status = code
+    status.ErrorComment = comment[:64]
+    return status
+
+
+def release_database(event):
+    # Every association runs in its own thread, with its own Django connection:
+    # give it back when the association ends, or a listener holds one per
+    # association it ever served.
+    connection.close()
+
+
+def log_association(event, what):
+    aet, address = _peer(event)
+    log.info("association %s: %s at %s", what, aet, address)
+
+
+class NoDelayServer(ThreadedAssociationServer):
+    """Answers without Nagle's delay: a C-STORE response waits for no ACK."""
+
+    def get_request(self):
+        client, address = super().get_request()
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return client, address
+
+
+_create_socket = AssociationSocket._create_socket
+
+
+def _create_nodelay_socket(self, address):
+    # pynetdicom leaves Nagle's algorithm on for the associations we open (C-MOVE
+    # sub-operations, sends): small PDUs would wait ~40 ms for the peer's ACK.
+    sock = _create_socket(self, address)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+AssociationSocket._create_socket = _create_nodelay_socket

@@ -1,0 +1,250 @@
+"""One matching engine for C-FIND (and, later, QIDO-RS, /tools/find and the console).
+
+A query names a level and DICOM matching keys (keyword → DICOM matching string,
+PS3.4 C.2.2.2): empty is universal matching, `*` and `?` are wildcards, `a-b`,
+`-b`, `a-` are ranges on dates and times, `a\\b\\c` is a list of UIDs (or of
+values). Matching runs in the database on the indexed columns and the main DICOM
+tags; no file is read. Keys the index does not hold are returned empty and do not
+restrict the answer, as in Orthanc.
+"""
+
+import re
+from dataclasses import dataclass, field
+
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+
+from archive import tags
+from archive.models import Instance, Level, Patient, Series, Study
+
+LEVELS = (Level.PATIENT, Level.STUDY, Level.SERIES, Level.INSTANCE)
+MODELS = {Level.PATIENT: Patient, Level.STUDY: Study, Level.SERIES: Series, Level.INSTANCE: Instance}
+# From a row of the level (key) to the row of another level.
+PATHS = {
+    Level.PATIENT: {Level.PATIENT: ""},
+    Level.STUDY: {Level.PATIENT: "patient__", Level.STUDY: ""},
+    Level.SERIES: {Level.PATIENT: "study__patient__", Level.STUDY: "study__", Level.SERIES: ""},
+    Level.INSTANCE: {Level.PATIENT: "series__study__patient__", Level.STUDY: "series__study__",
+                     Level.SERIES: "series__", Level.INSTANCE: ""},
+}
+TAG_LEVEL = {}
+for _level, _keywords in ((Level.PATIENT, tags.PATIENT_TAGS), (Level.STUDY, tags.STUDY_TAGS),
+                          (Level.SERIES, tags.SERIES_TAGS), (Level.INSTANCE, tags.INSTANCE_TAGS)):
+    for _keyword in _keywords:
+        TAG_LEVEL.setdefault(_keyword, _level)
+
+# Keys matched on an indexed column. "norm" columns hold tags.normalize()d text:
+# person names match case- and accent-insensitively (PS3.4 C.2.2.2.1 lets the
+# SCP choose; Orthanc's default), and Orthanc compares identifiers such as
+# PatientID and AccessionNumber in that normalised form too.
+COLUMNS = {
+    "PatientID": (Level.PATIENT, "patient_id_norm", True),
+    "PatientName": (Level.PATIENT, "patient_name_norm", True),
+    "PatientBirthDate": (Level.PATIENT, "patient_birth_date", False),
+    "StudyInstanceUID": (Level.STUDY, "study_instance_uid", False),
+    "StudyDate": (Level.STUDY, "study_date", False),
+    "AccessionNumber": (Level.STUDY, "accession_number_norm", True),
+    "SeriesInstanceUID": (Level.SERIES, "series_instance_uid", False),
+    "Modality": (Level.SERIES, "modality", False),
+    "SOPInstanceUID": (Level.INSTANCE, "sop_instance_uid", False),
+    "SOPClassUID": (Level.INSTANCE, "sop_class_uid", False),
+}
+RANGE_KEYWORDS_SUFFIXES = ("Date", "Time", "DateTime")
+COMPUTED = {
+    "NumberOfPatientRelatedStudies", "NumberOfPatientRelatedSeries", "NumberOfPatientRelatedInstances",
+    "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "NumberOfSeriesRelatedInstances",
+    "ModalitiesInStudy", "SOPClassesInStudy",
+}
+
+
+class InvalidQuery(Exception):
+    """The query cannot be run as given (unknown level, malformed range)."""
+
+
+@dataclass
+class Query:
+    level: str
+    criteria: dict = field(default_factory=dict)
+    case_sensitive_names: bool = False
+    limit: int | None = None
+    offset: int = 0
+
+
+@dataclass
+class Match:
+    """One answer: the resource row and the values of every key asked for."""
+
+    level: str
+    row: object
+    values: dict
+
+
+def find(query, return_keys=()):
+    """Rows matching the query, as Match objects, in a stable order.
+
+    Fetches at most limit + 1 rows so the caller can tell whether more exist;
+    `more` is True when the limit cut the answer.
+    """
+    if query.level not in LEVELS:
+        raise InvalidQuery(f"unknown query level {query.level!r}")
+    model = MODELS[query.level]
+    queryset = model.objects.all()
+    related = [path.rstrip("_") for lvl, path in PATHS[query.level].items() if path]
+    if related:
+        queryset = queryset.select_related(*related)
+    for keyword, value in query.criteria.items():
+        condition = _condition(query.level, keyword, value, query.case_sensitive_names)
+        if condition is not None:
+            queryset = queryset.filter(condition)
+    wanted = set(return_keys) | set(query.criteria)
+    queryset = _annotate_counts(queryset, query.level, wanted)
+    queryset = queryset.order_by("pk")
+    end = None if query.limit is None else query.offset + query.limit + 1
+    rows = list(queryset[query.offset:end])
+    more = query.limit is not None and len(rows) > query.limit
+    if more:
+        rows = rows[: query.limit]
+    extra = _aggregates(query.level, rows, wanted)
+    matches = [Match(query.level, row, _values(query.level, row, wanted, extra)) for row in rows]
+    return matches, more
+
+
+def _condition(level, keyword, value, case_sensitive_names):
+    value = (value or "").strip() if not isinstance(value, (list, tuple)) else value
+    if value in ("", "*", [], ()):
+        return None  # universal matching
+    if keyword == "ModalitiesInStudy":
+        if LEVELS.index(level) > LEVELS.index(Level.STUDY) or level == Level.PATIENT:
+            return None
+        prefix = PATHS[level][Level.STUDY]
+        modalities = [m.strip().upper() for m in _values_list(value)]
+        return Q(**{f"{prefix}pk__in": Series.objects.filter(modality__in=modalities).values("study_id")})
+    if keyword in COMPUTED:
+        return None
+    if keyword in COLUMNS:
+        tag_level, column, normalized = COLUMNS[keyword]
+        if keyword == "PatientName" and case_sensitive_names:
+            column, normalized = "main_dicom_tags__PatientName", False
+    elif keyword in TAG_LEVEL:
+        tag_level, column, normalized = TAG_LEVEL[keyword], f"main_dicom_tags__{keyword}", False
+    else:
+        return None  # not indexed: does not restrict (Orthanc does the same)
+    if LEVELS.index(tag_level) > LEVELS.index(level):
+        return None  # a key below the query level: not a matching key here
+    lookup = PATHS[level][tag_level] + column
+    return _match(lookup, keyword, value, normalized)
+
+
+def _match(lookup, keyword, value, normalized):
+    values = _values_list(value)
+    if len(values) > 1:
+        # List of UID matching (C.2.2.2.2), and value lists for other keys.
+        return Q(**{f"{lookup}__in": [_prepare(v, normalized) for v in values]})
+    value = values[0]
+    if keyword.endswith(RANGE_KEYWORDS_SUFFIXES) and "-" in value:
+        low, _, high = value.partition("-")
+        condition = Q()
+        if low:
+            condition &= Q(**{f"{lookup}__gte": low.strip()})
+        if high:
+            # A time bound "120000" includes 12:00:00.5 (PS3.4 C.2.2.2.5).
+            suffix = ".999999" if keyword.endswith("Time") else ""
+            condition &= Q(**{f"{lookup}__lte": high.strip() + suffix})
+        if not low and not high:
+            raise InvalidQuery(f"{keyword}: a range needs at least one bound")
+        return condition
+    value = _prepare(value, normalized)
+    if "*" in value or "?" in value:
+        body = value.rstrip("*")
+        if "*" not in body and "?" not in body and value.endswith("*"):
+            return Q(**{f"{lookup}__startswith": body})
+        pattern = "^" + "".join(
+            ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in value
+        ) + "$"
+        return Q(**{f"{lookup}__regex": pattern})
+    return Q(**{lookup: value})
+
+
+def _values_list(value):
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return value.split("\\")
+
+
+def _prepare(value, normalized):
+    return tags.normalize(value) if normalized else value
+
+
+def _annotate_counts(queryset, level, wanted):
+    annotations = {}
+    if level == Level.PATIENT:
+        if "NumberOfPatientRelatedStudies" in wanted:
+            annotations["n_studies"] = _count(Study, "patient_id")
+        if "NumberOfPatientRelatedSeries" in wanted:
+            annotations["n_series"] = _count(Series, "study__patient_id")
+        if "NumberOfPatientRelatedInstances" in wanted:
+            annotations["n_instances"] = _count(Instance, "series__study__patient_id")
+    elif level == Level.STUDY:
+        if "NumberOfStudyRelatedSeries" in wanted:
+            annotations["n_series"] = _count(Series, "study_id")
+        if "NumberOfStudyRelatedInstances" in wanted:
+            annotations["n_instances"] = _count(Instance, "series__study_id")
+    elif level == Level.SERIES:
+        if "NumberOfSeriesRelatedInstances" in wanted:
+            annotations["n_instances"] = _count(Instance, "series_id")
+    return queryset.annotate(**annotations) if annotations else queryset
+
+
+def _count(model, parent_field):
+    subquery = (
+        model.objects.filter(**{parent_field: OuterRef("pk")})
+        .order_by()
+        .values(parent_field)
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(subquery), 0)
+
+
+def _aggregates(level, rows, wanted):
+    """ModalitiesInStudy / SOPClassesInStudy for a page of studies: two queries at most."""
+    extra = {}
+    if level != Level.STUDY or not rows:
+        return extra
+    ids = [row.pk for row in rows]
+    if "ModalitiesInStudy" in wanted:
+        pairs = Series.objects.filter(study_id__in=ids).values_list("study_id", "modality").distinct()
+        for study_id, modality in pairs:
+            extra.setdefault(("ModalitiesInStudy", study_id), set()).add(modality)
+    if "SOPClassesInStudy" in wanted:
+        pairs = Instance.objects.filter(series__study_id__in=ids).values_list("series__study_id", "sop_class_uid").distinct()
+        for study_id, sop_class in pairs:
+            extra.setdefault(("SOPClassesInStudy", study_id), set()).add(sop_class)
+    return extra
+
+
+def _values(level, row, wanted, extra):
+    """Every wanted key's value for this row, from its own and its parents' main tags."""
+    chain = {level: row}
+    current = row
+    for parent_level, attribute in ((Level.SERIES, "series"), (Level.STUDY, "study"), (Level.PATIENT, "patient")):
+        if hasattr(current, attribute) and LEVELS.index(parent_level) < LEVELS.index(level):
+            current = getattr(current, attribute)
+            chain[parent_level] = current
+    values = {}
+    for keyword in wanted:
+        if keyword in ("NumberOfPatientRelatedStudies",):
+            values[keyword] = str(row.n_studies)
+        elif keyword in ("NumberOfPatientRelatedSeries", "NumberOfStudyRelatedSeries"):
+            values[keyword] = str(getattr(row, "n_series", ""))
+        elif keyword.endswith("RelatedInstances"):
+            values[keyword] = str(getattr(row, "n_instances", ""))
+        elif keyword in ("ModalitiesInStudy", "SOPClassesInStudy"):
+            values[keyword] = "\\".join(sorted(extra.get((keyword, row.pk), ())))
+        elif keyword in ("SOPClassUID",) and level == Level.INSTANCE:
+            values[keyword] = row.sop_class_uid
+        else:
+            tag_level = TAG_LEVEL.get(keyword)
+            owner = chain.get(tag_level)
+            values[keyword] = (owner.main_dicom_tags.get(keyword, "") if owner is not None else "")
+    return values
