@@ -32,3 +32,19 @@ class Modality(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.aet}@{self.host}:{self.port})"
+
+
+class DicomQuery(models.Model):
+    """A C-FIND sent to a modality and its answers, kept so that any node can list
+    and retrieve them (Orthanc's /queries/{id}, which Orthanc keeps in memory)."""
+
+    id = models.CharField(max_length=36, primary_key=True)
+    modality = models.CharField(max_length=64)
+    level = models.CharField(max_length=8)
+    query = models.JSONField()
+    # One dict per answer: "gggg,eeee" → {"Name", "Type", "Value"} (Orthanc's DICOM-as-JSON).
+    answers = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "dicom_query"

@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 
 from archive.rest import instances, system
 from cluster import health
+from cluster import rest as cluster_rest
 
 urlpatterns = [
     # The console arrives at /ui/; until then the browser's entry is the admin.
@@ -15,4 +16,17 @@ urlpatterns = [
     path("statistics", system.statistics),
     path("instances", instances.upload),
     path("instances/<str:public_id>/file", instances.file),
+    path("modalities", cluster_rest.modalities),
+    path("modalities/<str:name>", cluster_rest.modality),
+    path("modalities/<str:name>/configuration", cluster_rest.modality_configuration),
+    path("modalities/<str:name>/echo", cluster_rest.modality_echo),
+    path("modalities/<str:name>/store", cluster_rest.modality_store),
+    path("modalities/<str:name>/query", cluster_rest.modality_query),
+    path("modalities/<str:name>/move", cluster_rest.modality_move),
+    path("queries/<str:query_id>", cluster_rest.query_detail),
+    path("queries/<str:query_id>/answers", cluster_rest.query_answers),
+    path("queries/<str:query_id>/answers/<int:index>/content", cluster_rest.query_answer_content),
+    path("queries/<str:query_id>/answers/<int:index>/retrieve", cluster_rest.query_retrieve),
+    path("queries/<str:query_id>/retrieve", cluster_rest.query_retrieve),
+    path("queries/<str:query_id>/<str:attribute>", cluster_rest.query_attribute),
 ]

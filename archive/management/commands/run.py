@@ -25,7 +25,7 @@ STOP_TIMEOUT = 30
 
 
 class Command(BaseCommand):
-    help = "Start the web server, the worker and the embedded Redis of this node (Ctrl-C stops them)."
+    help = "Start the web server, the DICOM listener, the worker and the embedded Redis of this node (Ctrl-C stops them)."
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default=os.environ.get("PACS_HTTP_HOST", "0.0.0.0"),
@@ -54,6 +54,7 @@ class Command(BaseCommand):
                  "--timeout", "300", "--graceful-timeout", str(STOP_TIMEOUT),
                  "--access-logfile", "-", "--log-level", "warning"],
                 env=env, cwd=settings.BASE_DIR)))
+            children.append(("dicom", subprocess.Popen(manage + ["dicom_listener"], env=env, cwd=settings.BASE_DIR)))
             children.append(("worker", subprocess.Popen(
                 manage + ["rqworker", "default", "deletions", "transfers"], env=env, cwd=settings.BASE_DIR)))
             self._wait_http(children)
@@ -100,6 +101,7 @@ class Command(BaseCommand):
             f"pacsweb {settings.VERSION} is running (node {settings.NODE_NAME}, data in {settings.DATA_DIR})\n"
             f"  Browser (admin console):  http://localhost:{port}/   (or http://{host}:{port}/)\n"
             f"  REST API base URL:        http://localhost:{port}/   (HTTP Basic, Orthanc-compatible)\n"
+            f"  DICOM (for modalities):   AE title {settings.AE_TITLE}, host {host}, port {settings.DICOM_PORT}\n"
             "  Stop with Ctrl-C.\n"
         )
         self.stdout.flush()

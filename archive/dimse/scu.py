@@ -1,0 +1,243 @@
+"""pacsweb as a DICOM SCU: echo, store, find, move and get against a remote AE.
+
+Functions take the peer as plain values (a Peer), so the caller decides where
+peers come from (the cluster's modality table); instances received by a C-GET
+enter the archive through the one ingest path.
+"""
+
+import logging
+from dataclasses import dataclass
+
+import pydicom
+from django.conf import settings
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, build_role, evt
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+from archive import ingest
+from archive.models import Attachment, Instance, Level
+from archive.storage import get_storage
+
+# Importing scp sets TCP_NODELAY on the sockets pynetdicom opens.
+from archive.dimse import scp  # noqa: F401
+
+log = logging.getLogger(__name__)
+
+LEVEL_NAMES = {Level.PATIENT: "PATIENT", Level.STUDY: "STUDY", Level.SERIES: "SERIES", Level.INSTANCE: "IMAGE"}
+UNIQUE_KEY = {Level.PATIENT: "PatientID", Level.STUDY: "StudyInstanceUID",
+              Level.SERIES: "SeriesInstanceUID", Level.INSTANCE: "SOPInstanceUID"}
+
+
+class DicomNetworkError(Exception):
+    """The remote AE could not be reached, refused the association, or failed the operation."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    aet: str
+    host: str
+    port: int
+    local_aet: str = ""
+    timeout: int = 0
+
+
+@dataclass
+class TransferReport:
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+    failed_uids: list = None
+
+
+def _ae(peer):
+    ae = AE(ae_title=peer.local_aet or settings.AE_TITLE)
+    timeout = peer.timeout or settings.DICOM_TIMEOUT
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    ae.maximum_pdu_size = settings.DICOM_MAX_PDU
+    return ae
+
+
+def _associate(ae, peer, **kwargs):
+    assoc = ae.associate(peer.host, peer.port, ae_title=peer.aet, **kwargs)
+    if not assoc.is_established:
+        if assoc.is_rejected:
+            raise DicomNetworkError(f"{peer.aet} at {peer.host}:{peer.port} rejected the association")
+        raise DicomNetworkError(f"cannot open an association with {peer.aet} at {peer.host}:{peer.port}")
+    return assoc
+
+
+def echo(peer):
+    ae = _ae(peer)
+    ae.add_requested_context(Verification)
+    assoc = _associate(ae, peer)
+    try:
+        status = assoc.send_c_echo()
+    finally:
+        assoc.release()
+    if not status or status.Status != 0x0000:
+        raise DicomNetworkError(f"{peer.aet} answered the C-ECHO with {_code(status)}")
+
+
+def store(peer, instance_ids, progress=None):
+    """C-STORE the given instances (public ids) to the peer, one association; a TransferReport."""
+    rows = list(
+        Instance.objects.filter(public_id__in=instance_ids).values_list("public_id", "sop_class_uid", "transfer_syntax_uid")
+    )
+    keys = dict(Attachment.objects.filter(resource_id__in=[r[0] for r in rows], name=Attachment.DICOM)
+                .values_list("resource_id", "storage_key"))
+    report = TransferReport(failed_uids=[])
+    if not rows:
+        return report
+    ae = _ae(peer)
+    syntaxes = {}
+    for _, sop_class, syntax in rows:
+        syntaxes.setdefault(sop_class, {ExplicitVRLittleEndian, ImplicitVRLittleEndian}).add(syntax)
+    for sop_class, wanted in list(syntaxes.items())[:128]:
+        ae.add_requested_context(sop_class, sorted(wanted))
+    assoc = _associate(ae, peer)
+    storage = get_storage()
+    try:
+        for done, (public_id, _, _) in enumerate(rows, 1):
+            with storage.open(keys[public_id]) as stream:
+                dataset = pydicom.dcmread(stream)
+            status = assoc.send_c_store(dataset)
+            code = getattr(status, "Status", None)
+            if code == 0x0000:
+                report.completed += 1
+            elif code is not None and code in (0xB000, 0xB007, 0xB006):
+                report.warning += 1
+            else:
+                report.failed += 1
+                report.failed_uids.append(str(dataset.SOPInstanceUID))
+            if progress:
+                progress(done, len(rows))
+            if not assoc.is_established:
+                raise DicomNetworkError(f"{peer.aet} dropped the association")
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return report
+
+
+def find(peer, level, query, patient_root=False):
+    """C-FIND at a level with keyword → value keys; the answer datasets."""
+    model = PatientRootQueryRetrieveInformationModelFind if (patient_root or level == Level.PATIENT) \
+        else StudyRootQueryRetrieveInformationModelFind
+    ae = _ae(peer)
+    ae.add_requested_context(model)
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = LEVEL_NAMES[level]
+    identifier.SpecificCharacterSet = "ISO_IR 192"
+    for keyword, value in query.items():
+        setattr(identifier, keyword, value)
+    if UNIQUE_KEY[level] not in identifier:
+        setattr(identifier, UNIQUE_KEY[level], "")
+    assoc = _associate(ae, peer)
+    answers = []
+    try:
+        for status, answer in assoc.send_c_find(identifier, model):
+            if status is None:
+                raise DicomNetworkError(f"{peer.aet} did not answer the C-FIND")
+            if status.Status in (0xFF00, 0xFF01) and answer is not None:
+                answers.append(answer)
+            elif status.Status not in (0x0000, 0xFF00, 0xFF01):
+                raise DicomNetworkError(f"{peer.aet} answered the C-FIND with {_code(status)}")
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return answers
+
+
+def move(peer, level, identifiers, target_aet):
+    """C-MOVE the resources named by unique keys (a list of dicts) to target_aet."""
+    model = StudyRootQueryRetrieveInformationModelMove if level != Level.PATIENT \
+        else PatientRootQueryRetrieveInformationModelMove
+    ae = _ae(peer)
+    ae.add_requested_context(model)
+    assoc = _associate(ae, peer)
+    report = TransferReport(failed_uids=[])
+    try:
+        for keys in identifiers:
+            identifier = _retrieve_identifier(level, keys)
+            final = None
+            for status, _ in assoc.send_c_move(identifier, target_aet, model):
+                if status is None:
+                    raise DicomNetworkError(f"{peer.aet} did not answer the C-MOVE")
+                final = status
+            _count(report, final, peer, "C-MOVE")
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return report
+
+
+def get(peer, level, identifiers):
+    """C-GET the resources named by unique keys; received instances are stored here."""
+    model = StudyRootQueryRetrieveInformationModelGet if level != Level.PATIENT \
+        else PatientRootQueryRetrieveInformationModelGet
+    ae = _ae(peer)
+    ae.add_requested_context(model)
+    # An association has 128 presentation contexts: the query model and the
+    # storage classes a PACS is most likely to return, with any syntax.
+    roles = []
+    for context in StoragePresentationContexts[:127]:
+        ae.add_requested_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES[:4])
+        roles.append(build_role(context.abstract_syntax, scp_role=True))
+    origin = ingest.Origin(kind="DicomProtocol", remote_aet=peer.aet, remote_ip=peer.host)
+
+    def received(event):
+        try:
+            ingest.store(event.encoded_dataset(include_meta=True), origin)
+        except ingest.RejectedInstance as error:
+            return scp._status(scp.CANNOT_UNDERSTAND, str(error))
+        except Exception as error:  # the peer must get a status, whatever failed
+            log.error("C-GET sub-operation from %s failed: %s", peer.aet, error)
+            return scp._status(scp.OUT_OF_RESOURCES, str(error))
+        return 0x0000
+
+    assoc = _associate(ae, peer, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, received)])
+    report = TransferReport(failed_uids=[])
+    try:
+        for keys in identifiers:
+            final = None
+            for status, _ in assoc.send_c_get(_retrieve_identifier(level, keys), model):
+                if status is None:
+                    raise DicomNetworkError(f"{peer.aet} did not answer the C-GET")
+                final = status
+            _count(report, final, peer, "C-GET")
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return report
+
+
+def _retrieve_identifier(level, keys):
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = LEVEL_NAMES[level]
+    for keyword, value in keys.items():
+        setattr(identifier, keyword, value)
+    return identifier
+
+
+def _count(report, final, peer, what):
+    if final is None:
+        raise DicomNetworkError(f"{peer.aet} sent no final {what} response")
+    report.completed += int(getattr(final, "NumberOfCompletedSuboperations", 0) or 0)
+    report.failed += int(getattr(final, "NumberOfFailedSuboperations", 0) or 0)
+    report.warning += int(getattr(final, "NumberOfWarningSuboperations", 0) or 0)
+    if final.Status not in (0x0000, 0xB000):
+        raise DicomNetworkError(f"{peer.aet} ended the {what} with {_code(final)}")
+
+
+def _code(status):
+    return f"status 0x{status.Status:04X}" if status is not None and "Status" in status else "no status"
+

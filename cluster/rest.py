@@ -1,0 +1,358 @@
+"""Orthanc-compatible REST for modalities and for pacsweb as an SCU.
+
+/modalities lives in the database, so every node answers the same list (in
+Orthanc it is per node). Queries sent to a modality are kept in the database
+too: any node can list their answers and retrieve them.
+"""
+
+import json
+import uuid
+
+from django.conf import settings
+from django.db import IntegrityError
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from archive.dimse import scu
+from archive.models import Instance, Level, Patient, Series, Study
+from archive.rest.errors import error_response, rest_view
+from cluster.models import DicomQuery, Modality
+from cluster.modalities import InvalidModality, parse_modality
+
+QUERY_HISTORY = 100  # Orthanc's QueryRetrieveSize
+LEVELS = {"patient": Level.PATIENT, "study": Level.STUDY, "series": Level.SERIES, "instance": Level.INSTANCE,
+          "image": Level.INSTANCE}
+MODELS = {Level.PATIENT: Patient, Level.STUDY: Study, Level.SERIES: Series, Level.INSTANCE: Instance}
+OPERATIONS = ["configuration", "echo", "move", "query", "store"]
+
+
+class BadRequest(Exception):
+    pass
+
+
+def rest(*methods):
+    """csrf-exempt, method-restricted REST view with the archive's error mapping."""
+
+    def decorate(view):
+        view = rest_view(view)
+
+        def wrapper(request, *args, **kwargs):
+            try:
+                return view(request, *args, **kwargs)
+            except (BadRequest, InvalidModality) as error:
+                return error_response(request, 400, str(error))
+            except scu.DicomNetworkError as error:
+                return error_response(request, 502, str(error), orthanc=(9, "Error in the network protocol"))
+
+        return csrf_exempt(require_http_methods(list(methods))(wrapper))
+
+    return decorate
+
+
+def _body(request, default=None):
+    raw = request.body
+    if not raw.strip():
+        return default
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadRequest(f"the body is not valid JSON: {error}")
+
+
+def _modality(request, name):
+    modality = Modality.objects.filter(name=name).first()
+    if modality is None:
+        raise _NotFound(request, f"modality {name!r} is not configured")
+    return modality
+
+
+class _NotFound(Exception):
+    def __init__(self, request, details):
+        self.response = error_response(request, 404, details, orthanc=(7, "Inexistent item"))
+
+
+def _handle_not_found(view):
+    def wrapper(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except _NotFound as missing:
+            return missing.response
+
+    return wrapper
+
+
+def describe(modality):
+    """A modality as Orthanc shows it in /modalities?expand."""
+    return {
+        "AET": modality.aet,
+        "Host": modality.host,
+        "Port": modality.port,
+        "Manufacturer": modality.manufacturer,
+        "AllowEcho": modality.allow_echo,
+        "AllowFind": modality.allow_find,
+        "AllowGet": modality.allow_get,
+        "AllowMove": modality.allow_move,
+        "AllowStore": modality.allow_store,
+        "AllowFindWorklist": False,
+        "AllowStorageCommitment": False,
+        "AllowTranscoding": False,
+        "UseDicomTls": False,
+        "LocalAet": modality.local_aet or None,
+        "Timeout": modality.timeout,
+    }
+
+
+def _peer(modality):
+    return scu.Peer(modality.aet, modality.host, modality.port, modality.local_aet, modality.timeout)
+
+
+@_handle_not_found
+@rest("GET")
+def modalities(request):
+    rows = Modality.objects.all()
+    if "expand" in request.GET:
+        return JsonResponse({m.name: describe(m) for m in rows})
+    return JsonResponse([m.name for m in rows], safe=False)
+
+
+@_handle_not_found
+@rest("GET", "PUT", "DELETE")
+def modality(request, name):
+    if request.method == "PUT":
+        parsed = parse_modality(name, _body(request))
+        fields = {f.name: getattr(parsed, f.name) for f in Modality._meta.fields if f.name not in ("id", "name", "updated_at")}
+        try:
+            Modality.objects.update_or_create(name=name, defaults=fields)
+        except IntegrityError:  # created by another request in the meantime: update it
+            Modality.objects.filter(name=name).update(**fields)
+        return JsonResponse({})
+    modality = _modality(request, name)
+    if request.method == "DELETE":
+        modality.delete()
+        return JsonResponse({})
+    return JsonResponse(OPERATIONS, safe=False)
+
+
+@_handle_not_found
+@rest("GET")
+def modality_configuration(request, name):
+    return JsonResponse(describe(_modality(request, name)))
+
+
+@_handle_not_found
+@rest("POST")
+def modality_echo(request, name):
+    scu.echo(_peer(_modality(request, name)))
+    return JsonResponse({})
+
+
+@_handle_not_found
+@rest("POST")
+def modality_store(request, name):
+    """Send resources (ids of any level) with C-STORE; synchronous."""
+    modality = _modality(request, name)
+    body = _body(request)
+    if isinstance(body, str):
+        resources = [body]
+    elif isinstance(body, list):
+        resources = body
+    elif isinstance(body, dict) and isinstance(body.get("Resources"), list):
+        resources = body["Resources"]
+    elif body is None and request.body.strip():
+        resources = [request.body.decode().strip()]
+    else:
+        raise BadRequest('expected a resource id, a list of ids, or {"Resources": [...]}')
+    if not all(isinstance(r, str) for r in resources):
+        raise BadRequest("resource ids must be strings")
+    instances = _instances_of(request, resources)
+    report = scu.store(_peer(modality), instances)
+    return JsonResponse({
+        "Description": "REST API",
+        "FailedInstancesCount": report.failed,
+        "InstancesCount": len(instances),
+        "LocalAet": modality.local_aet or settings.AE_TITLE,
+        "ParentResources": resources,
+        "RemoteAet": modality.aet,
+    }, status=200 if report.failed == 0 else 502)
+
+
+def _instances_of(request, resources):
+    ids = set()
+    for public_id in resources:
+        for level, model in MODELS.items():
+            row = model.objects.filter(public_id=public_id).values("pk").first()
+            if row is None:
+                continue
+            parent = {Level.PATIENT: "series__study__patient_id", Level.STUDY: "series__study_id",
+                      Level.SERIES: "series_id", Level.INSTANCE: "pk"}[level]
+            ids.update(Instance.objects.filter(**{parent: row["pk"]}).values_list("public_id", flat=True))
+            break
+        else:
+            raise _NotFound(request, f"resource {public_id} is not in the archive")
+    return sorted(ids)
+
+
+def _level(value):
+    level = LEVELS.get(str(value or "").lower())
+    if level is None:
+        raise BadRequest(f"Level must be Patient, Study, Series or Instance, not {value!r}")
+    return level
+
+
+@_handle_not_found
+@rest("POST")
+def modality_query(request, name):
+    modality = _modality(request, name)
+    body = _body(request, {})
+    if not isinstance(body, dict):
+        raise BadRequest('expected {"Level": ..., "Query": {...}}')
+    level = _level(body.get("Level"))
+    query = body.get("Query", {})
+    if not isinstance(query, dict) or not all(isinstance(v, str) for v in query.values()):
+        raise BadRequest("Query must map DICOM keywords to strings")
+    try:
+        answers = scu.find(_peer(modality), level, query)
+    except (ValueError, TypeError) as error:
+        raise BadRequest(f"invalid query key: {error}")
+    stored = DicomQuery.objects.create(
+        id=str(uuid.uuid4()), modality=modality.name, level=level, query=query,
+        answers=[_dicom_as_json(answer) for answer in answers],
+    )
+    stale = DicomQuery.objects.order_by("-created_at").values_list("id", flat=True)[QUERY_HISTORY:]
+    DicomQuery.objects.filter(id__in=list(stale)).delete()
+    return JsonResponse({"ID": stored.id, "Path": f"/queries/{stored.id}"})
+
+
+def _dicom_as_json(dataset):
+    out = {}
+    for element in dataset:
+        if element.VR == "SQ" or element.tag.group == 0x0008 and element.tag.element == 0x0005:
+            continue
+        tag = f"{element.tag.group:04x},{element.tag.element:04x}"
+        value = element.value
+        if value is None:
+            text = ""
+        elif type(value).__name__ == "MultiValue":
+            text = "\\".join(str(v) for v in value)
+        else:
+            text = str(value)
+        out[tag] = {"Name": element.keyword or "Unknown Tag & Data", "Type": "String", "Value": text}
+    return out
+
+
+def _query(request, query_id):
+    found = DicomQuery.objects.filter(id=query_id).first()
+    if found is None:
+        raise _NotFound(request, f"query {query_id} does not exist (or was pruned)")
+    return found
+
+
+def _simplify(answer):
+    return {entry["Name"]: entry["Value"] for entry in answer.values()}
+
+
+@_handle_not_found
+@rest("GET")
+def query_detail(request, query_id):
+    _query(request, query_id)
+    return JsonResponse(["answers", "level", "modality", "query", "retrieve"], safe=False)
+
+
+@_handle_not_found
+@rest("GET")
+def query_answers(request, query_id):
+    found = _query(request, query_id)
+    if "expand" in request.GET:
+        if "simplify" in request.GET:
+            return JsonResponse([_simplify(a) for a in found.answers], safe=False)
+        return JsonResponse(found.answers, safe=False)
+    return JsonResponse([str(n) for n in range(len(found.answers))], safe=False)
+
+
+@_handle_not_found
+@rest("GET")
+def query_answer_content(request, query_id, index):
+    found = _query(request, query_id)
+    if index >= len(found.answers):
+        raise _NotFound(request, f"query {query_id} has {len(found.answers)} answers")
+    answer = found.answers[index]
+    return JsonResponse(_simplify(answer) if "simplify" in request.GET else answer)
+
+
+@_handle_not_found
+@rest("GET")
+def query_attribute(request, query_id, attribute):
+    found = _query(request, query_id)
+    value = {"level": found.level, "modality": found.modality, "query": found.query}.get(attribute)
+    if value is None:
+        raise _NotFound(request, f"unknown attribute {attribute}")
+    if isinstance(value, dict):
+        return JsonResponse(value)
+    return HttpResponse(value, content_type="text/plain")
+
+
+@_handle_not_found
+@rest("POST")
+def query_retrieve(request, query_id, index=None):
+    """Retrieve the answers (all, or one) with C-MOVE to TargetAet (default: us), or C-GET."""
+    found = _query(request, query_id)
+    modality = _modality(request, found.modality)
+    body = _body(request)
+    if body is None and request.body.strip():
+        body = request.body.decode().strip()
+    if isinstance(body, str):
+        options = {"TargetAet": body}
+    elif isinstance(body, dict) or body is None:
+        options = body or {}
+    else:
+        raise BadRequest('expected a target AE title or {"TargetAet": ..., "RetrieveMethod": "C-MOVE"|"C-GET"}')
+    answers = found.answers if index is None else found.answers[index:index + 1]
+    if index is not None and not answers:
+        raise _NotFound(request, f"query {query_id} has {len(found.answers)} answers")
+    level = found.level
+    key = scu.UNIQUE_KEY[level]
+    identifiers = []
+    for answer in answers:
+        values = _simplify(answer)
+        identifiers.append({k: values[k] for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID",
+                                                   "SOPInstanceUID") if values.get(k)} or {key: ""})
+    method = str(options.get("RetrieveMethod", "C-MOVE")).upper()
+    target = options.get("TargetAet") or settings.AE_TITLE
+    if method == "C-GET":
+        report = scu.get(_peer(modality), level, identifiers)
+    elif method == "C-MOVE":
+        report = scu.move(_peer(modality), level, identifiers, target)
+    else:
+        raise BadRequest("RetrieveMethod must be C-MOVE or C-GET")
+    return JsonResponse({
+        "Description": "REST API",
+        "LocalAet": modality.local_aet or settings.AE_TITLE,
+        "Query": [_simplify(a) for a in answers],
+        "RemoteAet": modality.aet,
+        "TargetAet": target if method == "C-MOVE" else settings.AE_TITLE,
+        "RetrieveMethod": method,
+        "CompletedCount": report.completed,
+        "FailedCount": report.failed,
+        "WarningCount": report.warning,
+    })
+
+
+@_handle_not_found
+@rest("POST")
+def modality_move(request, name):
+    modality = _modality(request, name)
+    body = _body(request, {})
+    if not isinstance(body, dict) or not isinstance(body.get("Resources"), list):
+        raise BadRequest('expected {"Level": ..., "Resources": [{...}], "TargetAet": ...}')
+    level = _level(body.get("Level"))
+    if not all(isinstance(r, dict) for r in body["Resources"]):
+        raise BadRequest("each resource is an object of DICOM keywords")
+    target = body.get("TargetAet") or settings.AE_TITLE
+    report = scu.move(_peer(modality), level, body["Resources"], target)
+    return JsonResponse({
+        "Description": "REST API", "LocalAet": modality.local_aet or settings.AE_TITLE,
+        "Query": body["Resources"], "RemoteAet": modality.aet, "TargetAet": target,
+        "CompletedCount": report.completed, "FailedCount": report.failed, "WarningCount": report.warning,
+    })
+
