@@ -78,7 +78,7 @@ def create_database():
 class Server:
     """A running node: `url` is its REST base URL, `env` the environment it runs with."""
 
-    def __init__(self, data_dir, database="postgres", workers=4, threads=4, **settings):
+    def __init__(self, data_dir, database="postgres", workers=2, threads=4, **settings):
         self.data_dir = Path(data_dir)
         self.port = free_port()
         overrides = dict(PACS_HTTP_PORT=self.port, **settings)

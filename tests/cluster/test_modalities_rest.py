@@ -1,0 +1,206 @@
+"""Modalities over REST, and pacsweb as an SCU against a pynetdicom SCP started by the test."""
+
+import io
+import json
+import threading
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import (
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+from tests import servers
+from tests.dicomgen import make_instance, uid
+
+
+class RemotePacs:
+    """A small PACS in the test process: stores what it receives, answers
+    STUDY-level C-FIND, and serves C-MOVE / C-GET from what it holds."""
+
+    def __init__(self, port, aet="REMOTE", destinations=None):
+        self.received = []
+        self.held = []
+        self.destinations = destinations or {}
+        ae = AE(ae_title=aet)
+        ae.add_supported_context(Verification)
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scp_role=True, scu_role=True)
+        for model in (StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelMove,
+                      StudyRootQueryRetrieveInformationModelGet):
+            ae.add_supported_context(model)
+        ae.add_requested_context(pydicom.uid.CTImageStorage)
+        handlers = [(evt.EVT_C_STORE, self._store), (evt.EVT_C_FIND, self._find),
+                    (evt.EVT_C_MOVE, self._move), (evt.EVT_C_GET, self._get)]
+        self.ae = ae
+        self.server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=handlers)
+        self.port = port
+
+    def _store(self, event):
+        self.received.append(event.dataset)
+        return 0x0000
+
+    def _matching(self, identifier):
+        uids = str(identifier.get("StudyInstanceUID", "") or "").split("\\")
+        pattern = str(identifier.get("PatientID", "") or "")
+        out = []
+        for ds in self.held:
+            if uids != [""] and ds.StudyInstanceUID not in uids:
+                continue
+            if pattern and not ds.PatientID.startswith(pattern.rstrip("*")):
+                continue
+            out.append(ds)
+        return out
+
+    def _find(self, event):
+        seen = set()
+        for ds in self._matching(event.identifier):
+            if ds.StudyInstanceUID in seen:
+                continue
+            seen.add(ds.StudyInstanceUID)
+            answer = Dataset()
+            answer.QueryRetrieveLevel = "STUDY"
+            answer.PatientID = ds.PatientID
+            answer.StudyInstanceUID = ds.StudyInstanceUID
+            answer.PatientName = ds.PatientName
+            yield 0xFF00, answer
+
+    def _move(self, event):
+        destination = self.destinations.get(event.move_destination.strip() if isinstance(event.move_destination, str)
+                                            else event.move_destination.decode().strip())
+        if destination is None:
+            yield None, None
+            return
+        matches = self._matching(event.identifier)
+        yield destination[0], destination[1]
+        yield len(matches)
+        for ds in matches:
+            yield 0xFF00, ds
+
+    def _get(self, event):
+        matches = self._matching(event.identifier)
+        yield len(matches)
+        for ds in matches:
+            yield 0xFF00, ds
+
+    def stop(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def remote():
+    pacs = RemotePacs(servers.free_port())
+    yield pacs
+    pacs.stop()
+
+
+def put_modality(server, name, body):
+    return servers.request_json(f"{server.url}/modalities/{name}", method="PUT", body=json.dumps(body).encode())
+
+
+def test_modalities_are_created_listed_shown_and_deleted(server_factory):
+    server = server_factory()
+    assert put_modality(server, "ct1", {"AET": "CT1", "Host": "10.0.0.5", "Port": 104, "AllowFind": False}) == (200, {})
+    assert put_modality(server, "mr1", ["MR1", "10.0.0.6", 11112]) == (200, {})
+    assert servers.request_json(server.url + "/modalities") == (200, ["ct1", "mr1"])
+    status, expanded = servers.request_json(server.url + "/modalities?expand")
+    assert expanded["ct1"]["AET"] == "CT1" and expanded["ct1"]["AllowFind"] is False
+    assert expanded["mr1"]["Port"] == 11112 and expanded["mr1"]["AllowFind"] is True
+    status, config = servers.request_json(server.url + "/modalities/ct1/configuration")
+    assert (status, config["Host"]) == (200, "10.0.0.5")
+    assert servers.request_json(server.url + "/modalities/ct1", method="DELETE") == (200, {})
+    assert servers.request_json(server.url + "/modalities") == (200, ["mr1"])
+    status, body = servers.request_json(server.url + "/modalities/ct1/configuration")
+    assert status == 404
+
+
+def test_invalid_modality_is_refused_and_changes_nothing(server_factory):
+    server = server_factory()
+    for body in ({"AET": "X", "Host": "h"}, {"AET": "X" * 17, "Host": "h", "Port": 104},
+                 {"AET": "X", "Host": "h", "Port": 70000}, ["X", "h"], {"AET": "X", "Host": "h", "Port": 1, "AllowFind": "yes"}):
+        status, answer = put_modality(server, "bad", body)
+        assert status == 400, body
+        assert answer["Details"]
+    status, _, _ = servers.request(server.url + "/modalities/bad", method="PUT", body=b"{not json")
+    assert status == 400
+    assert servers.request_json(server.url + "/modalities") == (200, [])
+
+
+def test_echo_succeeds_against_a_live_scp_and_fails_clearly_otherwise(server_factory, remote):
+    server = server_factory()
+    put_modality(server, "remote", {"AET": "REMOTE", "Host": "127.0.0.1", "Port": remote.port})
+    put_modality(server, "nobody", {"AET": "NOBODY", "Host": "127.0.0.1", "Port": servers.free_port()})
+    assert servers.request_json(server.url + "/modalities/remote/echo", method="POST", body=b"{}") == (200, {})
+    status, answer = servers.request_json(server.url + "/modalities/nobody/echo", method="POST", body=b"{}")
+    assert status == 502
+    assert "NOBODY" in answer["Details"]
+    assert servers.request_json(server.url + "/modalities/unknown/echo", method="POST", body=b"{}")[0] == 404
+
+
+def test_store_sends_every_instance_of_a_study(server_factory, remote):
+    server = server_factory()
+    put_modality(server, "remote", {"AET": "REMOTE", "Host": "127.0.0.1", "Port": remote.port})
+    sent = {}
+    for n in range(1, 4):
+        data = make_instance(patient_id="SEND", instance_number=n)
+        status, answer = servers.request_json(server.url + "/instances", method="POST", body=data)
+        sent[pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID] = data
+        study = answer["ParentStudy"]
+    status, answer = servers.request_json(server.url + "/modalities/remote/store", method="POST",
+                                          body=json.dumps({"Resources": [study]}).encode())
+    assert status == 200
+    assert (answer["InstancesCount"], answer["FailedInstancesCount"]) == (3, 0)
+    assert sorted(ds.SOPInstanceUID for ds in remote.received) == sorted(sent)
+    for ds in remote.received:
+        original = pydicom.dcmread(io.BytesIO(sent[ds.SOPInstanceUID]))
+        assert ds.PixelData == original.PixelData
+
+
+def remote_study(remote, patient_id, count):
+    study_uid = uid(patient_id, "remote-study")
+    for n in range(count):
+        remote.held.append(pydicom.dcmread(io.BytesIO(make_instance(
+            patient_id=patient_id, patient_name="REMOTE^PAT", study_uid=study_uid, instance_number=n + 1))))
+    return study_uid
+
+
+@pytest.mark.parametrize("method", ["C-MOVE", "C-GET"])
+def test_query_then_retrieve_brings_the_study_into_the_archive(server_factory, listener_factory, remote, method):
+    server = server_factory()
+    listener = listener_factory(server, ae_title="PACSWEB")
+    remote.destinations["PACSWEB"] = ("127.0.0.1", listener.port)
+    study_uid = remote_study(remote, "RMT-1", 4)
+    remote_study(remote, "OTHER-9", 2)
+    put_modality(server, "remote", {"AET": "REMOTE", "Host": "127.0.0.1", "Port": remote.port})
+
+    status, created = servers.request_json(server.url + "/modalities/remote/query", method="POST",
+                                           body=json.dumps({"Level": "Study", "Query": {"PatientID": "RMT*"}}).encode())
+    assert status == 200
+    query_path = server.url + created["Path"]
+    assert servers.request_json(query_path + "/answers") == (200, ["0"])
+    status, content = servers.request_json(query_path + "/answers/0/content?simplify")
+    assert content["StudyInstanceUID"] == study_uid
+    status, full = servers.request_json(query_path + "/answers/0/content")
+    assert full["0020,000d"]["Value"] == study_uid
+
+    status, report = servers.request_json(query_path + "/retrieve", method="POST",
+                                          body=json.dumps({"TargetAet": "PACSWEB", "RetrieveMethod": method}).encode())
+    assert status == 200, report
+    assert (report["CompletedCount"], report["FailedCount"]) == (4, 0)
+    assert server.sql("SELECT count(*) FROM instance") == [(4,)]
+    assert server.sql("SELECT DISTINCT study_instance_uid FROM study") == [(study_uid,)]
+    assert len(server.storage_files()) == 4
+
+
+def test_unknown_query_is_404_and_bad_query_is_400(server_factory, remote):
+    server = server_factory()
+    put_modality(server, "remote", {"AET": "REMOTE", "Host": "127.0.0.1", "Port": remote.port})
+    assert servers.request_json(server.url + "/queries/nope/answers")[0] == 404
+    status, answer = servers.request_json(server.url + "/modalities/remote/query", method="POST",
+                                          body=json.dumps({"Level": "Galaxy", "Query": {}}).encode())
+    assert status == 400 and "Level" in answer["Details"]
