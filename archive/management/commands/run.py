@@ -57,7 +57,7 @@ class Command(BaseCommand):
             children.append(("dicom", subprocess.Popen(manage + ["dicom_listener"], env=env, cwd=settings.BASE_DIR)))
             children.append(("worker", subprocess.Popen(
                 manage + ["rqworker", "default", "deletions", "transfers"], env=env, cwd=settings.BASE_DIR)))
-            self._wait_http(children)
+            self._wait_listening(children, [("web", settings.HTTP_PORT), ("dicom", settings.DICOM_PORT)])
             self._banner()
             self._supervise(children)
         except KeyboardInterrupt:
@@ -80,18 +80,22 @@ class Command(BaseCommand):
             time.sleep(0.05)
         return process
 
-    def _wait_http(self, children):
+    def _wait_listening(self, children, ports):
+        """Return once every (name, port) accepts connections: the banner must not lie."""
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        waiting = list(ports)
+        while waiting:
             for name, process in children:
                 if process.poll() is not None:
                     raise CommandError(f"the {name} process exited with status {process.returncode} while starting")
+            name, port = waiting[0]
             try:
-                with socket.create_connection(("127.0.0.1", settings.HTTP_PORT), timeout=1):
-                    return
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    waiting.pop(0)
             except OSError:
+                if time.monotonic() > deadline:
+                    raise CommandError(f"the {name} process did not listen on port {port} within 60 s")
                 time.sleep(0.2)
-        raise CommandError(f"the web server did not listen on port {settings.HTTP_PORT} within 60 s")
 
     def _banner(self):
         host = socket.gethostname()
