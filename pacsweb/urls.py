@@ -1,8 +1,8 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import path, re_path
 from django.views.generic import RedirectView
 
-from archive.rest import instances, system
+from archive.rest import instances, resources, system
 from cluster import health
 from cluster import rest as cluster_rest
 
@@ -14,8 +14,15 @@ urlpatterns = [
     path("readyz", health.readyz),
     path("system", system.system),
     path("statistics", system.statistics),
-    path("instances", instances.upload),
+    path("instances", instances.instances),
     path("instances/<str:public_id>/file", instances.file),
+    re_path(r"^(?P<plural>patients|studies|series)$", resources.listing),
+    re_path(r"^(?P<plural>patients|studies|series|instances)/(?P<public_id>[^/]+)$", resources.detail),
+    re_path(r"^(?P<plural>patients|studies|series|instances)/(?P<public_id>[^/]+)/statistics$", resources.statistics),
+    re_path(r"^(?P<plural>patients|studies|series|instances)/(?P<public_id>[^/]+)/"
+            r"(?P<other>patient|study|studies|series|instances)$", resources.related),
+    path("tools/find", resources.find),
+    path("changes", resources.changes),
     path("modalities", cluster_rest.modalities),
     path("modalities/<str:name>", cluster_rest.modality),
     path("modalities/<str:name>/configuration", cluster_rest.modality_configuration),

@@ -18,7 +18,16 @@ ZIP_MAGIC = b"PK\x03\x04"
 
 
 @csrf_exempt
-@require_http_methods(["POST"])
+@require_http_methods(["GET", "POST"])
+def instances(request):
+    """GET lists instances (Orthanc's /instances); POST stores."""
+    if request.method == "GET":
+        from archive.rest.resources import listing
+
+        return listing(request, "instances")
+    return upload(request)
+
+
 @rest_view
 def upload(request):
     """Store the body: one DICOM file, or a ZIP archive of DICOM files."""

@@ -1,0 +1,206 @@
+"""Orthanc-compatible resource routes: lists, details, children, parents, statistics,
+deletion, /tools/find and /changes."""
+
+import json
+
+from django.db.models import Count, Sum
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from archive import query, resources
+from archive.deletion import UnknownResource, delete_resource
+from archive.models import Attachment, Change, Instance, Level
+from archive.rest.errors import error_response, rest_view
+
+LEVEL_NAMES = {"patient": Level.PATIENT, "study": Level.STUDY, "series": Level.SERIES, "instance": Level.INSTANCE}
+
+
+def _level(plural):
+    return resources.LEVEL_OF_PLURAL[plural]
+
+
+def _int_param(request, name):
+    value = request.GET.get(name)
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+    return int(value)
+
+
+def _not_found_empty():
+    # Orthanc answers an unknown id on a resource's own route with an empty 404.
+    return HttpResponse(status=404)
+
+
+@require_http_methods(["GET"])
+@rest_view
+def listing(request, plural):
+    level = _level(plural)
+    try:
+        since, limit = _int_param(request, "since") or 0, _int_param(request, "limit")
+    except ValueError as error:
+        return error_response(request, 400, str(error))
+    rows = resources.queryset(level)
+    end = None if limit is None else since + limit
+    rows = rows[since:end]
+    if "expand" in request.GET:
+        return JsonResponse(resources.describe_many(level, rows), safe=False)
+    return JsonResponse([row.public_id for row in rows.only("public_id")], safe=False)
+
+
+@csrf_exempt
+@require_http_methods(["GET", "DELETE"])
+@rest_view
+def detail(request, plural, public_id):
+    level = _level(plural)
+    if request.method == "DELETE":
+        try:
+            remaining = delete_resource(level, public_id)
+        except UnknownResource:
+            return _not_found_empty()
+        if remaining is None:
+            return JsonResponse({"RemainingAncestor": None})
+        ancestor_level, ancestor_id = remaining
+        return JsonResponse({"RemainingAncestor": {
+            "ID": ancestor_id, "Path": f"/{resources.PLURAL[ancestor_level]}/{ancestor_id}", "Type": ancestor_level}})
+    row = resources.get(level, public_id)
+    if row is None:
+        return _not_found_empty()
+    return JsonResponse(resources.describe(level, row))
+
+
+RELATED = {"patient": Level.PATIENT, "study": Level.STUDY, "studies": Level.STUDY, "series": Level.SERIES,
+           "instances": Level.INSTANCE}
+
+
+def related(request, plural, public_id, other):
+    """/{level}/{id}/{children} or /{level}/{id}/{parent}: "series" is both."""
+    level, other_level = _level(plural), RELATED[other]
+    if resources.ORDER.index(other_level) < resources.ORDER.index(level):
+        return parent(request, plural, public_id, other_level)
+    if resources.ORDER.index(other_level) > resources.ORDER.index(level) and other != "study" and other != "patient":
+        return children(request, plural, public_id, other_level)
+    return error_response(request, 404, f"/{plural}/{{id}}/{other} does not exist", orthanc=(17, "Unknown resource"))
+
+
+@require_http_methods(["GET"])
+@rest_view
+def children(request, plural, public_id, child_level):
+    level = _level(plural)
+    row = resources.MODELS[level].objects.filter(public_id=public_id).first()
+    if row is None:
+        return error_response(request, 404, f"{level.lower()} {public_id} is not in the archive", orthanc=(17, "Unknown resource"))
+    rows = resources.descendants(level, row, child_level)
+    return JsonResponse(resources.describe_many(child_level, rows), safe=False)
+
+
+@require_http_methods(["GET"])
+@rest_view
+def parent(request, plural, public_id, ancestor_level):
+    level = _level(plural)
+    row = resources.MODELS[level].objects.filter(public_id=public_id).first()
+    if row is None:
+        return error_response(request, 404, f"{level.lower()} {public_id} is not in the archive", orthanc=(17, "Unknown resource"))
+    return JsonResponse(resources.describe(ancestor_level, resources.ancestor(level, row, ancestor_level)))
+
+
+@require_http_methods(["GET"])
+@rest_view
+def statistics(request, plural, public_id):
+    level = _level(plural)
+    row = resources.MODELS[level].objects.filter(public_id=public_id).first()
+    if row is None:
+        return error_response(request, 404, f"{level.lower()} {public_id} is not in the archive", orthanc=(17, "Unknown resource"))
+    if level == Level.INSTANCE:
+        instances = Instance.objects.filter(pk=row.pk)
+    else:
+        instances = Instance.objects.filter(**{resources.BY_ANCESTOR[Level.INSTANCE][level]: row.pk})
+    counts = instances.aggregate(
+        n_instances=Count("pk"), n_series=Count("series", distinct=True), n_studies=Count("series__study", distinct=True))
+    size = Attachment.objects.filter(resource_id__in=instances.values("public_id")).aggregate(s=Sum("size"))["s"] or 0
+    answer = {"DiskSize": str(size), "DiskSizeMB": size // 2**20, "UncompressedSize": str(size),
+              "UncompressedSizeMB": size // 2**20, "DicomDiskSize": str(size), "DicomDiskSizeMB": size // 2**20,
+              "DicomUncompressedSize": str(size), "DicomUncompressedSizeMB": size // 2**20}
+    if level in (Level.PATIENT, Level.STUDY, Level.SERIES):
+        answer["CountInstances"] = counts["n_instances"]
+    if level in (Level.PATIENT, Level.STUDY):
+        answer["CountSeries"] = counts["n_series"]
+    if level == Level.PATIENT:
+        answer["CountStudies"] = counts["n_studies"]
+    return JsonResponse(answer)
+
+
+@csrf_exempt
+@require_http_methods(["POST"])
+@rest_view
+def find(request):
+    """POST /tools/find: Orthanc's search, run by the one query engine."""
+    try:
+        body = json.loads(request.body or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return error_response(request, 400, f"the body is not valid JSON: {error}")
+    if not isinstance(body, dict):
+        return error_response(request, 400, 'expected an object: {"Level": ..., "Query": {...}}')
+    level = LEVEL_NAMES.get(str(body.get("Level", "")).lower())
+    if level is None:
+        return error_response(request, 400, "Level must be Patient, Study, Series or Instance")
+    criteria = body.get("Query", {})
+    if not isinstance(criteria, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in criteria.items()):
+        return error_response(request, 400, "Query must map DICOM keywords to strings")
+    for name in ("Limit", "Since"):
+        if name in body and (not isinstance(body[name], int) or isinstance(body[name], bool) or body[name] < 0):
+            return error_response(request, 400, f"{name} must be a non-negative integer")
+    for name in ("Expand", "CaseSensitive"):
+        if name in body and not isinstance(body[name], bool):
+            return error_response(request, 400, f"{name} must be true or false")
+    requested = body.get("RequestedTags", [])
+    if not isinstance(requested, list) or not all(isinstance(t, str) for t in requested):
+        return error_response(request, 400, "RequestedTags must be a list of DICOM keywords")
+    try:
+        matches, _ = query.find(
+            query.Query(level=level, criteria=criteria, case_sensitive_names=body.get("CaseSensitive", False),
+                        limit=body.get("Limit") or None, offset=body.get("Since", 0)),
+            return_keys=requested,
+        )
+    except query.InvalidQuery as error:
+        return error_response(request, 400, str(error))
+    if not body.get("Expand"):
+        return JsonResponse([m.row.public_id for m in matches], safe=False)
+    rows = resources.queryset(level).filter(pk__in=[m.row.pk for m in matches])
+    described = {d["ID"]: d for d in resources.describe_many(level, rows)}
+    answer = []
+    for match in matches:
+        item = described[match.row.public_id]
+        if requested:
+            item["RequestedTags"] = {k: match.values.get(k, "") for k in requested}
+        answer.append(item)
+    return JsonResponse(answer, safe=False)
+
+
+@csrf_exempt
+@require_http_methods(["GET", "DELETE"])
+@rest_view
+def changes(request):
+    if request.method == "DELETE":
+        Change.objects.all().delete()
+        return JsonResponse({})
+    try:
+        since = _int_param(request, "since") or 0
+        limit = _int_param(request, "limit")
+    except ValueError as error:
+        return error_response(request, 400, str(error))
+    limit = 100 if limit is None else min(limit, 10000)
+    rows = list(Change.objects.filter(seq__gt=since).order_by("seq")[: limit + 1])
+    done = len(rows) <= limit
+    rows = rows[:limit]
+    last = rows[-1].seq if rows else (Change.objects.order_by("-seq").values_list("seq", flat=True).first() or 0)
+    return JsonResponse({
+        "Changes": [{
+            "ChangeType": c.change_type, "Date": resources.orthanc_time(c.date), "ID": c.public_id,
+            "Path": f"/{resources.PLURAL[c.level]}/{c.public_id}", "ResourceType": c.level, "Seq": c.seq,
+        } for c in rows],
+        "Done": done,
+        "Last": last,
+    })

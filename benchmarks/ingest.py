@@ -1,0 +1,340 @@
+"""Ingest benchmark: POST /instances throughput of pacsweb and of Orthanc, side by side.
+
+    .venv/bin/python -m benchmarks.ingest                 # -n 200, every target, concurrency 1 and 4
+    .venv/bin/python -m benchmarks.ingest -n 20 --targets pacsweb-sqlite orthanc-sqlite
+
+For every target (pacsweb or Orthanc, each on SQLite and on PostgreSQL), size
+class (512x512 CT ≈ 0.5 MB, 64x64 CT ≈ 9 kB) and concurrency, a fresh empty
+server is started, warmed up, sent the same N distinct instances by C client
+threads over keep-alive connections, checked with GET /statistics, and stopped.
+One line of the table per measurement. The PostgreSQL server is the one in
+DATABASE_URL, or a throwaway embedded one when that is unset; every server gets
+its own database on it.
+
+Everything runs on this machine: the client threads share the CPUs with the
+server under test (and with PostgreSQL), so figures compare targets with each
+other, not with a deployment. Exits 1 when any request failed or any count is wrong.
+"""
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import platform
+import queue
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+import psycopg
+
+from benchmarks import orthanc
+from tests import servers
+from tests.dicomgen import make_instance, uid
+from tests.services import EmbeddedPostgres, remove, scratch_dir
+
+TARGETS = {
+    # name: (product, database)
+    "pacsweb-sqlite": ("pacsweb", "sqlite"),
+    "pacsweb-postgres": ("pacsweb", "postgres"),
+    "orthanc-sqlite": ("orthanc", "sqlite"),
+    "orthanc-postgres": ("orthanc", "postgres"),
+}
+SIZES = {"large": 512, "small": 64}  # rows = columns of the 16-bit CT
+STUDIES = 4
+REQUEST_TIMEOUT = 300
+
+
+def main():
+    args = parse_args()
+    print_header(args)
+    with postgres_server(args.targets) as postgres_url:
+        if postgres_url:
+            with psycopg.connect(postgres_url) as conn:
+                print(f"PostgreSQL: {conn.info.parameter_status('server_version')} at {postgres_url}")
+        print()
+        failed = run(args, postgres_url)
+    print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if failed:
+        print("FAILED: some requests failed or some counts are wrong (see above)")
+    return 1 if failed else 0
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ingest", description=__doc__.split("\n")[0])
+    parser.add_argument("-n", type=int, default=200, help="instances stored per measurement (default 200)")
+    parser.add_argument("--targets", nargs="+", choices=list(TARGETS), default=list(TARGETS))
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
+    parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 4])
+    parser.add_argument("--warmup", type=int, default=3,
+                        help="instances each connection stores before the clock starts (default 3)")
+    parser.add_argument("--workers", type=int, default=4, help="pacsweb gunicorn processes (default 4)")
+    parser.add_argument("--threads", type=int, default=4, help="pacsweb threads per process (default 4)")
+    return parser.parse_args()
+
+
+def print_header(args):
+    command = shlex.join([os.path.relpath(sys.executable), "-m", "benchmarks.ingest", *sys.argv[1:]])
+    print(f"command: {command}")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    print(f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}, "
+          f"{memory_gb():.1f} GB RAM, load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"software: Python {platform.python_version()}, pacsweb {git_revision()}, Orthanc {orthanc.version()}")
+    print(f"pacsweb: gunicorn gthread, {args.workers} workers x {args.threads} threads, "
+          "other settings at their defaults (fsync on, PostgreSQL pool of 4 per process)")
+    print("Orthanc: Debian package defaults (fsync on, HTTP threads 50, "
+          "PostgreSQL index plugin with 1 connection), TCP_NODELAY=1")
+    print(f"each measurement: fresh server, {args.warmup} warm-up instances per connection, then -n {args.n} "
+          f"instances over {STUDIES} studies; MB = 10^6 bytes; latency = one POST, seen by the client")
+    print("NOTE: preliminary figures - client and servers share this machine, which may be running other work.")
+
+
+def cpu_model():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def memory_gb():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 2**20
+    return 0.0
+
+
+def git_revision():
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=servers.REPO, capture_output=True, text=True).stdout.strip()
+
+    revision = git("rev-parse", "--short", "HEAD") or "unknown"
+    return revision + (" (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+@contextlib.contextmanager
+def postgres_server(targets):
+    """The admin URL of the PostgreSQL server the postgres targets use (None when none does)."""
+    if not any(TARGETS[t][1] == "postgres" for t in targets):
+        yield None
+    elif os.environ.get("DATABASE_URL"):
+        yield os.environ["DATABASE_URL"]
+    else:
+        directory = scratch_dir("bench-postgres-")
+        server = EmbeddedPostgres(directory)
+        # tests.servers creates pacsweb's databases on the server in DATABASE_URL.
+        os.environ["DATABASE_URL"] = server.url
+        try:
+            yield server.url
+        finally:
+            del os.environ["DATABASE_URL"]
+            server.stop()
+            remove(directory)
+
+
+# --- the instances ------------------------------------------------------------
+
+
+def instances(size, count, purpose):
+    """`count` distinct CT instances of one size class over STUDIES studies of two patients.
+
+    `purpose` ("measure" or "warmup") is part of every UID, so warm-up instances
+    never collide with measured ones.
+    """
+    side = SIZES[size]
+    files = []
+    for i in range(count):
+        study = i % STUDIES
+        study_uid = uid("bench-ingest", size, purpose, study)
+        series_uid = uid(study_uid, "series")
+        files.append(make_instance(
+            patient_id=f"BENCH-{study % 2}", study_uid=study_uid, series_uid=series_uid,
+            sop_uid=uid(series_uid, i), instance_number=i // STUDIES + 1, rows=side, columns=side,
+        ))
+    return files
+
+
+# --- the servers ------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    url: str
+    auth_header: str
+    log: Callable[[], str]  # the server's log so far, shown when a request fails
+
+
+@contextlib.contextmanager
+def start(name, args, postgres_url):
+    product, database = TARGETS[name]
+    if product == "orthanc":
+        with orthanc.OrthancServer(database, postgres_url=postgres_url) as server:
+            yield Target(server.url, server.auth_header, server.log)
+        return
+    directory = scratch_dir("bench-pacsweb-")
+    server = None
+    try:
+        server = servers.Server(directory, database=database, workers=args.workers, threads=args.threads)
+        yield Target(server.url, servers.auth_header(), server.output)
+    finally:
+        if server is not None:
+            server.stop()
+            if server.database_url:
+                name = urlparse(server.database_url).path.lstrip("/")
+                with psycopg.connect(postgres_url, autocommit=True) as conn:
+                    conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        remove(directory)
+
+
+# --- one measurement --------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    elapsed: float = 0.0
+    latencies: list = field(default_factory=list)
+    errors: list = field(default_factory=list)  # one message per failed request
+    stored: int = -1  # CountInstances after the run
+
+
+def measure(target, files, warmup_files, concurrency):
+    """Store `files` with `concurrency` threads, each on its own keep-alive connection.
+
+    Every thread first stores its share of `warmup_files` on its connection (the
+    server's processes and threads get past their first request), then all start
+    together on a shared queue; the clock runs from that start to the last answer.
+    """
+    result = Result()
+    address = urlparse(target.url)
+    work = queue.SimpleQueue()
+    for body in files:
+        work.put(body)
+    ready = threading.Barrier(concurrency + 1)
+    lock = threading.Lock()
+
+    def client(index):
+        conn = http.client.HTTPConnection(address.hostname, address.port, timeout=REQUEST_TIMEOUT)
+        try:
+            for body in warmup_files[index::concurrency]:
+                error = post(conn, target.auth_header, body)
+                if error:
+                    with lock:
+                        result.errors.append("warm-up: " + error)
+            ready.wait()
+            while True:
+                try:
+                    body = work.get_nowait()
+                except queue.Empty:
+                    return
+                started = time.perf_counter()
+                error = post(conn, target.auth_header, body)
+                took = time.perf_counter() - started
+                with lock:
+                    result.latencies.append(took)
+                    if error:
+                        result.errors.append(error)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    result.elapsed = time.perf_counter() - started
+    result.stored = count_instances(target)
+    return result
+
+
+def post(conn, auth_header, body):
+    """Store one instance; None on success, else what went wrong."""
+    try:
+        conn.request("POST", "/instances", body=body,
+                     headers={"Authorization": auth_header, "Content-Type": "application/dicom"})
+        response = conn.getresponse()
+        answer = response.read()
+    except (OSError, http.client.HTTPException) as error:
+        conn.close()  # the next request opens a new connection
+        return f"{type(error).__name__}: {error}"
+    if response.status != 200:
+        return f"HTTP {response.status}: {answer[:300].decode(errors='replace')}"
+    try:
+        status = json.loads(answer)["Status"]
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP 200 with an unexpected body: {answer[:300].decode(errors='replace')}"
+    return None if status == "Success" else f"Status {status!r} instead of 'Success'"
+
+
+def count_instances(target):
+    address = urlparse(target.url)
+    conn = http.client.HTTPConnection(address.hostname, address.port, timeout=REQUEST_TIMEOUT)
+    try:
+        conn.request("GET", "/statistics", headers={"Authorization": target.auth_header})
+        response = conn.getresponse()
+        answer = response.read()
+        return json.loads(answer)["CountInstances"] if response.status == 200 else -1
+    finally:
+        conn.close()
+
+
+# --- the whole run ----------------------------------------------------------------
+
+COLUMNS = ("target", "database", "size", "conc", "inst/s", "MB/s", "p50 ms", "p95 ms", "errors", "stored")
+ROW = "{:<8} {:<9} {:<14} {:>4} {:>8} {:>7} {:>7} {:>7} {:>6} {:>9}"
+
+
+def run(args, postgres_url):
+    files = {}
+    for size in args.sizes:
+        files[size] = instances(size, args.n, "measure")
+        files[size + "-warmup"] = instances(size, args.warmup * max(args.concurrency), "warmup")
+    print(ROW.format(*COLUMNS))
+    failed = False
+    problems = []
+    for name in args.targets:
+        product, database = TARGETS[name]
+        for size in args.sizes:
+            megabytes = sum(len(body) for body in files[size]) / 1e6
+            size_label = f"{size} {megabytes / args.n * 1000:.0f} kB"
+            for concurrency in args.concurrency:
+                warmup_files = files[size + "-warmup"][: args.warmup * concurrency]
+                with start(name, args, postgres_url) as target:
+                    result = measure(target, files[size], warmup_files, concurrency)
+                    expected = len(warmup_files) + args.n
+                    if result.errors or result.stored != expected:
+                        failed = True
+                        problems.append((f"{name} {size} x{concurrency}", result, expected, target.log()))
+                latencies = sorted(result.latencies)
+                print(ROW.format(
+                    product, database, size_label, concurrency,
+                    f"{args.n / result.elapsed:.1f}", f"{megabytes / result.elapsed:.1f}",
+                    f"{percentile(latencies, 50) * 1000:.0f}", f"{percentile(latencies, 95) * 1000:.0f}",
+                    len(result.errors), f"{result.stored}/{expected}",
+                ), flush=True)
+    for label, result, expected, log in problems:
+        print(f"\n--- {label}: {len(result.errors)} failed request(s), {result.stored} of {expected} instances stored")
+        for message in sorted(set(result.errors))[:10]:
+            print(f"  {result.errors.count(message)} x {message}")
+        print("  last lines of the server log:")
+        for line in log.splitlines()[-20:]:
+            print("    " + line)
+    return failed
+
+
+def percentile(ordered, p):
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
