@@ -2,9 +2,11 @@ from django.contrib import admin
 from django.urls import path, re_path
 from django.views.generic import RedirectView
 
-from archive.rest import instances, resources, system
+from archive.rest import annotations, instances, resources, system
 from cluster import health
 from cluster import rest as cluster_rest
+
+RESOURCE = r"(?P<plural>patients|studies|series|instances)/(?P<public_id>[^/]+)"
 
 urlpatterns = [
     # The console arrives at /ui/; until then the browser's entry is the admin.
@@ -21,6 +23,13 @@ urlpatterns = [
     re_path(r"^(?P<plural>patients|studies|series|instances)/(?P<public_id>[^/]+)/statistics$", resources.statistics),
     re_path(r"^(?P<plural>patients|studies|series|instances)/(?P<public_id>[^/]+)/"
             r"(?P<other>patient|study|studies|series|instances)$", resources.related),
+    re_path(rf"^{RESOURCE}/metadata$", annotations.metadata_list),
+    re_path(rf"^{RESOURCE}/metadata/(?P<name>[^/]+)$", annotations.metadata_item),
+    re_path(rf"^{RESOURCE}/attachments$", annotations.attachment_list),
+    re_path(rf"^{RESOURCE}/attachments/(?P<name>[^/]+)$", annotations.attachment_item),
+    re_path(rf"^{RESOURCE}/attachments/(?P<name>[^/]+)/(?P<part>[a-z-]+)$", annotations.attachment_part),
+    path("instances/<str:public_id>/tags", annotations.instance_tags),
+    path("instances/<str:public_id>/simplified-tags", annotations.instance_tags, {"simplified": True}),
     path("tools/find", resources.find),
     path("changes", resources.changes),
     path("modalities", cluster_rest.modalities),

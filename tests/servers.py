@@ -96,7 +96,7 @@ class Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "pacsweb.wsgi", "--bind", f"127.0.0.1:{self.port}",
              "--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads),
-             "--graceful-timeout", "5"],
+             "--graceful-timeout", "5", "--no-control-socket"],
             env=self.env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
         )
         self.url = f"http://127.0.0.1:{self.port}"

@@ -42,12 +42,11 @@ def listing(request, plural):
         since, limit = _int_param(request, "since") or 0, _int_param(request, "limit")
     except ValueError as error:
         return error_response(request, 400, str(error))
-    rows = resources.queryset(level)
     end = None if limit is None else since + limit
-    rows = rows[since:end]
     if "expand" in request.GET:
-        return JsonResponse(resources.describe_many(level, rows), safe=False)
-    return JsonResponse([row.public_id for row in rows.only("public_id")], safe=False)
+        return JsonResponse(resources.describe_many(level, resources.queryset(level)[since:end]), safe=False)
+    ids = resources.MODELS[level].objects.order_by("pk").values_list("public_id", flat=True)[since:end]
+    return JsonResponse(list(ids), safe=False)
 
 
 @csrf_exempt

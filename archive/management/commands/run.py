@@ -52,7 +52,10 @@ class Command(BaseCommand):
                  "--bind", f"{bind}:{settings.HTTP_PORT}",
                  "--worker-class", "gthread", "--workers", str(web_workers), "--threads", str(web_threads),
                  "--timeout", "300", "--graceful-timeout", str(STOP_TIMEOUT),
-                 "--access-logfile", "-", "--log-level", "warning"],
+                 "--access-logfile", "-", "--log-level", "warning",
+                 # gunicorn's control socket has one default path per user: two
+                 # nodes on one machine would fight over it.
+                 "--no-control-socket"],
                 env=env, cwd=settings.BASE_DIR)))
             children.append(("dicom", subprocess.Popen(manage + ["dicom_listener"], env=env, cwd=settings.BASE_DIR)))
             children.append(("worker", subprocess.Popen(

@@ -1,0 +1,229 @@
+"""Metadata and attachments of resources, with revisions (DESIGN §3).
+
+Each write of a metadata value or an attachment increments its revision. A write
+or delete that names the revision it expects (HTTP If-Match) is applied with a
+conditional UPDATE ... WHERE revision = expected, so of two clients that read
+revision 3, exactly one writes revision 4 and the other gets StaleRevision.
+"""
+
+import re
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from archive import resources
+from archive.models import Attachment, Change, ChangeType, Metadata
+from archive.storage import get_storage
+from pacsweb import db
+
+NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Orthanc's instance metadata that the archive sets itself: read-only.
+SYSTEM_METADATA = ("ReceptionDate", "RemoteAET", "RemoteIP", "CalledAET", "Origin", "TransferSyntax",
+                   "SopClassUid", "IndexInSeries", "MainDicomTagsSignature")
+
+
+class UnknownResource(Exception):
+    pass
+
+
+class UnknownItem(Exception):
+    pass
+
+
+class StaleRevision(Exception):
+    """The If-Match revision is not the current one: someone else wrote first."""
+
+
+class ReadOnlyItem(Exception):
+    pass
+
+
+class InvalidName(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Item:
+    value: str
+    revision: int
+
+
+def system_metadata(level, row):
+    """The metadata Orthanc keeps for an instance, from the instance row."""
+    if level != resources.Level.INSTANCE:
+        return {}
+    values = {
+        "ReceptionDate": resources.orthanc_time(row.created_at),
+        "Origin": row.origin,
+        "TransferSyntax": row.transfer_syntax_uid,
+        "SopClassUid": row.sop_class_uid,
+        "RemoteAET": row.remote_aet,
+        "RemoteIP": row.remote_ip,
+        "CalledAET": row.called_aet,
+    }
+    if row.instance_number is not None:
+        values["IndexInSeries"] = str(row.instance_number)
+    return {k: v for k, v in values.items() if v}
+
+
+def _resource(level, public_id):
+    row = resources.MODELS[level].objects.filter(public_id=public_id).first()
+    if row is None:
+        raise UnknownResource(public_id)
+    return row
+
+
+def list_metadata(level, public_id):
+    row = _resource(level, public_id)
+    values = {name: Item(value, 0) for name, value in system_metadata(level, row).items()}
+    for name, value, revision in Metadata.objects.filter(resource_id=public_id).values_list("name", "value", "revision"):
+        values[name] = Item(value, revision)
+    return values
+
+
+def get_metadata(level, public_id, name):
+    values = list_metadata(level, public_id)
+    if name not in values:
+        raise UnknownItem(name)
+    return values[name]
+
+
+def set_metadata(level, public_id, name, value, expected_revision=None):
+    """Write a user metadata value; return its new revision."""
+    _check_name(name)
+    return db.run(_set_metadata, level, public_id, name, value, expected_revision)
+
+
+def _set_metadata(level, public_id, name, value, expected_revision):
+    _resource(level, public_id)
+    rows = Metadata.objects.filter(resource_id=public_id, name=name)
+    if expected_revision is not None:
+        updated = rows.filter(revision=expected_revision).update(value=value, revision=expected_revision + 1)
+        if updated != 1:
+            raise UnknownItem(name) if not rows.exists() else StaleRevision(name)
+        revision = expected_revision + 1
+    else:
+        current = rows.values_list("revision", flat=True).first()
+        if current is None:
+            _insert_or_retry(Metadata, level=level, resource_id=public_id, name=name, value=value, revision=1)
+            revision = 1
+        else:
+            if rows.filter(revision=current).update(value=value, revision=current + 1) != 1:
+                raise db.Retry(f"metadata {name} changed under us")
+            revision = current + 1
+    _log(ChangeType.UPDATED_METADATA, level, public_id)
+    return revision
+
+
+def delete_metadata(level, public_id, name, expected_revision=None):
+    _check_name(name)
+    db.run(_delete_item, Metadata, level, public_id, name, expected_revision, ChangeType.UPDATED_METADATA)
+
+
+def _delete_item(model, level, public_id, name, expected_revision, change):
+    _resource(level, public_id)
+    rows = model.objects.filter(resource_id=public_id, name=name)
+    found = rows.values_list("revision", flat=True).first()
+    if found is None:
+        raise UnknownItem(name)
+    if expected_revision is not None and found != expected_revision:
+        raise StaleRevision(name)
+    key = rows.values_list("storage_key", flat=True).first() if model is Attachment else None
+    if rows.filter(revision=found).delete()[0] == 0:
+        raise db.Retry(f"{name} changed under us")
+    _log(change, level, public_id)
+    return key
+
+
+# --- attachments -----------------------------------------------------------
+
+
+def list_attachments(level, public_id):
+    _resource(level, public_id)
+    return {a["name"]: a for a in Attachment.objects.filter(resource_id=public_id).values("name", "size", "md5", "revision", "storage_key")}
+
+
+def get_attachment(level, public_id, name):
+    attachments = list_attachments(level, public_id)
+    if name not in attachments:
+        raise UnknownItem(name)
+    return attachments[name]
+
+
+def set_attachment(level, public_id, name, stream, expected_revision=None):
+    """Store the bytes as the named attachment; return its new revision."""
+    _check_name(name)
+    if name == Attachment.DICOM:
+        raise ReadOnlyItem("the DICOM file of an instance cannot be replaced")
+    storage = get_storage()
+    stored = storage.put(stream)
+    try:
+        revision, old_key = db.run(_set_attachment, level, public_id, name, stored, expected_revision)
+    except BaseException:
+        storage.delete(stored.key)
+        raise
+    if old_key:
+        storage.delete(old_key)
+    return revision
+
+
+def _set_attachment(level, public_id, name, stored, expected_revision):
+    _resource(level, public_id)
+    rows = Attachment.objects.filter(resource_id=public_id, name=name)
+    current = rows.values("revision", "storage_key").first()
+    if current is None:
+        if expected_revision is not None:
+            raise UnknownItem(name)
+        _insert_or_retry(Attachment, level=level, resource_id=public_id, name=name, storage_key=stored.key,
+                         size=stored.size, md5=stored.md5, revision=1)
+        revision, old_key = 1, None
+    else:
+        if expected_revision is not None and current["revision"] != expected_revision:
+            raise StaleRevision(name)
+        revision = current["revision"] + 1
+        if rows.filter(revision=current["revision"]).update(
+                storage_key=stored.key, size=stored.size, md5=stored.md5, revision=revision) != 1:
+            if expected_revision is not None:
+                raise StaleRevision(name)
+            raise db.Retry(f"attachment {name} changed under us")
+        old_key = current["storage_key"]
+    _log(ChangeType.UPDATED_ATTACHMENT, level, public_id)
+    return revision, old_key
+
+
+def delete_attachment(level, public_id, name, expected_revision=None):
+    _check_name(name)
+    if name == Attachment.DICOM:
+        raise ReadOnlyItem("the DICOM file is deleted with its instance")
+    key = db.run(_delete_item, Attachment, level, public_id, name, expected_revision, ChangeType.UPDATED_ATTACHMENT)
+    if key:
+        get_storage().delete(key)
+
+
+def _check_name(name):
+    if not NAME.match(name):
+        raise InvalidName(f"{name!r}: names have 1 to 64 letters, digits, '_', '-' or '.'")
+    if name in SYSTEM_METADATA:
+        raise ReadOnlyItem(f"{name} is set by the archive and cannot be changed")
+
+
+def _insert_or_retry(model, **values):
+    # Two first writers of the same name: ON CONFLICT keeps one, the other replays
+    # and then sees a row to update.
+    columns = ", ".join(values)
+    placeholders = ", ".join(["%s"] * len(values))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({placeholders}) "
+            "ON CONFLICT (resource_id, name) DO NOTHING RETURNING id",
+            list(values.values()),
+        )
+        if cursor.fetchone() is None:
+            raise db.Retry(f"{values['name']} created concurrently")
+
+
+def _log(change, level, public_id):
+    Change.objects.create(change_type=change, level=level, public_id=public_id, node=settings.NODE_NAME,
+                          date=timezone.now())

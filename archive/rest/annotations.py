@@ -1,0 +1,142 @@
+"""Orthanc's metadata and attachment routes, with revisions (ETag / If-Match),
+and the tag routes of instances."""
+
+from django.http import FileResponse, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from archive import annotations, resources
+from archive.rest import orthanc_tags
+from archive.rest.errors import error_response, rest_view
+from archive.rest.instances import spool
+from archive.storage import get_storage
+
+
+def _level(plural):
+    return resources.LEVEL_OF_PLURAL[plural]
+
+
+def _expected_revision(request):
+    header = request.META.get("HTTP_IF_MATCH")
+    if header is None:
+        return None
+    text = header.strip().strip('"')
+    if not text.isdigit():
+        raise ValueError(f"If-Match must be a revision number, not {header!r}")
+    return int(text)
+
+
+def annotation_view(view):
+    """Map the annotation errors to Orthanc's statuses."""
+
+    @rest_view
+    def wrapper(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except annotations.UnknownResource as error:
+            return error_response(request, 404, f"resource {error} is not in the archive", orthanc=(17, "Unknown resource"))
+        except annotations.UnknownItem as error:
+            return error_response(request, 404, f"{error} does not exist", orthanc=(7, "Inexistent item"))
+        except annotations.StaleRevision as error:
+            return error_response(request, 409, f"{error} has changed since that revision: read it again",
+                                  orthanc=(43, "The revision has changed"))
+        except annotations.ReadOnlyItem as error:
+            return error_response(request, 403, str(error))
+        except (annotations.InvalidName, ValueError) as error:
+            return error_response(request, 400, str(error))
+
+    return csrf_exempt(wrapper)
+
+
+def _with_revision(response, revision):
+    response["ETag"] = f'"{revision}"'
+    return response
+
+
+@require_http_methods(["GET"])
+@annotation_view
+def metadata_list(request, plural, public_id):
+    values = annotations.list_metadata(_level(plural), public_id)
+    if "expand" in request.GET:
+        return JsonResponse({name: item.value for name, item in values.items()})
+    return JsonResponse(list(values), safe=False)
+
+
+@require_http_methods(["GET", "PUT", "DELETE"])
+@annotation_view
+def metadata_item(request, plural, public_id, name):
+    level = _level(plural)
+    if request.method == "GET":
+        item = annotations.get_metadata(level, public_id, name)
+        return _with_revision(HttpResponse(item.value, content_type="text/plain"), item.revision)
+    expected = _expected_revision(request)
+    if request.method == "PUT":
+        try:
+            value = request.body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("a metadata value is UTF-8 text")
+        revision = annotations.set_metadata(level, public_id, name, value, expected)
+        return _with_revision(JsonResponse({}), revision)
+    annotations.delete_metadata(level, public_id, name, expected)
+    return JsonResponse({})
+
+
+@require_http_methods(["GET"])
+@annotation_view
+def attachment_list(request, plural, public_id):
+    attachments = annotations.list_attachments(_level(plural), public_id)
+    if "full" in request.GET:
+        return JsonResponse({name: index for index, name in enumerate(attachments, 1)})
+    return JsonResponse(list(attachments), safe=False)
+
+
+@require_http_methods(["GET", "PUT", "DELETE"])
+@annotation_view
+def attachment_item(request, plural, public_id, name):
+    level = _level(plural)
+    if request.method == "GET":
+        item = annotations.get_attachment(level, public_id, name)
+        return _with_revision(JsonResponse(["compressed-data", "compressed-md5", "compressed-size", "data", "info",
+                                            "is-compressed", "md5", "size", "uncompressed-data", "uncompressed-md5",
+                                            "uncompressed-size"], safe=False), item["revision"])
+    expected = _expected_revision(request)
+    if request.method == "PUT":
+        with spool(request) as body:
+            revision = annotations.set_attachment(level, public_id, name, body, expected)
+        return _with_revision(JsonResponse({}), revision)
+    annotations.delete_attachment(level, public_id, name, expected)
+    return JsonResponse({})
+
+
+@require_http_methods(["GET"])
+@annotation_view
+def attachment_part(request, plural, public_id, name, part):
+    item = annotations.get_attachment(_level(plural), public_id, name)
+    part = part.removeprefix("uncompressed-").removeprefix("compressed-")
+    if part == "data":
+        response = FileResponse(get_storage().open(item["storage_key"]), content_type="application/octet-stream")
+        response["Content-Length"] = str(item["size"])
+        return _with_revision(response, item["revision"])
+    if part == "size":
+        return _with_revision(HttpResponse(str(item["size"]), content_type="text/plain"), item["revision"])
+    if part == "md5":
+        return _with_revision(HttpResponse(item["md5"], content_type="text/plain"), item["revision"])
+    if part == "is-compressed":
+        return HttpResponse("0", content_type="text/plain")
+    if part == "info":
+        return _with_revision(JsonResponse({"Revision": item["revision"], "Size": item["size"], "MD5": item["md5"],
+                                            "Uuid": item["storage_key"]}), item["revision"])
+    return error_response(request, 404, f"unknown attachment route {part}", orthanc=(17, "Unknown resource"))
+
+
+@require_http_methods(["GET"])
+@annotation_view
+def instance_tags(request, public_id, simplified=False):
+    item = annotations.get_attachment(resources.Level.INSTANCE, public_id, "dicom")
+    with get_storage().open(item["storage_key"]) as stream:
+        dataset = orthanc_tags.read(stream)
+    if simplified or "simplify" in request.GET:
+        return JsonResponse(orthanc_tags.simplified(dataset))
+    if "short" in request.GET:
+        return JsonResponse(orthanc_tags.short(dataset))
+    return JsonResponse(orthanc_tags.full(dataset))

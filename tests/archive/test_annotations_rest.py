@@ -1,0 +1,70 @@
+"""Metadata and attachments with revisions; instance tags."""
+
+import pytest
+
+from tests.dicomgen import make_instance
+
+
+@pytest.fixture
+def instance(api):
+    response = api.generic("POST", "/instances", make_instance(patient_name="DOE^JOHN"), content_type="application/dicom")
+    return response.json()
+
+
+def test_system_metadata_of_an_instance(api, instance):
+    values = api.get(f"/instances/{instance['ID']}/metadata?expand").json()
+    assert values["Origin"] == "RestApi"
+    assert values["TransferSyntax"] == "1.2.840.10008.1.2.1"
+    assert values["IndexInSeries"] == "1"
+    assert len(values["ReceptionDate"]) == 15
+    response = api.put(f"/instances/{instance['ID']}/metadata/Origin", "x", content_type="text/plain")
+    assert response.status_code == 403
+
+
+def test_metadata_revisions_with_if_match(api, instance):
+    url = f"/studies/{instance['ParentStudy']}/metadata/Comment"
+    first = api.put(url, "first", content_type="text/plain")
+    assert first.status_code == 200 and first["ETag"] == '"1"'
+    read = api.get(url)
+    assert (read.content, read["ETag"]) == (b"first", '"1"')
+    second = api.put(url, "second", content_type="text/plain", HTTP_IF_MATCH='"1"')
+    assert second["ETag"] == '"2"'
+    stale = api.put(url, "lost", content_type="text/plain", HTTP_IF_MATCH='"1"')
+    assert stale.status_code == 409
+    assert api.get(url).content == b"second"
+    assert api.delete(url, HTTP_IF_MATCH='"1"').status_code == 409
+    assert api.delete(url, HTTP_IF_MATCH='"2"').status_code == 200
+    assert api.get(url).status_code == 404
+    assert api.put(url, "x", content_type="text/plain", HTTP_IF_MATCH="abc").status_code == 400
+    assert api.put(f"/studies/{instance['ParentStudy']}/metadata/bad name", "x", content_type="text/plain").status_code in (400, 404)
+
+
+def test_attachments_store_bytes_with_revisions(api, instance, storage_dir):
+    url = f"/series/{instance['ParentSeries']}/attachments/report"
+    assert api.put(url, b"\x00\x01binary", content_type="application/octet-stream")["ETag"] == '"1"'
+    data = api.get(url + "/data")
+    assert b"".join(data.streaming_content) == b"\x00\x01binary"
+    assert api.get(url + "/size").content == b"8"
+    assert api.put(url, b"v2", content_type="application/octet-stream", HTTP_IF_MATCH='"1"')["ETag"] == '"2"'
+    assert api.put(url, b"v3", content_type="application/octet-stream", HTTP_IF_MATCH='"1"').status_code == 409
+    assert b"".join(api.get(url + "/data").streaming_content) == b"v2"
+    assert api.get(f"/series/{instance['ParentSeries']}/attachments").json() == ["report"]
+    files = lambda: sorted(p for p in storage_dir.rglob("*") if p.is_file() and p.parent.name != "tmp")
+    assert len(files()) == 2  # the DICOM file and the current attachment, not the replaced one
+    assert api.delete(url).status_code == 200
+    assert len(files()) == 1
+    assert api.put(f"/instances/{instance['ID']}/attachments/dicom", b"x", content_type="application/octet-stream").status_code == 403
+
+
+def test_annotations_of_unknown_resource_are_404(api, db):
+    assert api.get("/studies/nope/metadata").status_code == 404
+    assert api.put("/studies/nope/metadata/Comment", "x", content_type="text/plain").status_code == 404
+
+
+def test_tags_full_simplified_and_short(api, instance):
+    full = api.get(f"/instances/{instance['ID']}/tags").json()
+    assert full["0010,0010"] == {"Name": "PatientName", "Type": "String", "Value": "DOE^JOHN"}
+    assert full["7fe0,0010"]["Value"] is None
+    assert api.get(f"/instances/{instance['ID']}/simplified-tags").json()["PatientName"] == "DOE^JOHN"
+    assert api.get(f"/instances/{instance['ID']}/tags?simplify").json()["Modality"] == "CT"
+    assert api.get(f"/instances/{instance['ID']}/tags?short").json()["0008,0060"] == "CT"
