@@ -140,3 +140,40 @@ def instance_tags(request, public_id, simplified=False):
     if "short" in request.GET:
         return JsonResponse(orthanc_tags.short(dataset))
     return JsonResponse(orthanc_tags.full(dataset))
+
+
+@require_http_methods(["GET"])
+@annotation_view
+def instance_content(request, public_id, path=""):
+    """Orthanc's /instances/{id}/content/gggg-eeee/index/gggg-eeee...: raw element values."""
+    item = annotations.get_attachment(resources.Level.INSTANCE, public_id, "dicom")
+    with get_storage().open(item["storage_key"]) as stream:
+        dataset = orthanc_tags.read(stream)
+        node = dataset
+        parts = [p for p in path.split("/") if p]
+        for position, part in enumerate(parts):
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    return error_response(request, 404, f"no item {part} in that sequence", orthanc=(17, "Unknown resource"))
+                node = node[int(part)]
+                continue
+            tag = orthanc_tags.parse_tag(part)
+            if tag is None or tag not in node:
+                return error_response(request, 404, f"no element {part}", orthanc=(17, "Unknown resource"))
+            element = node[tag]
+            node = list(element.value) if element.VR == "SQ" else element
+        if isinstance(node, list):
+            return JsonResponse([str(n) for n in range(len(node))], safe=False)
+        if not isinstance(node, orthanc_tags.Element):
+            return JsonResponse(sorted(f"{e.tag.group:04x}-{e.tag.element:04x}" for e in node), safe=False)
+        return HttpResponse(orthanc_tags.raw_value(node), content_type="application/octet-stream")
+
+
+@require_http_methods(["GET"])
+@annotation_view
+def instance_frames(request, public_id):
+    row = resources.MODELS[resources.Level.INSTANCE].objects.filter(public_id=public_id).values("main_dicom_tags").first()
+    if row is None:
+        raise annotations.UnknownResource(public_id)
+    count = int(str(row["main_dicom_tags"].get("NumberOfFrames") or "1").split("\\")[0] or 1)
+    return JsonResponse([str(n) for n in range(count)], safe=False)

@@ -61,3 +61,25 @@ def _simplify(entry):
     if entry["Type"] == "Sequence":
         return [{e["Name"]: _simplify(e) for e in item.values()} for item in entry["Value"]]
     return entry["Value"]
+
+
+Element = pydicom.dataelem.DataElement
+
+
+def parse_tag(text):
+    """'0010-0010' or '0010,0010' → an int tag, or None."""
+    cleaned = text.replace("-", "").replace(",", "")
+    if len(cleaned) != 8:
+        return None
+    try:
+        return int(cleaned, 16)
+    except ValueError:
+        return None
+
+
+def raw_value(element):
+    """The bytes of a value as Orthanc's /content serves them (text as written)."""
+    value = element.value
+    if isinstance(value, bytes):
+        return value
+    return _text(element).encode("utf-8")

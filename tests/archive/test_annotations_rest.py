@@ -68,3 +68,21 @@ def test_tags_full_simplified_and_short(api, instance):
     assert api.get(f"/instances/{instance['ID']}/simplified-tags").json()["PatientName"] == "DOE^JOHN"
     assert api.get(f"/instances/{instance['ID']}/tags?simplify").json()["Modality"] == "CT"
     assert api.get(f"/instances/{instance['ID']}/tags?short").json()["0008,0060"] == "CT"
+
+
+def test_content_walks_elements_and_sequences(api, db, storage_dir):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    item = Dataset()
+    item.ReferencedSOPInstanceUID = "1.2.3.4"
+    data = make_instance(patient_name="CONTENT^TEST", ReferencedImageSequence=Sequence([item]))
+    instance_id = api.generic("POST", "/instances", data, content_type="application/dicom").json()["ID"]
+    base = f"/instances/{instance_id}/content"
+    assert "0010-0010" in api.get(base).json()
+    assert api.get(base + "/0010-0010").content == b"CONTENT^TEST"
+    assert api.get(base + "/0008-1140").json() == ["0"]
+    assert api.get(base + "/0008-1140/0/0008-1155").content == b"1.2.3.4"
+    assert api.get(base + "/0008-1140/5").status_code == 404
+    assert api.get(base + "/zzzz").status_code == 404
+    assert api.get(f"/instances/{instance_id}/frames").json() == ["0"]
