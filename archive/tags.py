@@ -7,6 +7,8 @@ Orthanc's for the same file.
 
 import unicodedata
 
+from pydicom.datadict import tag_for_keyword
+
 PATIENT_TAGS = ("PatientName", "PatientBirthDate", "PatientSex", "OtherPatientIDs", "PatientID")
 
 STUDY_TAGS = (
@@ -68,9 +70,10 @@ def element_text(dataset, keyword):
     None when the element is absent. Sequences and binary values have no text
     form here (none of the main tags is one).
     """
-    if keyword not in dataset:
+    tag = _TAGS.get(keyword) or tag_for_keyword(keyword)
+    if tag is None or tag not in dataset:
         return None
-    value = dataset[keyword].value
+    value = dataset[tag].value
     if value is None:
         return ""
     if isinstance(value, (bytes, bytearray)):
@@ -78,6 +81,11 @@ def element_text(dataset, keyword):
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
         return "\\".join(_text(v) for v in value)
     return _text(value)
+
+
+# Keyword → tag once, not on every lookup of every instance.
+_TAGS = {k: tag_for_keyword(k) for k in PATIENT_TAGS + STUDY_TAGS + SERIES_TAGS + INSTANCE_TAGS
+         + ("SOPClassUID", "SpecificCharacterSet")}
 
 
 def _text(value):

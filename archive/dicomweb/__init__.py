@@ -1,0 +1,80 @@
+"""DICOMweb (PS3.18): QIDO-RS search, WADO-RS and WADO-URI retrieval, STOW-RS storage.
+
+The views translate HTTP into calls to the archive (the query engine, the ingest
+path, the storage area, the renderer) and shape the answers; the helpers below
+are what the three services share: DICOM JSON, absolute URLs and media type
+negotiation.
+"""
+
+import json
+import logging
+
+from django.http import HttpResponse
+from django.urls import reverse
+from django.utils.http import parse_header_parameters
+
+log = logging.getLogger(__name__)
+
+DICOM_JSON = "application/dicom+json"
+
+
+def dicom_json_response(payload, status=200):
+    return HttpResponse(json.dumps(payload), status=status, content_type=DICOM_JSON)
+
+
+def element_json(element):
+    """The DICOM JSON form (PS3.18 F.2) of a pydicom DataElement.
+
+    A value that its VR cannot carry in JSON (an IS of "1A": F.2.3 wants a
+    number) is left out rather than failing the whole answer; the attribute
+    stays, with its VR, as an empty one.
+    """
+    try:
+        return element.to_json_dict(bulk_data_element_handler=None, bulk_data_threshold=0)
+    except (ValueError, TypeError, OverflowError) as error:
+        log.warning("attribute %s has a value that DICOM JSON cannot carry: %s", element.tag, error)
+        return {"vr": element.VR}
+
+
+def studies_url(request):
+    """Absolute URL of /dicom-web/studies, wherever the routes are mounted (PS3.18 §10.4.1.2 RetrieveURL)."""
+    return request.build_absolute_uri(reverse("dicomweb:studies"))
+
+
+def media_ranges(request):
+    """What the client accepts, as (media type, parameters) pairs in its order.
+
+    The `accept` query parameter replaces the Accept header (PS3.18 §8.3.3.1).
+    Empty when the client states nothing: anything goes.
+    """
+    text = request.GET.get("accept") or request.headers.get("Accept", "")
+    ranges = []
+    for item in _split_outside_quotes(text):
+        if item.strip():
+            media_type, params = parse_header_parameters(item)
+            ranges.append((media_type.strip().lower(), {k.lower(): v for k, v in params.items()}))
+    return ranges
+
+
+def matches(pattern, media_type):
+    """Whether a media range (`*/*`, `image/*`, `image/png`) covers a media type."""
+    if pattern in ("*/*", media_type):
+        return True
+    kind, _, subtype = pattern.partition("/")
+    return subtype == "*" and media_type.startswith(kind + "/")
+
+
+def _split_outside_quotes(text):
+    # Accept: multipart/related; type="application/dicom", image/png — a comma
+    # inside quotes belongs to a parameter value.
+    items, current, quoted = [], [], False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        if char == "," and not quoted:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current))
+    return items

@@ -1,0 +1,224 @@
+"""QIDO-RS (PS3.18 §10.6): search for studies, series and instances, answered in DICOM JSON.
+
+The query parameters become one query for the archive's matching engine
+(archive.query), which matches on the index and never reads a file; a search
+costs the same few SQL queries whatever the number of results.
+"""
+
+import re
+
+from django.http import HttpResponse
+from django.views.decorators.http import require_GET
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+
+from archive import query
+from archive.dicomweb import DICOM_JSON, dicom_json_response, element_json, matches, media_ranges, studies_url
+from archive.models import Level
+from archive.rest.errors import error_response, rest_view
+
+ORDER = [Level.STUDY, Level.SERIES, Level.INSTANCE]
+# PS3.18 Table 10.6.3-3, -4 and -5: the attributes returned whatever the
+# request, less those the index does not hold (TimezoneOffsetFromUTC, the
+# performed procedure step and request attributes of a series, Rows, Columns
+# and BitsAllocated of an instance). RetrieveURL and InstanceAvailability are
+# added by _answer().
+REQUIRED = {
+    Level.STUDY: ("StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy", "ReferringPhysicianName",
+                  "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyID",
+                  "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"),
+    Level.SERIES: ("Modality", "SeriesDescription", "SeriesInstanceUID", "SeriesNumber",
+                   "NumberOfSeriesRelatedInstances"),
+    Level.INSTANCE: ("SOPClassUID", "SOPInstanceUID", "InstanceNumber", "NumberOfFrames"),
+}
+# What the engine computes per level, beyond the main DICOM tags.
+COMPUTED = {
+    Level.STUDY: {"NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "ModalitiesInStudy",
+                  "SOPClassesInStudy"},
+    Level.SERIES: {"NumberOfSeriesRelatedInstances"},
+    Level.INSTANCE: {"SOPClassUID"},
+}
+# Query parameters that are not attributes (PS3.18 §8.3.4).
+PARAMETERS = {"includefield", "limit", "offset", "fuzzymatching", "accept"}
+TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
+
+
+class InvalidSearch(Exception):
+    """A query parameter is unknown or malformed; the message says which and why."""
+
+
+@require_GET
+@rest_view
+def search_studies(request):
+    return _search(request, Level.STUDY, {})
+
+
+@require_GET
+@rest_view
+def search_series(request, study=None):
+    return _search(request, Level.SERIES, {"StudyInstanceUID": study} if study else {})
+
+
+@require_GET
+@rest_view
+def search_instances(request, study=None, series=None):
+    fixed = {"StudyInstanceUID": study} if study else {}
+    if series:
+        fixed["SeriesInstanceUID"] = series
+    return _search(request, Level.INSTANCE, fixed)
+
+
+def _search(request, level, fixed):
+    ranges = media_ranges(request)
+    if ranges and not any(matches(r, DICOM_JSON) or matches(r, "application/json") for r, _ in ranges):
+        return error_response(request, 406, f"search results are served as {DICOM_JSON} only")
+    try:
+        search, keys, ignored = _parse(request, level, fixed)
+        found, more = query.find(search, return_keys=keys)
+    except (InvalidSearch, query.InvalidQuery) as error:
+        return error_response(request, 400, str(error))
+    if not found:
+        # PS3.18 §10.6.3: no match is 204 with no body, not an empty array.
+        return HttpResponse(status=204)
+    base = studies_url(request)
+    response = dicom_json_response([_answer(match, keys, base) for match in found])
+    warnings = []
+    if ignored:
+        warnings.append(f"The index cannot match on {', '.join(sorted(ignored))}; these keys were ignored")
+    if more:
+        warnings.append("There are additional results that can be requested")
+    if warnings:
+        # PS3.18 §10.6.3: a partial or approximated answer says so in Warning.
+        response["Warning"] = ", ".join(f'299 pacsweb "{text}"' for text in warnings)
+    return response
+
+
+def _parse(request, level, fixed):
+    """(query.Query, return keywords, keywords the index cannot match on)."""
+    criteria, included = {}, set()
+    for name in request.GET:
+        values = request.GET.getlist(name)
+        if name == "includefield":
+            for value in values:
+                included |= _included(value, level)
+        elif name in PARAMETERS:
+            if len(values) > 1:
+                raise InvalidSearch(f"{name} is given more than once")
+        else:
+            keyword = _keyword(name)
+            if len(values) > 1:
+                raise InvalidSearch(f"{name} is given more than once; a list of UIDs is one value separated by commas")
+            criteria[keyword] = _matching_value(keyword, values[0])
+    criteria.update(fixed)
+    search = query.Query(
+        level=level,
+        criteria=criteria,
+        limit=_integer(request, "limit", minimum=1),
+        offset=_integer(request, "offset", minimum=0) or 0,
+    )
+    _check_fuzzymatching(request)
+    ignored = {keyword for keyword in criteria if keyword not in _matchable(level)}
+    keys = (_required(level, fixed) | included | set(criteria)) & _returnable(level)
+    return search, sorted(keys), ignored
+
+
+def _included(value, level):
+    keys = set()
+    for item in value.split(","):
+        item = item.strip()
+        if item == "all":
+            keys |= _returnable(level)
+        elif item:
+            keys.add(_keyword(item))
+    return keys
+
+
+def _keyword(name):
+    """A keyword from a query key: a keyword (PatientName) or a tag (00100010)."""
+    if "." in name:
+        raise InvalidSearch(f"{name}: matching on attributes inside sequences is not supported")
+    if TAG.match(name):
+        keyword = keyword_for_tag(int(name, 16))
+        if not keyword:
+            raise InvalidSearch(f"{name} is not a tag of the DICOM dictionary (private tags cannot be searched)")
+        return keyword
+    if tag_for_keyword(name) is None:
+        raise InvalidSearch(f"{name} is neither a query parameter ({', '.join(sorted(PARAMETERS))}) "
+                            "nor a DICOM keyword or tag")
+    return name
+
+
+def _matching_value(keyword, value):
+    # PS3.18 §8.3.4.1: a list of UIDs may be separated by commas or by
+    # backslashes (PS3.4 C.2.2.2.2); the engine takes backslashes.
+    if dictionary_VR(keyword) == "UI":
+        return value.replace(",", "\\")
+    return value
+
+
+def _integer(request, name, minimum):
+    value = request.GET.get(name)
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) < minimum:
+        raise InvalidSearch(f"{name} must be an integer of at least {minimum}, not {value!r}")
+    return int(value)
+
+
+def _check_fuzzymatching(request):
+    # Person names already match case- and accent-insensitively (the engine's
+    # normalised columns), which is all the fuzziness offered; both values are
+    # accepted (PS3.18 §8.3.4).
+    value = request.GET.get("fuzzymatching")
+    if value is not None and value not in ("true", "false"):
+        raise InvalidSearch(f"fuzzymatching must be true or false, not {value!r}")
+
+
+def _required(level, fixed):
+    """The level's required keys, with its parents' when the path does not fix them (PS3.18 §10.6.3.3)."""
+    keys = set(REQUIRED[level])
+    for parent in ORDER[: ORDER.index(level)]:
+        parent_uid = "StudyInstanceUID" if parent == Level.STUDY else "SeriesInstanceUID"
+        if parent_uid not in fixed:
+            keys |= set(REQUIRED[parent])
+    return keys
+
+
+def _returnable(level):
+    """Keywords the index holds for a level: main tags of the level and above, computed keys."""
+    rank = ORDER.index(level)
+    own = {k for k, tag_level in query.TAG_LEVEL.items()
+           if tag_level == Level.PATIENT or (tag_level in ORDER and ORDER.index(tag_level) <= rank)}
+    return own | COMPUTED[level]
+
+
+def _matchable(level):
+    """Keywords the engine restricts on at a level (others it ignores, as Orthanc does)."""
+    rank = ORDER.index(level)
+    columns = {k for k, (tag_level, _, _) in query.COLUMNS.items()
+               if tag_level == Level.PATIENT or ORDER.index(tag_level) <= rank}
+    tags = {k for k, tag_level in query.TAG_LEVEL.items()
+            if tag_level == Level.PATIENT or ORDER.index(tag_level) <= rank}
+    return columns | tags | ({"ModalitiesInStudy"} if level == Level.STUDY else set())
+
+
+def _answer(match, keys, base):
+    dataset = Dataset()
+    for keyword in keys:
+        dataset.add(DataElement(tag_for_keyword(keyword), dictionary_VR(keyword), match.values.get(keyword, "")))
+    if match.level in (Level.STUDY, Level.INSTANCE):
+        dataset.InstanceAvailability = "ONLINE"
+    dataset.RetrieveURL = _retrieve_url(match, base)
+    return {f"{element.tag:08X}": element_json(element) for element in dataset}
+
+
+def _retrieve_url(match, base):
+    row = match.row
+    if match.level == Level.STUDY:
+        return f"{base}/{row.study_instance_uid}"
+    if match.level == Level.SERIES:
+        return f"{base}/{row.study.study_instance_uid}/series/{row.series_instance_uid}"
+    series = row.series
+    return (f"{base}/{series.study.study_instance_uid}/series/{series.series_instance_uid}"
+            f"/instances/{row.sop_instance_uid}")

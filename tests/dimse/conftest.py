@@ -1,0 +1,183 @@
+"""The DICOM listener driven from outside: DCMTK tools and pynetdicom as peers.
+
+Tests talk to the listener only through DICOM and check the result through the
+node's REST API and database. A module starts its node (server + listeners)
+once: a node takes ~10 s to start, and most tests only read what a module seeded.
+"""
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import pydicom
+import pytest
+from pynetdicom import AE
+
+from tests import servers
+
+# The listener leaks one pooled database connection per association (see
+# test_robustness.py::test_more_associations_than_the_pool_size_are_served_promptly):
+# with the default pool of 4, the fifth association to touch the database waits
+# 30 s for a connection and fails. Every listener of this suite gets a pool
+# larger than the associations a module makes, so that the other behaviours can
+# be tested at all; that one test keeps the default.
+LISTENER_DEFAULTS = {"PACS_DB_POOL_SIZE": "100"}
+
+TIMEOUT = 30  # bound of every DICOM exchange and tool run (seconds)
+
+
+def _dcmtk_path():
+    # The venv ships pynetdicom's own echoscu/findscu/... scripts: skip its bin.
+    venv_bin = Path(sys.executable).parent.resolve()
+    dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d and Path(d).resolve() != venv_bin]
+    return os.pathsep.join(dirs + ["/usr/bin", "/usr/local/bin"])
+
+
+def dcmtk(tool, *args, timeout=TIMEOUT):
+    """Run a DCMTK tool (CompletedProcess, text output); never hangs past `timeout`."""
+    executable = shutil.which(tool, path=_dcmtk_path())
+    assert executable, f"DCMTK's {tool} is not installed"
+    return subprocess.run(
+        [executable, *map(str, args)], env=dict(os.environ, TCP_NODELAY="1"),
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def postgres_or_fail():
+    if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
+        pytest.fail("these tests need PostgreSQL: run them with `make test`, which starts one")
+
+
+def write_modalities(path, entries):
+    """A PACS_MODALITIES_FILE (Orthanc's DicomModalities format); returns its path as str."""
+    path = Path(path)
+    path.write_text(json.dumps(entries))
+    return str(path)
+
+
+def fast_stop(*listeners, grace=5):
+    """SIGTERM the listeners, give them `grace` seconds, then SIGKILL.
+
+    Listener.stop() waits up to 40 s, and a listener waits up to
+    PACS_DICOM_TIMEOUT for associations it still counts (a TCP connection that
+    never associated counts: see test_robustness.py); a suite cannot pay that
+    for every listener. The shutdown itself is tested in test_robustness.py.
+    """
+    for listener in listeners:
+        if listener.process.poll() is None:
+            listener.process.terminate()
+    for listener in listeners:
+        try:
+            listener.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            listener.process.kill()
+            listener.process.wait(10)
+        listener.stop()  # closes the log; the process has exited
+
+
+class Node:
+    """A server with its listeners, started for a module or a test; stop() ends them all."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.servers = []
+        self.listeners = []
+
+    def server(self, name="node", **settings):
+        postgres_or_fail()
+        server = servers.Server(self.root / name, database="postgres", **settings)
+        self.servers.append(server)
+        return server
+
+    def listener(self, server, modalities=None, **settings):
+        """A listener of `server`; `modalities` (a dict) becomes its PACS_MODALITIES_FILE."""
+        env = dict(LISTENER_DEFAULTS)
+        if modalities is not None:
+            name = f"modalities-{len(self.listeners)}.json"
+            env["PACS_MODALITIES_FILE"] = write_modalities(server.data_dir / name, modalities)
+        env.update(settings)
+        listener = servers.Listener(server, **env)
+        self.listeners.append(listener)
+        return listener
+
+    def stop(self):
+        try:
+            fast_stop(*self.listeners)
+        finally:
+            for server in self.servers:
+                server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_node(tmp_path_factory):
+    """Processes shared by the tests of one module."""
+    node = Node(tmp_path_factory.mktemp("dimse"))
+    yield node
+    node.stop()
+
+
+# --- seeding and checking through REST -------------------------------------------
+
+
+def post_instance(server, data):
+    status, answer = servers.request_json(server.url + "/instances", method="POST", body=data,
+                                          headers={"Content-Type": "application/dicom"})
+    assert status == 200, answer
+    return answer
+
+
+def post_zip(server, files):
+    """Store many files in one request (a ZIP of them)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for n, data in enumerate(files):
+            archive.writestr(f"{n:05d}.dcm", data)
+    status, answer = servers.request_json(server.url + "/instances", method="POST", body=buffer.getvalue(),
+                                          headers={"Content-Type": "application/zip"}, timeout=300)
+    assert status == 200, answer
+    return answer
+
+
+def statistics(server):
+    status, answer = servers.request_json(server.url + "/statistics")
+    assert status == 200
+    return answer
+
+
+def stored_dataset(server, public_id):
+    status, _, body = servers.request(f"{server.url}/instances/{public_id}/file")
+    assert status == 200, body[:300]
+    return pydicom.dcmread(io.BytesIO(body))
+
+
+def instance_ids(server):
+    """SOP Instance UID → public id of every stored instance."""
+    return dict(server.sql("SELECT sop_instance_uid, public_id FROM instance"))
+
+
+# --- pynetdicom as a peer ---------------------------------------------------------
+
+
+@contextmanager
+def association(port, contexts, calling="PYNETDICOM", called="PACSWEB", ae=None):
+    """An established association (asserted) with the listener; released or aborted at exit."""
+    if ae is None:
+        ae = AE(ae_title=calling)
+        for context in contexts:
+            ae.add_requested_context(context)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT
+    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    try:
+        assert assoc.is_established, f"association {calling} → {called} not established"
+        yield assoc
+    finally:
+        if assoc.is_established:
+            assoc.release()
+        elif not (assoc.is_aborted or assoc.is_rejected or assoc.is_released):
+            assoc.abort()
