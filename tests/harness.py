@@ -41,7 +41,7 @@ def main(argv):
     ensure_debian_packages()
     env = dict(os.environ)
     scratch = scratch_dir("pacsweb-test-")
-    postgres = redis = None
+    postgres = redis = pytest = None
     try:
         if not env.get("DATABASE_URL"):
             postgres = EmbeddedPostgres(scratch / "postgres")
@@ -53,8 +53,12 @@ def main(argv):
             print(f"test harness: started Redis at {redis.url}", flush=True)
         env.setdefault("PACS_DATA_DIR", str(scratch / "data"))
         env["PACS_STORAGE_FSYNC"] = env.get("PACS_STORAGE_FSYNC", "true")
-        return subprocess.call([sys.executable, "-m", "pytest", *argv], env=env)
+        pytest = subprocess.Popen([sys.executable, "-m", "pytest", *argv], env=env)
+        return pytest.wait()
     finally:
+        if pytest is not None and pytest.poll() is None:
+            pytest.terminate()
+            pytest.wait(60)
         if redis:
             redis.stop()
         if postgres:
