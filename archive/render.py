@@ -60,7 +60,9 @@ def render(stream, rendering=Rendering()):
     pixels = _decode(stream, header, rendering.frame)
     try:
         values = _display_values(pixels, header, rendering.window)
-    except (ValueError, TypeError) as error:  # an attribute of the pipeline holds no number
+    except (ValueError, TypeError, NotImplementedError, AttributeError, IndexError) as error:
+        # What pydicom's LUT functions raise on attributes that are missing,
+        # malformed or of a kind they do not handle (a 9-bit VOI LUT).
         raise RenderError(f"the image attributes cannot be applied: {error}")
     image = Image.fromarray(values)
     if rendering.viewport:

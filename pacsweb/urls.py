@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
+from archive.dicomweb.wado import wado_uri
 from archive.rest import annotations, instances, resources, system
 from cluster import health
 from cluster import rest as cluster_rest
@@ -35,6 +36,8 @@ urlpatterns = [
     path("instances/<str:public_id>/frames", annotations.instance_frames),
     path("tools/find", resources.find),
     path("changes", resources.changes),
+    path("dicom-web/", include("archive.dicomweb.urls")),
+    path("wado", wado_uri),
     path("modalities", cluster_rest.modalities),
     path("modalities/<str:name>", cluster_rest.modality),
     path("modalities/<str:name>/configuration", cluster_rest.modality_configuration),

@@ -4,6 +4,13 @@ from django.test import Client
 from tests import servers
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # Each in-process test creates its users and authenticates them: the
+    # production PBKDF2 cost (~0.5 s a hash here) buys nothing a test checks.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def storage_dir(settings, tmp_path):
     settings.STORAGE_DIR = tmp_path / "storage"

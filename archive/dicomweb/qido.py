@@ -11,10 +11,11 @@ from django.http import HttpResponse
 from django.views.decorators.http import require_GET
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
-from pydicom.dataset import Dataset
 
 from archive import query
-from archive.dicomweb import DICOM_JSON, dicom_json_response, element_json, matches, media_ranges, studies_url
+from archive.dicomweb import (
+    DICOM_JSON, accepts_dicom_json, dicom_json_response, element_json, studies_url, unparsed_json,
+)
 from archive.models import Level
 from archive.rest.errors import error_response, rest_view
 
@@ -70,11 +71,10 @@ def search_instances(request, study=None, series=None):
 
 
 def _search(request, level, fixed):
-    ranges = media_ranges(request)
-    if ranges and not any(matches(r, DICOM_JSON) or matches(r, "application/json") for r, _ in ranges):
+    if not accepts_dicom_json(request):
         return error_response(request, 406, f"search results are served as {DICOM_JSON} only")
     try:
-        search, keys, ignored = _parse(request, level, fixed)
+        search, keys, unmatched, unheld = _parse(request, level, fixed)
         found, more = query.find(search, return_keys=keys)
     except (InvalidSearch, query.InvalidQuery) as error:
         return error_response(request, 400, str(error))
@@ -83,19 +83,26 @@ def _search(request, level, fixed):
         return HttpResponse(status=204)
     base = studies_url(request)
     response = dicom_json_response([_answer(match, keys, base) for match in found])
-    warnings = []
-    if ignored:
-        warnings.append(f"The index cannot match on {', '.join(sorted(ignored))}; these keys were ignored")
-    if more:
-        warnings.append("There are additional results that can be requested")
+    warnings = _warnings(unmatched, unheld, more)
     if warnings:
         # PS3.18 §10.6.3: a partial or approximated answer says so in Warning.
         response["Warning"] = ", ".join(f'299 pacsweb "{text}"' for text in warnings)
     return response
 
 
+def _warnings(unmatched, unheld, more):
+    warnings = []
+    if unmatched:
+        warnings.append(f"The index cannot match on {', '.join(sorted(unmatched))}; these keys were ignored")
+    if unheld:
+        warnings.append(f"The index does not hold {', '.join(sorted(unheld))}; these attributes are not returned")
+    if more:
+        warnings.append("There are additional results that can be requested")
+    return warnings
+
+
 def _parse(request, level, fixed):
-    """(query.Query, return keywords, keywords the index cannot match on)."""
+    """(query.Query, return keywords, keys the index cannot match on, included keys it does not hold)."""
     criteria, included = {}, set()
     for name in request.GET:
         values = request.GET.getlist(name)
@@ -118,9 +125,10 @@ def _parse(request, level, fixed):
         offset=_integer(request, "offset", minimum=0) or 0,
     )
     _check_fuzzymatching(request)
-    ignored = {keyword for keyword in criteria if keyword not in _matchable(level)}
+    unmatched = {keyword for keyword in criteria if keyword not in _matchable(level)}
+    unheld = included - _returnable(level)
     keys = (_required(level, fixed) | included | set(criteria)) & _returnable(level)
-    return search, sorted(keys), ignored
+    return search, sorted(keys), unmatched, unheld
 
 
 def _included(value, level):
@@ -204,13 +212,23 @@ def _matchable(level):
 
 
 def _answer(match, keys, base):
-    dataset = Dataset()
-    for keyword in keys:
-        dataset.add(DataElement(tag_for_keyword(keyword), dictionary_VR(keyword), match.values.get(keyword, "")))
+    values = {keyword: match.values.get(keyword, "") for keyword in keys}
     if match.level in (Level.STUDY, Level.INSTANCE):
-        dataset.InstanceAvailability = "ONLINE"
-    dataset.RetrieveURL = _retrieve_url(match, base)
-    return {f"{element.tag:08X}": element_json(element) for element in dataset}
+        values["InstanceAvailability"] = "ONLINE"
+    values["RetrieveURL"] = _retrieve_url(match, base)
+    # F.2.2: attributes in ascending tag order.
+    return {f"{tag:08X}": _attribute(tag, keyword, values[keyword])
+            for tag, keyword in sorted((tag_for_keyword(k), k) for k in values)}
+
+
+def _attribute(tag, keyword, text):
+    """DICOM JSON of an attribute from its text in the index (values joined by backslashes)."""
+    vr = dictionary_VR(keyword)
+    try:
+        element = DataElement(tag, vr, text)
+    except (ValueError, TypeError, OverflowError) as error:
+        return unparsed_json(vr, text.split("\\"), error)
+    return element_json(element)
 
 
 def _retrieve_url(match, base):

@@ -7,6 +7,7 @@ of an access policy given by the caller (the listener command wires the
 cluster's modality table), so this module knows no model outside the archive.
 """
 
+import functools
 import logging
 import socket
 from dataclasses import dataclass
@@ -63,12 +64,11 @@ class Options:
 def handlers(policy, options):
     """The evt handler list of a listener."""
     return [
-        (evt.EVT_C_ECHO, handle_echo, [policy]),
-        (evt.EVT_C_STORE, handle_store, [policy]),
-        (evt.EVT_C_FIND, handle_find, [policy, options]),
-        (evt.EVT_C_MOVE, handle_move, [policy]),
-        (evt.EVT_C_GET, handle_get, [policy]),
-        (evt.EVT_CONN_CLOSE, release_database),
+        (evt.EVT_C_ECHO, releasing(handle_echo), [policy]),
+        (evt.EVT_C_STORE, releasing(handle_store), [policy]),
+        (evt.EVT_C_FIND, releasing_generator(handle_find), [policy, options]),
+        (evt.EVT_C_MOVE, releasing_generator(handle_move), [policy]),
+        (evt.EVT_C_GET, releasing_generator(handle_get), [policy]),
         (evt.EVT_ESTABLISHED, log_association, ["established"]),
         (evt.EVT_REJECTED, log_association, ["rejected"]),
         (evt.EVT_ABORTED, log_association, ["aborted"]),
@@ -142,7 +142,9 @@ def handle_find(event, policy, options):
 
 def handle_move(event, policy):
     if not _allowed(event, policy, "move"):
-        yield None, None  # makes pynetdicom answer "move destination unknown"
+        # pynetdicom opens the sub-association before any status can be sent, so
+        # the only refusal it can give first is 0xA801 (move destination unknown).
+        yield None, None
         return
     destination = policy.destination(event.move_destination.decode().strip()
                                      if isinstance(event.move_destination, bytes)
@@ -159,7 +161,9 @@ def handle_move(event, policy):
 
 def handle_get(event, policy):
     if not _allowed(event, policy, "get"):
-        yield 0
+        # A count first, as pynetdicom requires, then the refusal as final status.
+        yield 1
+        yield NOT_AUTHORIZED, None
         return
     files = _files_for(event.identifier, event.request.AffectedSOPClassUID)
     yield from _sub_operations(event, files)
@@ -299,11 +303,32 @@ def _status(code, comment):
     return status
 
 
-def release_database(event):
-    # Every association runs in its own thread, with its own Django connection:
-    # give it back when the association ends, or a listener holds one per
-    # association it ever served.
-    connection.close()
+# Every association runs its handlers in its own thread, with that thread's own
+# Django connection. Give it back (to the pool) when each request is answered:
+# pynetdicom's connection-closed event fires in another thread, and a connection
+# kept per association would exhaust the pool after PACS_DB_POOL_SIZE of them.
+
+
+def releasing(handler):
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        finally:
+            connection.close()
+
+    return wrapper
+
+
+def releasing_generator(handler):
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        try:
+            yield from handler(*args, **kwargs)
+        finally:
+            connection.close()
+
+    return wrapper
 
 
 def log_association(event, what):

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_http_methods
 from archive import annotations, resources
 from archive.rest import orthanc_tags
 from archive.rest.errors import error_response, rest_view
-from archive.rest.instances import spool
+from archive.rest.bodies import spool
 from archive.storage import get_storage
 
 

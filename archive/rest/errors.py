@@ -11,6 +11,7 @@ import logging
 from django.http import JsonResponse
 
 from archive.ingest import ConflictingInstance, RejectedInstance
+from archive.rest.bodies import BodyTooLarge
 from archive.storage import MissingFile, StorageError
 from pacsweb.db import DatabaseBusy
 
@@ -57,6 +58,8 @@ def status_for(error):
         return 507, str(error)
     if isinstance(error, DatabaseBusy):
         return 503, "the database is busy with concurrent writers; retry shortly"
+    if isinstance(error, BodyTooLarge):
+        return 413, str(error)
     return None
 
 
@@ -67,8 +70,11 @@ def rest_view(view):
     def wrapper(request, *args, **kwargs):
         try:
             return view(request, *args, **kwargs)
-        except (RejectedInstance, StorageError, DatabaseBusy) as error:
-            status, details = status_for(error)
+        except Exception as error:
+            mapped = status_for(error)
+            if mapped is None:
+                raise
+            status, details = mapped
             response = error_response(request, status, details)
             if isinstance(error, DatabaseBusy):
                 response["Retry-After"] = str(DatabaseBusy.retry_after)

@@ -1,6 +1,5 @@
 """POST /instances and GET /instances/{id}/file (Orthanc-compatible)."""
 
-import tempfile
 import zipfile
 
 from django.conf import settings
@@ -10,10 +9,10 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from archive import ingest
 from archive.models import Attachment
+from archive.rest.bodies import spool, spool_stream
 from archive.rest.errors import error_response, not_found, rest_view, status_for
 from archive.storage import get_storage
 
-SPOOL_IN_MEMORY = 8 * 1024 * 1024
 ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -106,17 +105,3 @@ def file(request, public_id):
     response["ETag"] = f'"{attachment["md5"]}"'
     response["Content-Disposition"] = f'filename="{public_id}.dcm"'
     return response
-
-
-def spool(request):
-    """The request body in a temporary file that vanishes when closed (or on a crash:
-    it is unlinked from the start), held in memory while small."""
-    return spool_stream(request)
-
-
-def spool_stream(stream):
-    target = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=settings.FILE_UPLOAD_TEMP_DIR)
-    while chunk := stream.read(1024 * 1024):
-        target.write(chunk)
-    target.seek(0)
-    return target

@@ -2,7 +2,6 @@
 
 import hashlib
 import io
-import json
 import zipfile
 
 from archive.identifiers import instance_public_id, patient_public_id, series_public_id, study_public_id

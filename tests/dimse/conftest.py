@@ -1,8 +1,10 @@
 """The DICOM listener driven from outside: DCMTK tools and pynetdicom as peers.
 
 Tests talk to the listener only through DICOM and check the result through the
-node's REST API and database. A module starts its node (server + listeners)
-once: a node takes ~10 s to start, and most tests only read what a module seeded.
+node's REST API and database. A module starts its node once (servers.Server and
+servers.Listener, as the server_factory / listener_factory fixtures do, but at
+module scope): a node takes several seconds to start, and most tests only read
+what their module seeded.
 """
 
 import io
@@ -11,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,32 +24,27 @@ from pynetdicom import AE
 
 from tests import servers
 
-# The listener leaks one pooled database connection per association (see
-# test_robustness.py::test_more_associations_than_the_pool_size_are_served_promptly):
-# with the default pool of 4, the fifth association to touch the database waits
-# 30 s for a connection and fails. Every listener of this suite gets a pool
-# larger than the associations a module makes, so that the other behaviours can
-# be tested at all; that one test keeps the default.
-LISTENER_DEFAULTS = {"PACS_DB_POOL_SIZE": "100"}
+# Settings every listener of this suite starts with (the production defaults).
+LISTENER_DEFAULTS = {}
 
 TIMEOUT = 30  # bound of every DICOM exchange and tool run (seconds)
 
+DCMTK_ENV = dict(os.environ, TCP_NODELAY="1")
 
-def _dcmtk_path():
-    # The venv ships pynetdicom's own echoscu/findscu/... scripts: skip its bin.
+
+def dcmtk_executable(tool):
+    """DCMTK's `tool`; the venv's pynetdicom ships scripts of the same names, skipped."""
     venv_bin = Path(sys.executable).parent.resolve()
     dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d and Path(d).resolve() != venv_bin]
-    return os.pathsep.join(dirs + ["/usr/bin", "/usr/local/bin"])
+    executable = shutil.which(tool, path=os.pathsep.join(dirs + ["/usr/bin", "/usr/local/bin"]))
+    assert executable, f"DCMTK's {tool} is not installed"
+    return executable
 
 
 def dcmtk(tool, *args, timeout=TIMEOUT):
     """Run a DCMTK tool (CompletedProcess, text output); never hangs past `timeout`."""
-    executable = shutil.which(tool, path=_dcmtk_path())
-    assert executable, f"DCMTK's {tool} is not installed"
-    return subprocess.run(
-        [executable, *map(str, args)], env=dict(os.environ, TCP_NODELAY="1"),
-        capture_output=True, text=True, timeout=timeout,
-    )
+    return subprocess.run([dcmtk_executable(tool), *map(str, args)], env=DCMTK_ENV,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def postgres_or_fail():
@@ -61,20 +59,20 @@ def write_modalities(path, entries):
     return str(path)
 
 
-def fast_stop(*listeners, grace=5):
+def fast_stop(*listeners, grace=1):
     """SIGTERM the listeners, give them `grace` seconds, then SIGKILL.
 
     Listener.stop() waits up to 40 s, and a listener waits up to
-    PACS_DICOM_TIMEOUT for associations it still counts (a TCP connection that
-    never associated counts: see test_robustness.py); a suite cannot pay that
-    for every listener. The shutdown itself is tested in test_robustness.py.
+    PACS_DICOM_TIMEOUT for associations still doing work; a suite cannot pay
+    that for every listener. The shutdown itself is tested in test_robustness.py.
     """
     for listener in listeners:
         if listener.process.poll() is None:
             listener.process.terminate()
+    deadline = time.monotonic() + grace
     for listener in listeners:
         try:
-            listener.process.wait(grace)
+            listener.process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             listener.process.kill()
             listener.process.wait(10)
@@ -91,7 +89,7 @@ class Node:
 
     def server(self, name="node", **settings):
         postgres_or_fail()
-        server = servers.Server(self.root / name, database="postgres", **settings)
+        server = servers.Server(self.root / name, database="postgres", **{"workers": 1, **settings})
         self.servers.append(server)
         return server
 
@@ -166,11 +164,14 @@ def instance_ids(server):
 
 @contextmanager
 def association(port, contexts, calling="PYNETDICOM", called="PACSWEB", ae=None):
-    """An established association (asserted) with the listener; released or aborted at exit."""
+    """An established association (asserted) with the listener; released or aborted at exit.
+
+    `contexts`: abstract syntaxes, or (abstract syntax, [transfer syntaxes]) pairs.
+    """
     if ae is None:
         ae = AE(ae_title=calling)
         for context in contexts:
-            ae.add_requested_context(context)
+            ae.add_requested_context(*context) if isinstance(context, tuple) else ae.add_requested_context(context)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = TIMEOUT
     assoc = ae.associate("127.0.0.1", port, ae_title=called)
     try:

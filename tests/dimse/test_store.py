@@ -1,15 +1,17 @@
 """C-STORE: what a modality sends is stored as sent, once."""
 
+import io
 import os
 
 import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
-from pynetdicom import AE, _config
+from pynetdicom import _config
 from pynetdicom.sop_class import CTImageStorage
 
+from tests import servers
 from tests.dicomgen import make_instance, pydicom_test_files, uid
-from tests.dimse.conftest import TIMEOUT, association, dcmtk, instance_ids, statistics, stored_dataset
+from tests.dimse.conftest import association, dcmtk, instance_ids, statistics, stored_dataset
 
 
 @pytest.fixture(scope="module")
@@ -64,20 +66,30 @@ def test_storescu_instances_record_their_dicom_origin(folder_sent, node):
     assert {row[1:] for row in rows} == {("DicomProtocol", "STORESCU", "127.0.0.1", listener.ae_title)}
 
 
+def dataset_part(data):
+    """The bytes of a Part 10 file after its file meta information."""
+    assert data[128:132] == b"DICM" and data[132:136] == b"\x02\x00\x00\x00", "no group length first"
+    return data[144 + int.from_bytes(data[140:144], "little"):]
+
+
 def test_storescu_instances_round_trip_with_the_dataset_sent(folder_sent, node):
     server, _ = node
     ids = instance_ids(server)
     for sop_uid, path in folder_sent[3].items():
-        original = pydicom.dcmread(path)
-        stored = stored_dataset(server, ids[sop_uid])
-        # The file meta is rebuilt from the presentation context; the dataset is what was sent.
+        status, _, body = servers.request(f"{server.url}/instances/{ids[sop_uid]}/file")
+        assert status == 200
+        # The file meta is rebuilt from the presentation context; the dataset is the bytes sent.
+        stored = pydicom.dcmread(io.BytesIO(body))
         assert stored.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
         assert stored.file_meta.MediaStorageSOPInstanceUID == sop_uid
-        assert stored == original, f"{path.name}: the stored dataset differs from the file sent"
+        assert stored == pydicom.dcmread(path), f"{path.name}: the stored dataset differs from the file sent"
+        assert dataset_part(body) == dataset_part(path.read_bytes()), f"{path.name}: the dataset bytes differ"
 
 
 # pydicom's real-world files in every transfer syntax storescu can send as is, and
-# the storescu option that proposes that syntax. Each has its own SOP Instance UID.
+# the storescu option that proposes that syntax. Each has its own SOP Instance UID
+# but MR_small_RLE.dcm, which shares MR_small_jpeg_ls_lossless.dcm's: it is sent
+# under a new one (nothing else changed).
 ODD_FILES = [
     ("SC_rgb_jpeg_dcmtk.dcm", "1.2.840.10008.1.2.4.50", "-xy"),  # JPEG baseline
     ("JPGExtended.dcm", "1.2.840.10008.1.2.4.51", "-xx"),  # JPEG extended
@@ -85,23 +97,29 @@ ODD_FILES = [
     ("MR_small_jpeg_ls_lossless.dcm", "1.2.840.10008.1.2.4.80", "-xt"),  # JPEG-LS lossless
     ("examples_jpeg2k.dcm", "1.2.840.10008.1.2.4.90", "-xv"),  # JPEG 2000 lossless
     ("JPEG2000.dcm", "1.2.840.10008.1.2.4.91", "-xw"),  # JPEG 2000
-    ("rtdose_rle_1frame.dcm", "1.2.840.10008.1.2.5", "-xr"),  # RLE lossless
+    ("MR_small_RLE.dcm", "1.2.840.10008.1.2.5", "-xr"),  # RLE lossless
     ("image_dfl.dcm", "1.2.840.10008.1.2.1.99", "-xd"),  # deflated explicit VR little endian
     ("SC_rgb_small_odd_big_endian.dcm", "1.2.840.10008.1.2.2", "-xb"),  # explicit VR big endian
     ("rtplan.dcm", "1.2.840.10008.1.2", "-xi"),  # implicit VR little endian
 ]
 
 
-def pydicom_file(name):
+def pydicom_file(name, directory):
     matches = [p for p in pydicom_test_files() if os.path.basename(p) == name]
     assert matches, f"{name} is not shipped with this pydicom"
-    return matches[0]
+    if name != "MR_small_RLE.dcm":
+        return matches[0]
+    dataset = pydicom.dcmread(matches[0])
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = uid("store", name)
+    path = directory / name
+    dataset.save_as(path, enforce_file_format=True)
+    return path
 
 
 @pytest.mark.parametrize("name, syntax, option", ODD_FILES, ids=[f[0] for f in ODD_FILES])
-def test_storescu_file_is_stored_in_its_own_transfer_syntax(node, name, syntax, option):
+def test_storescu_file_is_stored_in_its_own_transfer_syntax(node, tmp_path, name, syntax, option):
     server, listener = node
-    path = pydicom_file(name)
+    path = pydicom_file(name, tmp_path)
     original = pydicom.dcmread(path)
     assert original.file_meta.TransferSyntaxUID == syntax
     result = dcmtk("storescu", "-v", "-R", option, "-aec", listener.ae_title, "127.0.0.1", listener.port, path)
@@ -111,7 +129,8 @@ def test_storescu_file_is_stored_in_its_own_transfer_syntax(node, name, syntax, 
     assert [row[0] for row in rows] == [syntax]
     stored = stored_dataset(server, rows[0][1])
     assert stored.file_meta.TransferSyntaxUID == syntax
-    assert stored.PixelData == original.PixelData if "PixelData" in original else "PixelData" not in stored
+    if "PixelData" in original:  # the (compressed) pixel data as the modality encoded it
+        assert stored.PixelData == original.PixelData
     assert stored.SOPInstanceUID == original.SOPInstanceUID
 
 
@@ -125,7 +144,7 @@ def test_c_store_without_sop_instance_uid_is_refused_and_nothing_is_stored(node,
     files_before = len(server.storage_files())
     # Sent from the file as it is: pynetdicom would refuse a Dataset without the UID.
     monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
-    with association(listener.port, [CTImageStorage], calling="PYSTORE") as assoc:
+    with association(listener.port, [(CTImageStorage, [ExplicitVRLittleEndian])], calling="PYSTORE") as assoc:
         status = assoc.send_c_store(path)
     assert status is not None, "no C-STORE response"
     assert 0xC000 <= status.Status <= 0xCFFF, hex(status.Status)

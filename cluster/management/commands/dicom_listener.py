@@ -13,6 +13,7 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -58,9 +59,14 @@ class ArchiveAE(AE):
     def require_calling_aet(self):
         if self._policy.accepts_unknown():
             return []
-        # An empty list means "anyone" to pynetdicom: with no modality known, no
-        # AE title may pass, so give one that no AE can have.
-        return self._policy.known_aets() or ["\\"]
+        try:
+            # An empty list means "anyone" to pynetdicom: with no modality known,
+            # no AE title may pass, so give one that no AE can have.
+            return self._policy.known_aets() or ["\\"]
+        finally:
+            # Read in the association's thread: give its connection back to the
+            # pool now (see archive.dimse.scp.releasing).
+            connection.close()
 
     @require_calling_aet.setter
     def require_calling_aet(self, value):
@@ -119,8 +125,10 @@ class Command(BaseCommand):
         stop.wait()
         # No new association from here on; the running ones may finish.
         server.shutdown()
+        # Wait for associations that are doing work; a connection that never
+        # sent an association request (a TCP health check) is just dropped.
         deadline = time.monotonic() + settings.DICOM_TIMEOUT
-        while ae.active_associations and time.monotonic() < deadline:
+        while any(a.is_established for a in ae.active_associations) and time.monotonic() < deadline:
             time.sleep(0.1)
         for assoc in ae.active_associations:
             assoc.abort()

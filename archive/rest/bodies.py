@@ -1,0 +1,50 @@
+"""Request bodies in temporary files that vanish when closed."""
+
+import tempfile
+
+from django.conf import settings
+
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
+
+
+class BodyTooLarge(Exception):
+    """The request body goes past PACS_MAX_UPLOAD_MB."""
+
+
+def spool(request):
+    """The request body in a temporary file that vanishes when closed (or on a crash:
+    it is unlinked from the start), held in memory while small. Raises BodyTooLarge."""
+    return spool_stream(_Capped(_body_stream(request), settings.MAX_UPLOAD_BYTES))
+
+
+def _body_stream(request):
+    # A chunked request has no Content-Length, and Django then reads an empty
+    # body; clients chunk large uploads (dicomweb-client does past 1 MB). The
+    # WSGI server says when its input ends by itself (gunicorn's
+    # wsgi.input_terminated), and then the body is read from it to the end.
+    if "CONTENT_LENGTH" not in request.META and request.META.get("wsgi.input_terminated"):
+        return request.META["wsgi.input"]
+    return request
+
+
+class _Capped:
+    """A body reader that refuses to go past the upload limit, whatever Content-Length said."""
+
+    def __init__(self, stream, limit):
+        self._stream = stream
+        self._left = limit
+
+    def read(self, size):
+        chunk = self._stream.read(size)
+        self._left -= len(chunk)
+        if self._left < 0:
+            raise BodyTooLarge(f"the body is larger than PACS_MAX_UPLOAD_MB ({settings.MAX_UPLOAD_BYTES // 2**20} MB)")
+        return chunk
+
+
+def spool_stream(stream):
+    target = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=settings.FILE_UPLOAD_TEMP_DIR)
+    while chunk := stream.read(1024 * 1024):
+        target.write(chunk)
+    target.seek(0)
+    return target
