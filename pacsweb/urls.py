@@ -3,7 +3,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
 from archive.dicomweb.wado import wado_uri
-from archive.rest import annotations, instances, resources, system
+from archive.rest import annotations, images, instances, resources, system
 from cluster import health
 from cluster import rest as cluster_rest
 
@@ -34,6 +34,10 @@ urlpatterns = [
     path("instances/<str:public_id>/content", annotations.instance_content),
     re_path(r"^instances/(?P<public_id>[^/]+)/content/(?P<path>.+)$", annotations.instance_content),
     path("instances/<str:public_id>/frames", annotations.instance_frames),
+    path("instances/<str:public_id>/preview", images.image),
+    path("instances/<str:public_id>/rendered", images.image, {"kind": "rendered"}),
+    path("instances/<str:public_id>/frames/<int:frame>/preview", images.image),
+    path("instances/<str:public_id>/frames/<int:frame>/rendered", images.image, {"kind": "rendered"}),
     path("tools/find", resources.find),
     path("changes", resources.changes),
     path("dicom-web/", include("archive.dicomweb.urls")),

@@ -86,3 +86,23 @@ def test_content_walks_elements_and_sequences(api, db, storage_dir):
     assert api.get(base + "/0008-1140/5").status_code == 404
     assert api.get(base + "/zzzz").status_code == 404
     assert api.get(f"/instances/{instance_id}/frames").json() == ["0"]
+
+
+def test_preview_and_rendered_images(api, instance):
+    import io
+
+    from PIL import Image
+
+    preview = api.get(f"/instances/{instance['ID']}/preview")
+    assert preview.status_code == 200 and preview["Content-Type"] == "image/png"
+    image = Image.open(io.BytesIO(preview.content))
+    assert image.size == (64, 64)
+    assert len(set(image.getdata())) > 1  # not blank
+    narrow = api.get(f"/instances/{instance['ID']}/rendered?window-center=1000&window-width=10")
+    wide = api.get(f"/instances/{instance['ID']}/rendered?window-center=1000&window-width=4000")
+    assert narrow.content != wide.content  # the window is applied
+    small = api.get(f"/instances/{instance['ID']}/frames/0/rendered?width=32", HTTP_ACCEPT="image/jpeg")
+    assert small["Content-Type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(small.content)).size == (32, 32)
+    assert api.get(f"/instances/{instance['ID']}/frames/3/preview").status_code == 404
+    assert api.get(f"/instances/{instance['ID']}/rendered?quality=abc").status_code == 400
