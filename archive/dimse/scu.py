@@ -167,13 +167,7 @@ def move(peer, level, identifiers, target_aet):
     report = TransferReport(failed_uids=[])
     try:
         for keys in identifiers:
-            identifier = _retrieve_identifier(level, keys)
-            final = None
-            for status, _ in assoc.send_c_move(identifier, target_aet, model):
-                if status is None:
-                    raise DicomNetworkError(f"{peer.aet} did not answer the C-MOVE")
-                final = status
-            _count(report, final, peer, "C-MOVE")
+            _collect(report, assoc.send_c_move(_retrieve_identifier(level, keys), target_aet, model), peer, "C-MOVE")
     finally:
         if assoc.is_established:
             assoc.release()
@@ -208,12 +202,7 @@ def get(peer, level, identifiers):
     report = TransferReport(failed_uids=[])
     try:
         for keys in identifiers:
-            final = None
-            for status, _ in assoc.send_c_get(_retrieve_identifier(level, keys), model):
-                if status is None:
-                    raise DicomNetworkError(f"{peer.aet} did not answer the C-GET")
-                final = status
-            _count(report, final, peer, "C-GET")
+            _collect(report, assoc.send_c_get(_retrieve_identifier(level, keys), model), peer, "C-GET")
     finally:
         if assoc.is_established:
             assoc.release()
@@ -228,7 +217,13 @@ def _retrieve_identifier(level, keys):
     return identifier
 
 
-def _count(report, final, peer, what):
+def _collect(report, responses, peer, what):
+    """Add the sub-operation counts of a C-MOVE / C-GET's final response to the report."""
+    final = None
+    for status, _ in responses:
+        if status is None:
+            raise DicomNetworkError(f"{peer.aet} did not answer the {what}")
+        final = status
     if final is None:
         raise DicomNetworkError(f"{peer.aet} sent no final {what} response")
     report.completed += int(getattr(final, "NumberOfCompletedSuboperations", 0) or 0)
