@@ -210,17 +210,10 @@ def _check_name(name):
 
 
 def _insert_or_retry(model, **values):
-    # Two first writers of the same name: ON CONFLICT keeps one, the other replays
-    # and then sees a row to update.
-    columns = ", ".join(values)
-    placeholders = ", ".join(["%s"] * len(values))
+    # Two first writers of the same name: one row is kept, the other writer
+    # replays and then finds a row to update.
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({placeholders}) "
-            "ON CONFLICT (resource_id, name) DO NOTHING RETURNING id",
-            list(values.values()),
-        )
-        if cursor.fetchone() is None:
+        if db.insert_unless_exists(cursor, model, "resource_id, name", **values) is None:
             raise db.Retry(f"{values['name']} created concurrently")
 
 

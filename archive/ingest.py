@@ -307,10 +307,10 @@ def _index_instance(parsed, stored, origin, now):
             series_description_norm=_norm(parsed.series_tags.get("SeriesDescription"), 64),
             series_number=(parsed.series_tags.get("SeriesNumber") or "")[:12],
         )
-        inserted = _insert(
+        inserted = db.insert_unless_exists(
             cursor,
             Instance,
-            conflict="sop_instance_uid",
+            "sop_instance_uid",
             public_id=instance_pid,
             main_dicom_tags=json.dumps(parsed.instance_tags),
             created_at=stamp,
@@ -332,9 +332,10 @@ def _index_instance(parsed, stored, origin, now):
             # Run again: the SELECT now sees it, and this transaction's parent
             # updates are rolled back.
             raise db.Retry(f"racing insert of {parsed.sop_instance_uid}")
-        _insert(
+        db.insert_unless_exists(
             cursor,
             Attachment,
+            "storage_key",
             level=Level.INSTANCE,
             resource_id=instance_pid,
             name=Attachment.DICOM,
@@ -377,7 +378,7 @@ def _upsert(cursor, model, stamp, **values):
     cannot deadlock on them.
     """
     values.update(created_at=stamp, last_update=stamp, is_stable=False)
-    pk = _insert(cursor, model, conflict="public_id", **values)
+    pk = db.insert_unless_exists(cursor, model, "public_id", **values)
     if pk is not None:
         return pk, True
     cursor.execute(
@@ -390,18 +391,6 @@ def _upsert(cursor, model, stamp, **values):
         # The row was there a moment ago and is gone: deleted concurrently.
         raise db.Retry(f"{model.__name__} {values['public_id']} vanished")
     return row[0], False
-
-
-def _insert(cursor, model, conflict=None, **values):
-    columns = ", ".join(values)
-    placeholders = ", ".join(["%s"] * len(values))
-    on_conflict = f" ON CONFLICT ({conflict}) DO NOTHING" if conflict else ""
-    cursor.execute(
-        f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({placeholders}){on_conflict} RETURNING id",
-        list(values.values()),
-    )
-    row = cursor.fetchone()
-    return row[0] if row else None
 
 
 def _norm(text, limit):

@@ -97,6 +97,24 @@ def unit_of_work(read_only=False):
     return decorate
 
 
+def insert_unless_exists(cursor, model, conflict, **values):
+    """INSERT a row unless one with the same `conflict` key exists; its id, or None.
+
+    ON CONFLICT DO NOTHING lets concurrent writers of one key meet without an
+    error: the loser learns it lost from the missing id, without a unique
+    violation aborting its transaction (PostgreSQL and SQLite alike).
+    """
+    columns = ", ".join(values)
+    markers = ", ".join(["%s"] * len(values))
+    cursor.execute(
+        f"INSERT INTO {model._meta.db_table} ({columns}) VALUES ({markers}) "
+        f"ON CONFLICT ({conflict}) DO NOTHING RETURNING id",
+        list(values.values()),
+    )
+    row = cursor.fetchone()
+    return row[0] if row else None
+
+
 def _name(unit):
     return getattr(unit, "__qualname__", repr(unit))
 

@@ -141,7 +141,7 @@ def wait_exit(listener, timeout):
         return None
 
 
-def refuses_connections(port, within=3.0):
+def refuses_connections(port, within=10.0):
     """True once a TCP connection to the port is refused (polled for `within` seconds)."""
     deadline = time.monotonic() + within
     while True:
