@@ -362,6 +362,12 @@ class NoDelayServer(ThreadedAssociationServer):
         super().__init__(*args, **kwargs)
         self.contexts = SharedContexts(self.contexts)
 
+    def server_bind(self):
+        # Several listener processes of a node share the port: the kernel spreads
+        # associations over them, so a node stores on every core, not on one GIL.
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
     def get_request(self):
         client, address = super().get_request()
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

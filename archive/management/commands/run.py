@@ -57,10 +57,12 @@ class Command(BaseCommand):
                  # nodes on one machine would fight over it.
                  "--no-control-socket"],
                 env=env, cwd=settings.BASE_DIR)))
-            children.append(("dicom", subprocess.Popen(manage + ["dicom_listener"], env=env, cwd=settings.BASE_DIR)))
+            for index in range(settings.DICOM_PROCESSES):
+                children.append((f"dicom-{index + 1}", subprocess.Popen(
+                    manage + ["dicom_listener"], env=env, cwd=settings.BASE_DIR)))
             children.append(("worker", subprocess.Popen(
                 manage + ["rqworker", "default", "deletions", "transfers"], env=env, cwd=settings.BASE_DIR)))
-            self._wait_listening(children, [("web", settings.HTTP_PORT), ("dicom", settings.DICOM_PORT)])
+            self._wait_listening(children, [("web", settings.HTTP_PORT), ("dicom-1", settings.DICOM_PORT)])
             self._banner()
             self._supervise(children)
         except KeyboardInterrupt:
