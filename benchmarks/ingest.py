@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import psycopg
@@ -48,6 +48,7 @@ TARGETS = {
 }
 SIZES = {"large": 512, "small": 64}  # rows = columns of the 16-bit CT
 STUDIES = 4
+WARMUP_CONNECTIONS = 8
 REQUEST_TIMEOUT = 300
 
 
@@ -57,7 +58,8 @@ def main():
     with postgres_server(args.targets) as postgres_url:
         if postgres_url:
             with psycopg.connect(postgres_url) as conn:
-                print(f"PostgreSQL: {conn.info.parameter_status('server_version')} at {postgres_url}")
+                print(f"PostgreSQL: {conn.info.parameter_status('server_version')} "
+                      f"at {conn.info.host} port {conn.info.port}")
         print()
         failed = run(args, postgres_url)
     print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -72,8 +74,9 @@ def parse_args():
     parser.add_argument("--targets", nargs="+", choices=list(TARGETS), default=list(TARGETS))
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 4])
-    parser.add_argument("--warmup", type=int, default=3,
-                        help="instances each connection stores before the clock starts (default 3)")
+    parser.add_argument("--warmup", type=int, default=24,
+                        help=f"instances stored over {WARMUP_CONNECTIONS} connections before the clock starts "
+                             "(default 24)")
     parser.add_argument("--workers", type=int, default=4, help="pacsweb gunicorn processes (default 4)")
     parser.add_argument("--threads", type=int, default=4, help="pacsweb threads per process (default 4)")
     return parser.parse_args()
@@ -86,11 +89,15 @@ def print_header(args):
     print(f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}, "
           f"{memory_gb():.1f} GB RAM, load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"software: Python {platform.python_version()}, pacsweb {git_revision()}, Orthanc {orthanc.version()}")
+    # The servers inherit this environment: a PACS_* variable set here changes them.
+    inherited = ", ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("PACS_"))
     print(f"pacsweb: gunicorn gthread, {args.workers} workers x {args.threads} threads, "
-          "other settings at their defaults (fsync on, PostgreSQL pool of 4 per process)")
+          + (f"settings from the environment: {inherited}" if inherited else
+             "other settings at their defaults (fsync on, PostgreSQL pool of 4 per process)"))
     print("Orthanc: Debian package defaults (fsync on, HTTP threads 50, "
           "PostgreSQL index plugin with 1 connection), TCP_NODELAY=1")
-    print(f"each measurement: fresh server, {args.warmup} warm-up instances per connection, then -n {args.n} "
+    print(f"each measurement: fresh server, {args.warmup} warm-up instances over {WARMUP_CONNECTIONS} connections, "
+          f"then -n {args.n} "
           f"instances over {STUDIES} studies; MB = 10^6 bytes; latency = one POST, seen by the client")
     print("NOTE: preliminary figures - client and servers share this machine, which may be running other work.")
 
@@ -113,7 +120,7 @@ def memory_gb():
 
 def git_revision():
     def git(*args):
-        return subprocess.run(["git", *args], cwd=servers.REPO, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", *args], cwd=servers.REPO, capture_output=True, text=True, check=False).stdout.strip()
 
     revision = git("rev-parse", "--short", "HEAD") or "unknown"
     return revision + (" (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else "")
@@ -198,36 +205,41 @@ def start(name, args, postgres_url):
 
 @dataclass
 class Result:
-    elapsed: float = 0.0
-    latencies: list = field(default_factory=list)
-    errors: list = field(default_factory=list)  # one message per failed request
-    stored: int = -1  # CountInstances after the run
+    elapsed: float  # seconds from the first measured request to the last answer
+    latencies: list  # seconds, one per measured request
+    errors: list  # one message per failed request, warm-up included
+    stored: int  # CountInstances afterwards (-1 when /statistics failed)
 
 
 def measure(target, files, warmup_files, concurrency):
-    """Store `files` with `concurrency` threads, each on its own keep-alive connection.
+    """Warm the server up with `warmup_files`, then time the storing of `files` by `concurrency` clients."""
+    # A gunicorn worker process pays ~0.7 s on its first request (the password
+    # hash, then the URLconf import). Whichever worker accepts first gets a new
+    # connection, and keeps it: warm-up over a few keep-alive connections left a
+    # worker cold in 4 runs of 8, a new connection per warm-up request, from
+    # more parallel clients than pacsweb has workers, in none. The measured
+    # phase opens connections of its own (a warm one left idle would be closed
+    # by the server after 1-2 s).
+    _, warmup_errors = store_all(target, warmup_files, WARMUP_CONNECTIONS, keep_alive=False)
+    started = time.perf_counter()
+    latencies, errors = store_all(target, files, concurrency)
+    elapsed = time.perf_counter() - started
+    return Result(elapsed, latencies, ["warm-up: " + e for e in warmup_errors] + errors, count_instances(target))
 
-    Every thread first stores its share of `warmup_files` on its connection (the
-    server's processes and threads get past their first request), then all start
-    together on a shared queue; the clock runs from that start to the last answer.
-    """
-    result = Result()
+
+def store_all(target, files, connections, keep_alive=True):
+    """Store `files` over `connections` parallel keep-alive connections (a thread each,
+    taking the next file from a shared queue); return (latencies, error messages).
+    Without `keep_alive`, every request goes over a new connection."""
     address = urlparse(target.url)
     work = queue.SimpleQueue()
     for body in files:
         work.put(body)
-    ready = threading.Barrier(concurrency + 1)
-    lock = threading.Lock()
+    latencies, errors = [], []  # list.append is atomic: the threads share them
 
-    def client(index):
+    def client():
         conn = http.client.HTTPConnection(address.hostname, address.port, timeout=REQUEST_TIMEOUT)
         try:
-            for body in warmup_files[index::concurrency]:
-                error = post(conn, target.auth_header, body)
-                if error:
-                    with lock:
-                        result.errors.append("warm-up: " + error)
-            ready.wait()
             while True:
                 try:
                     body = work.get_nowait()
@@ -235,24 +247,20 @@ def measure(target, files, warmup_files, concurrency):
                     return
                 started = time.perf_counter()
                 error = post(conn, target.auth_header, body)
-                took = time.perf_counter() - started
-                with lock:
-                    result.latencies.append(took)
-                    if error:
-                        result.errors.append(error)
+                latencies.append(time.perf_counter() - started)
+                if error:
+                    errors.append(error)
+                if not keep_alive:
+                    conn.close()  # http.client reconnects for the next request
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+    threads = [threading.Thread(target=client) for _ in range(connections)]
     for thread in threads:
         thread.start()
-    ready.wait()
-    started = time.perf_counter()
     for thread in threads:
         thread.join()
-    result.elapsed = time.perf_counter() - started
-    result.stored = count_instances(target)
-    return result
+    return latencies, errors
 
 
 def post(conn, auth_header, body):
@@ -296,7 +304,7 @@ def run(args, postgres_url):
     files = {}
     for size in args.sizes:
         files[size] = instances(size, args.n, "measure")
-        files[size + "-warmup"] = instances(size, args.warmup * max(args.concurrency), "warmup")
+        files[size + "-warmup"] = instances(size, args.warmup, "warmup")
     print(ROW.format(*COLUMNS))
     failed = False
     problems = []
@@ -306,10 +314,9 @@ def run(args, postgres_url):
             megabytes = sum(len(body) for body in files[size]) / 1e6
             size_label = f"{size} {megabytes / args.n * 1000:.0f} kB"
             for concurrency in args.concurrency:
-                warmup_files = files[size + "-warmup"][: args.warmup * concurrency]
                 with start(name, args, postgres_url) as target:
-                    result = measure(target, files[size], warmup_files, concurrency)
-                    expected = len(warmup_files) + args.n
+                    result = measure(target, files[size], files[size + "-warmup"], concurrency)
+                    expected = args.warmup + args.n
                     if result.errors or result.stored != expected:
                         failed = True
                         problems.append((f"{name} {size} x{concurrency}", result, expected, target.log()))

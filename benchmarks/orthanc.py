@@ -40,7 +40,9 @@ def version():
 
 
 class OrthancServer:
-    """A running Orthanc: `url`, `auth_header`, `dicom_port`, `aet`, `directory`, `log_path`.
+    """A running Orthanc: `url` (REST base, also `http_port`), `auth_header` (HTTP Basic),
+    `dicom_port` and `aet` (its DICOM SCP), `directory`, `log()`, and with kind="postgres"
+    `database_url` (its index database).
 
     `config` entries override the generated configuration (e.g. "HttpThreadsCount",
     "DicomModalities", or a "PostgreSQL" dict replacing the generated one);
@@ -61,7 +63,6 @@ class OrthancServer:
         self._startup_timeout = startup_timeout
         self.database_url = None
         self.process = None
-        self._log = None
 
     def __enter__(self):
         self.directory = Path(tempfile.mkdtemp(prefix="orthanc-"))
@@ -109,14 +110,13 @@ class OrthancServer:
         config_path = self.directory / "orthanc.json"
         config_path.write_text(json.dumps(config, indent=2))
 
-        self._log = open(self.log_path, "w")
         # DCMTK (Orthanc's DICOM layer) leaves Nagle's algorithm on unless this is
         # set; with it on, small PDUs wait for delayed ACKs (~40 ms per exchange).
         env = dict(os.environ, TCP_NODELAY="1")
-        self.process = subprocess.Popen(
-            [ORTHANC, str(config_path)], cwd=self.directory, env=env,
-            stdout=self._log, stderr=subprocess.STDOUT,
-        )
+        with open(self.log_path, "w") as log:  # Orthanc keeps its own descriptor
+            self.process = subprocess.Popen(
+                [ORTHANC, str(config_path)], cwd=self.directory, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
         self._wait_until_up()
 
     def _create_database(self):
@@ -162,8 +162,6 @@ class OrthancServer:
             # A throwaway server: nothing to flush, so no graceful shutdown.
             self.process.kill()
             self.process.wait(30)
-        if self._log is not None:
-            self._log.close()
         if self.database_url:
             with psycopg.connect(self._postgres_url, autocommit=True) as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {self._database} WITH (FORCE)")
