@@ -106,6 +106,12 @@ class Command(BaseCommand):
         # Contexts we propose when we call a peer (C-MOVE sub-operations).
         ae.requested_contexts = [c for c in AllStoragePresentationContexts[:127]]
 
+        # Installed before the port opens: a SIGTERM that arrives as soon as the
+        # port accepts still means "finish and exit 0".
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+
         handlers = scp.handlers(policy, scp.Options(ae_title=settings.AE_TITLE,
                                                     max_find_answers=settings.DICOM_MAX_FIND_ANSWERS))
         try:
@@ -119,10 +125,11 @@ class Command(BaseCommand):
         self.stdout.write(f"DICOM listener {settings.AE_TITLE} listening on {bind}:{port}")
         self.stdout.flush()
 
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
-        stop.wait()
+        # Wait with a timeout: the kernel may deliver the signal to an association
+        # thread, and Python runs the handler only when the main thread next runs
+        # bytecode; an untimed wait could then sleep through the SIGTERM.
+        while not stop.wait(0.2):
+            pass
         # No new association from here on; the running ones may finish.
         server.shutdown()
         # Wait for associations that are doing work; a connection that never
