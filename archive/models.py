@@ -149,3 +149,18 @@ class Change(models.Model):
 
     class Meta:
         db_table = "change"
+
+
+class FileDeletion(models.Model):
+    """The deletion outbox: a stored file no index row refers to any more.
+
+    Written in the transaction that removed the last reference, so a file is
+    removed only once that transaction has committed; a worker (or, when the
+    queue lost the task, the housekeeper) removes the file, then the row.
+    """
+
+    storage_key = models.CharField(max_length=64)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        db_table = "file_deletion"

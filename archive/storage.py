@@ -19,6 +19,8 @@ from django.conf import settings
 CHUNK = 1024 * 1024
 TEMP_DIR = "tmp"
 TEMP_SUFFIX = ".part"
+# Asynchronous archives, beside the DICOM files so that every node sees them.
+ARCHIVE_DIR = "archives"
 
 
 class StorageError(Exception):
@@ -41,6 +43,7 @@ class FileSystemStorage:
         self.root = Path(root)
         self.fsync = fsync
         (self.root / TEMP_DIR).mkdir(parents=True, exist_ok=True)
+        (self.root / ARCHIVE_DIR).mkdir(parents=True, exist_ok=True)
 
     def put(self, source):
         """Store bytes or a binary file object (read from its current position); return StoredFile."""
@@ -115,6 +118,52 @@ class FileSystemStorage:
                     Path(entry.path).unlink(missing_ok=True)
                     removed += 1
         return removed
+
+    # --- the archive area: files produced by jobs, named by their owner --------
+
+    def archive_writer(self, name):
+        """(a file open for writing under a temporary name, publish()): publish()
+        makes the complete file visible under `name` (fsynced, renamed)."""
+        final = self._archive_path(name)
+        temp = final.with_name(final.name + TEMP_SUFFIX)
+        out = open(temp, "wb")
+
+        def publish():
+            out.flush()
+            if self.fsync:
+                os.fsync(out.fileno())
+            out.close()
+            os.rename(temp, final)
+            return final.stat().st_size
+
+        return out, publish
+
+    def discard_archive(self, name):
+        """Remove an archive and its temporary file, if any."""
+        final = self._archive_path(name)
+        final.unlink(missing_ok=True)
+        final.with_name(final.name + TEMP_SUFFIX).unlink(missing_ok=True)
+
+    def open_archive(self, name):
+        try:
+            return open(self._archive_path(name), "rb")
+        except FileNotFoundError as error:
+            raise MissingFile(name) from error
+
+    def archive_files(self):
+        """(name, partial, age in seconds) of every file in the archive area."""
+        now = time.time()
+        with os.scandir(self.root / ARCHIVE_DIR) as entries:
+            for entry in entries:
+                if entry.is_file():
+                    partial = entry.name.endswith(TEMP_SUFFIX)
+                    name = entry.name[: -len(TEMP_SUFFIX)] if partial else entry.name
+                    yield name, partial, now - entry.stat().st_mtime
+
+    def _archive_path(self, name):
+        if not name or "/" in name or name.startswith(".") or name.endswith(TEMP_SUFFIX):
+            raise MissingFile(name)
+        return self.root / ARCHIVE_DIR / name
 
     def _path(self, key):
         if len(key) != 32 or not all(c in "0123456789abcdef" for c in key):

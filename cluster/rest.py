@@ -15,9 +15,12 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from archive.dimse import scu
-from archive.models import Instance, Level, Patient, Series, Study
+from archive.models import Attachment, Instance, Level, Patient, Series, Study
 from archive.rest.errors import error_response, rest_view
-from cluster.models import DicomQuery, Modality
+from cluster import jobs
+from cluster.jobs_rest import BadJobOptions, job_options, submitted
+from cluster.models import DicomQuery, JobState, Modality, Peer
+from cluster.tasks import PeerClient, PeerError, modality_peer
 from cluster.modalities import InvalidModality, parse_modality
 
 QUERY_HISTORY = 100  # Orthanc's QueryRetrieveSize
@@ -103,10 +106,6 @@ def describe(modality):
     }
 
 
-def _peer(modality):
-    return scu.Peer(modality.aet, modality.host, modality.port, modality.local_aet, modality.timeout)
-
-
 @_handle_not_found
 @rest("GET")
 def modalities(request):
@@ -143,38 +142,58 @@ def modality_configuration(request, name):
 @_handle_not_found
 @rest("POST")
 def modality_echo(request, name):
-    scu.echo(_peer(_modality(request, name)))
+    scu.echo(modality_peer(_modality(request, name)))
     return JsonResponse({})
 
 
-@_handle_not_found
-@rest("POST")
-def modality_store(request, name):
-    """Send resources (ids of any level) with C-STORE; synchronous."""
-    modality = _modality(request, name)
-    body = _body(request)
+def _resources_of(request, body):
+    """The resource ids of a store request: an id, a list of ids, or {"Resources": [...]}."""
+    if body is None and request.body.strip():
+        body = request.body.decode().strip()
     if isinstance(body, str):
         resources = [body]
     elif isinstance(body, list):
         resources = body
     elif isinstance(body, dict) and isinstance(body.get("Resources"), list):
         resources = body["Resources"]
-    elif body is None and request.body.strip():
-        resources = [request.body.decode().strip()]
     else:
         raise BadRequest('expected a resource id, a list of ids, or {"Resources": [...]}')
-    if not all(isinstance(r, str) for r in resources):
-        raise BadRequest("resource ids must be strings")
+    if not resources or not all(isinstance(r, str) for r in resources):
+        raise BadRequest("resource ids must be a non-empty list of strings")
+    return resources
+
+
+def _run_job(request, type_name, params, content, body):
+    """Submit the job; answer {ID, Path} when asynchronous, else run it here and
+    answer its content (Orthanc's synchronous jobs), 502 if it failed."""
+    try:
+        asynchronous, priority = job_options(body)
+    except BadJobOptions as error:
+        raise BadRequest(str(error))
+    job = jobs.submit(type_name, params, content=content, priority=priority, run_now=not asynchronous)
+    if asynchronous:
+        return submitted(job)
+    if job.state != JobState.SUCCESS:
+        return error_response(request, 502, f"{job.error_description}: {job.error_details}",
+                              orthanc=(job.error_code, job.error_description))
+    return JsonResponse(job.content)
+
+
+@_handle_not_found
+@rest("POST")
+def modality_store(request, name):
+    """Send resources (ids of any level) with C-STORE, as a DicomModalityStore job."""
+    modality = _modality(request, name)
+    body = _body(request)
+    resources = _resources_of(request, body)
     instances = _instances_of(request, resources)
-    report = scu.store(_peer(modality), instances)
-    return JsonResponse({
-        "Description": "REST API",
-        "FailedInstancesCount": report.failed,
-        "InstancesCount": len(instances),
-        "LocalAet": modality.local_aet or settings.AE_TITLE,
-        "ParentResources": resources,
+    content = {
+        "Description": "REST API", "FailedInstancesCount": 0, "InstancesCount": len(instances),
+        "LocalAet": modality.local_aet or settings.AE_TITLE, "ParentResources": resources,
         "RemoteAet": modality.aet,
-    }, status=200 if report.failed == 0 else 502)
+    }
+    return _run_job(request, "DicomModalityStore", {"modality": modality.name, "instances": instances},
+                    content, body)
 
 
 def _instances_of(request, resources):
@@ -212,7 +231,7 @@ def modality_query(request, name):
     if not isinstance(query, dict) or not all(isinstance(v, str) for v in query.values()):
         raise BadRequest("Query must map DICOM keywords to strings")
     try:
-        answers = scu.find(_peer(modality), level, query)
+        answers = scu.find(modality_peer(modality), level, query)
     except (ValueError, TypeError) as error:
         raise BadRequest(f"invalid query key: {error}")
     stored = DicomQuery.objects.create(
@@ -318,24 +337,19 @@ def query_retrieve(request, query_id, index=None):
         identifiers.append({k: values[k] for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID",
                                                    "SOPInstanceUID") if values.get(k)} or {key: ""})
     method = str(options.get("RetrieveMethod", "C-MOVE")).upper()
-    target = options.get("TargetAet") or settings.AE_TITLE
-    if method == "C-GET":
-        report = scu.get(_peer(modality), level, identifiers)
-    elif method == "C-MOVE":
-        report = scu.move(_peer(modality), level, identifiers, target)
-    else:
+    if method not in ("C-MOVE", "C-GET"):
         raise BadRequest("RetrieveMethod must be C-MOVE or C-GET")
-    return JsonResponse({
+    target = options.get("TargetAet") or settings.AE_TITLE
+    content = {
         "Description": "REST API",
         "LocalAet": modality.local_aet or settings.AE_TITLE,
         "Query": [_simplify(a) for a in answers],
         "RemoteAet": modality.aet,
         "TargetAet": target if method == "C-MOVE" else settings.AE_TITLE,
         "RetrieveMethod": method,
-        "CompletedCount": report.completed,
-        "FailedCount": report.failed,
-        "WarningCount": report.warning,
-    })
+    }
+    params = {"modality": modality.name, "level": level, "identifiers": identifiers, "target": target}
+    return _run_job(request, "DicomMoveScu" if method == "C-MOVE" else "DicomGetScu", params, content, options)
 
 
 @_handle_not_found
@@ -349,10 +363,121 @@ def modality_move(request, name):
     if not all(isinstance(r, dict) for r in body["Resources"]):
         raise BadRequest("each resource is an object of DICOM keywords")
     target = body.get("TargetAet") or settings.AE_TITLE
-    report = scu.move(_peer(modality), level, body["Resources"], target)
-    return JsonResponse({
-        "Description": "REST API", "LocalAet": modality.local_aet or settings.AE_TITLE,
-        "Query": body["Resources"], "RemoteAet": modality.aet, "TargetAet": target,
-        "CompletedCount": report.completed, "FailedCount": report.failed, "WarningCount": report.warning,
-    })
+    content = {"Description": "REST API", "LocalAet": modality.local_aet or settings.AE_TITLE,
+               "Query": body["Resources"], "RemoteAet": modality.aet, "TargetAet": target}
+    params = {"modality": modality.name, "level": level, "identifiers": body["Resources"], "target": target}
+    return _run_job(request, "DicomMoveScu", params, content, body)
 
+
+# --- Orthanc peers -------------------------------------------------------------
+
+PEER_OPERATIONS = ["configuration", "store", "system"]
+
+
+def _describe_peer(peer):
+    return {
+        "Url": peer.url,
+        "Username": peer.username or None,
+        # Secrets stay in the database: a GET never shows them (as Orthanc).
+        "Password": None,
+        "HttpHeaders": sorted(peer.http_headers),
+        "Pkcs11": False,
+        "Timeout": peer.timeout,
+    }
+
+
+def _parse_peer(body):
+    if isinstance(body, list) and 1 <= len(body) <= 3 and all(isinstance(v, str) for v in body):
+        body = dict(zip(("Url", "Username", "Password"), body))
+    if not isinstance(body, dict):
+        raise BadRequest('expected {"Url": ..., "Username": ..., "Password": ...} or [url, username, password]')
+    url = body.get("Url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise BadRequest("Url must be an http:// or https:// address")
+    fields = {"url": url if url.endswith("/") else url + "/"}
+    for key, field in (("Username", "username"), ("Password", "password")):
+        value = body.get(key) or ""
+        if not isinstance(value, str):
+            raise BadRequest(f"{key} must be a string")
+        fields[field] = value
+    headers = body.get("HttpHeaders") or {}
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise BadRequest("HttpHeaders must map header names to strings")
+    fields["http_headers"] = headers
+    timeout = body.get("Timeout", 0)
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0:
+        raise BadRequest("Timeout must be a whole number of seconds")
+    fields["timeout"] = timeout
+    return fields
+
+
+def _peer_row(request, name):
+    peer = Peer.objects.filter(name=name).first()
+    if peer is None:
+        raise _NotFound(request, f"peer {name!r} is not configured")
+    return peer
+
+
+@_handle_not_found
+@rest("GET")
+def peers(request):
+    rows = Peer.objects.all()
+    if "expand" in request.GET:
+        return JsonResponse({p.name: _describe_peer(p) for p in rows})
+    return JsonResponse([p.name for p in rows], safe=False)
+
+
+@_handle_not_found
+@rest("GET", "PUT", "DELETE")
+def peer(request, name):
+    if request.method == "PUT":
+        fields = _parse_peer(_body(request))
+        try:
+            Peer.objects.update_or_create(name=name, defaults=fields)
+        except IntegrityError:  # created by another request in the meantime: update it
+            Peer.objects.filter(name=name).update(**fields)
+        return JsonResponse({})
+    row = _peer_row(request, name)
+    if request.method == "DELETE":
+        row.delete()
+        return JsonResponse({})
+    return JsonResponse(PEER_OPERATIONS, safe=False)
+
+
+@_handle_not_found
+@rest("GET")
+def peer_configuration(request, name):
+    return JsonResponse(_describe_peer(_peer_row(request, name)))
+
+
+@_handle_not_found
+@rest("GET")
+def peer_system(request, name):
+    row = _peer_row(request, name)
+    try:
+        client = PeerClient(row)
+        status, content_type, data = client.request("GET", "/system")
+        client.close()
+    except PeerError as error:
+        return error_response(request, 502, str(error), orthanc=(9, "Error in the network protocol"))
+    if status != 200:
+        return error_response(request, 502, f"peer {name} answered GET /system with HTTP {status}",
+                              orthanc=(9, "Error in the network protocol"))
+    return HttpResponse(data, content_type=content_type or "application/json")
+
+
+@_handle_not_found
+@rest("POST")
+def peer_store(request, name):
+    row = _peer_row(request, name)
+    body = _body(request)
+    resources = _resources_of(request, body)
+    instances = _instances_of(request, resources)
+    size = sum(Attachment.objects.filter(resource_id__in=instances, name=Attachment.DICOM)
+               .values_list("size", flat=True))
+    content = {
+        "Description": "REST API", "FailedInstancesCount": 0, "InstancesCount": len(instances),
+        "ParentResources": resources, "Peer": [row.url, row.username, ""], "Compress": False,
+        "Size": str(size), "SizeMB": size // (1024 * 1024),
+    }
+    return _run_job(request, "OrthancPeerStore", {"peer": row.name, "instances": instances}, content, body)

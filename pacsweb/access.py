@@ -9,6 +9,7 @@ probes are open.
 import base64
 import binascii
 import hashlib
+import re
 import threading
 import time
 
@@ -28,7 +29,9 @@ SESSION_PREFIXES = ("/admin/", "/ui/", "/static/")
 STORE_ROUTES = {("POST", "/instances")}
 STORE_PREFIXES = ("/dicom-web/studies",)
 # POSTs that only read (Orthanc puts queries in POST bodies).
-READ_POSTS = {"/tools/find", "/tools/lookup"}
+READ_POSTS = {"/tools/find", "/tools/lookup", "/tools/create-archive", "/tools/create-media",
+              "/tools/create-media-extended"}
+READ_POST_PATTERN = re.compile(r"^/(patients|studies|series)/[^/]+/(archive|media)$")
 
 # Checking a password costs a deliberate ~0.3 s of PBKDF2; a script storing
 # thousands of files sends the same credentials each time. Remember a success
@@ -43,7 +46,7 @@ _cache_lock = threading.Lock()
 def required_role(method, path):
     if method in ("GET", "HEAD", "OPTIONS"):
         return VIEWER
-    if method == "POST" and path in READ_POSTS:
+    if method == "POST" and (path in READ_POSTS or READ_POST_PATTERN.match(path)):
         return VIEWER
     if (method, path) in STORE_ROUTES or (method == "POST" and path.startswith(STORE_PREFIXES)):
         return UPLOADER

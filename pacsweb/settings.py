@@ -189,7 +189,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis and jobs --------------------------------------------------------
 
 REDIS_URL = env("REDIS_URL", f"unix://{DATA_DIR / 'redis.sock'}")
-RQ_QUEUES = {name: {"URL": REDIS_URL} for name in ("default", "deletions", "transfers")}
+# Several clusters (or test runs) may share one Redis: the prefix keeps their
+# queues apart.
+QUEUE_PREFIX = env("PACS_QUEUE_PREFIX", "pacsweb")
+QUEUES = {kind: f"{QUEUE_PREFIX}-{kind}" for kind in ("jobs", "transfers", "deletions")}
+RQ_QUEUES = {name: {"URL": REDIS_URL} for name in QUEUES.values()}
+# A Running job whose worker has not written a heartbeat for this long is
+# re-queued (up to PACS_JOB_ATTEMPTS runs in all), then failed.
+JOB_HEARTBEAT_TIMEOUT = envint("PACS_JOB_HEARTBEAT_TIMEOUT", 60)
+JOB_ATTEMPTS = envint("PACS_JOB_ATTEMPTS", 2)
+HOUSEKEEPER_INTERVAL = envfloat("PACS_HOUSEKEEPER_INTERVAL", 10.0)
 
 # --- Storage and archive behaviour -----------------------------------------
 
@@ -200,6 +209,12 @@ STORAGE_FSYNC = envbool("PACS_STORAGE_FSYNC", True)
 ORPHAN_GRACE_SECONDS = envint("PACS_ORPHAN_GRACE", 3600)
 STABLE_AGE = envint("PACS_STABLE_AGE", 60)
 ARCHIVE_CACHE_SIZE = envint("PACS_ARCHIVE_CACHE_SIZE", 10)
+ARCHIVE_TTL = envint("PACS_ARCHIVE_TTL", 3600)
+# zlib level of the ZIP archives: 0 stores the files as they are (fastest),
+# 1-9 deflate them (Orthanc deflates).
+ZIP_LEVEL = envint("PACS_ZIP_LEVEL", 1)
+if not 0 <= ZIP_LEVEL <= 9:
+    raise ImproperlyConfigured("PACS_ZIP_LEVEL is between 0 and 9")
 JOBS_HISTORY_SIZE = envint("PACS_JOBS_HISTORY_SIZE", 100)
 MAX_UPLOAD_BYTES = envint("PACS_MAX_UPLOAD_MB", 4096) * 1024 * 1024
 

@@ -3,8 +3,9 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
 from archive.dicomweb.wado import wado_uri
-from archive.rest import annotations, images, instances, resources, system
+from archive.rest import annotations, archives, images, instances, resources, system
 from cluster import health
+from cluster import jobs_rest
 from cluster import rest as cluster_rest
 
 RESOURCE = r"(?P<plural>patients|studies|series|instances)/(?P<public_id>[^/]+)"
@@ -38,6 +39,16 @@ urlpatterns = [
     path("instances/<str:public_id>/rendered", images.image, {"kind": "rendered"}),
     path("instances/<str:public_id>/frames/<int:frame>/preview", images.image),
     path("instances/<str:public_id>/frames/<int:frame>/rendered", images.image, {"kind": "rendered"}),
+    re_path(r"^(?P<plural>patients|studies|series)/(?P<public_id>[^/]+)/archive$", archives.resource_archive),
+    re_path(r"^(?P<plural>patients|studies|series)/(?P<public_id>[^/]+)/media$", archives.resource_archive,
+            {"media": True}),
+    path("tools/create-archive", archives.create_archive),
+    path("tools/create-media", archives.create_archive, {"media": True}),
+    path("tools/create-media-extended", archives.create_archive, {"media": True}),
+    path("jobs", jobs_rest.job_list),
+    path("jobs/<str:job_id>", jobs_rest.job_detail),
+    path("jobs/<str:job_id>/archive", archives.job_archive),
+    re_path(r"^jobs/(?P<job_id>[^/]+)/(?P<action>[a-z]+)$", jobs_rest.job_action),
     path("tools/find", resources.find),
     path("changes", resources.changes),
     path("dicom-web/", include("archive.dicomweb.urls")),
@@ -49,6 +60,11 @@ urlpatterns = [
     path("modalities/<str:name>/store", cluster_rest.modality_store),
     path("modalities/<str:name>/query", cluster_rest.modality_query),
     path("modalities/<str:name>/move", cluster_rest.modality_move),
+    path("peers", cluster_rest.peers),
+    path("peers/<str:name>", cluster_rest.peer),
+    path("peers/<str:name>/configuration", cluster_rest.peer_configuration),
+    path("peers/<str:name>/system", cluster_rest.peer_system),
+    path("peers/<str:name>/store", cluster_rest.peer_store),
     path("queries/<str:query_id>", cluster_rest.query_detail),
     path("queries/<str:query_id>/answers", cluster_rest.query_answers),
     path("queries/<str:query_id>/answers/<int:index>/content", cluster_rest.query_answer_content),

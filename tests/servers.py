@@ -78,11 +78,22 @@ def create_database():
 class Server:
     """A running node: `url` is its REST base URL, `env` the environment it runs with."""
 
-    def __init__(self, data_dir, database="postgres", workers=2, threads=4, **settings):
+    def __init__(self, data_dir, database="postgres", workers=2, threads=4, join=None, **settings):
+        """`join`: another Server whose cluster this one joins (same database,
+        storage and queues), as a second node behind a load balancer."""
         self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        overrides = dict(PACS_HTTP_PORT=self.port, **settings)
-        if database == "postgres":
+        # Every test's servers share the run's Redis: their own queues keep one
+        # test's jobs from reaching another test's workers.
+        overrides = dict(PACS_HTTP_PORT=self.port, PACS_QUEUE_PREFIX=f"test-{uuid.uuid4().hex[:12]}")
+        if join is not None:
+            overrides.update(PACS_QUEUE_PREFIX=join.env["PACS_QUEUE_PREFIX"],
+                             PACS_STORAGE_DIR=join.env.get("PACS_STORAGE_DIR", str(join.data_dir / "storage")))
+        overrides.update(settings)
+        if join is not None:
+            overrides["DATABASE_URL"] = join.database_url
+        elif database == "postgres":
             overrides["DATABASE_URL"] = create_database()
         else:
             overrides["DATABASE_URL"] = ""
@@ -126,12 +137,48 @@ class Server:
 
     def storage_files(self):
         root = self.data_dir / "storage"
-        return sorted(p for p in root.rglob("*") if p.is_file() and p.parent.name != "tmp")
+        return sorted(p for p in root.rglob("*") if p.is_file() and p.parent.name not in ("tmp", "archives"))
+
+    def archive_files(self):
+        """Files in the archive area (asynchronous archives and their partial files)."""
+        return sorted((self.data_dir / "storage" / "archives").glob("*"))
 
     def temporary_files(self):
         return [p for p in (self.data_dir / "storage" / "tmp").glob("*")] + [
             p for p in (self.data_dir / "tmp").glob("*")
         ]
+
+
+class Worker:
+    """A job worker process (RQ) of a node, as `make run` starts it."""
+
+    def __init__(self, server, name="worker", **settings):
+        self.server = server
+        self.env = dict(server.env, **{k: str(v) for k, v in settings.items()})
+        self.log_path = server.data_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        self.log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO / "manage.py"), "worker"],
+            env=self.env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+
+    def output(self):
+        return self.log_path.read_text()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.log.close()
+
+
+def housekeeper_pass(server, **settings):
+    """One pass of the housekeeper of the node (manage.py housekeeper --once); its output."""
+    env = dict(server.env, **{k: str(v) for k, v in settings.items()})
+    return manage("housekeeper", "--once", env=env).stdout
 
 
 class Listener:

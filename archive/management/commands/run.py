@@ -32,8 +32,10 @@ class Command(BaseCommand):
                             help="address the web server listens on (default 0.0.0.0, PACS_HTTP_HOST)")
         parser.add_argument("--web-workers", type=int, default=int(os.environ.get("PACS_WEB_WORKERS", "2")))
         parser.add_argument("--web-threads", type=int, default=int(os.environ.get("PACS_WEB_THREADS", "8")))
+        parser.add_argument("--workers", type=int, default=int(os.environ.get("PACS_WORKERS", "2")),
+                            help="job worker processes (default 2, PACS_WORKERS)")
 
-    def handle(self, *args, bind, web_workers, web_threads, **options):
+    def handle(self, *args, bind, web_workers, web_threads, workers, **options):
         env = dict(os.environ)
         # glibc gives every thread its own malloc arena; a threaded server's RSS
         # then grows far past what it uses (Orthanc's memory notes).
@@ -60,8 +62,10 @@ class Command(BaseCommand):
             for index in range(settings.DICOM_PROCESSES):
                 children.append((f"dicom-{index + 1}", subprocess.Popen(
                     manage + ["dicom_listener"], env=env, cwd=settings.BASE_DIR)))
-            children.append(("worker", subprocess.Popen(
-                manage + ["rqworker", "default", "deletions", "transfers"], env=env, cwd=settings.BASE_DIR)))
+            for index in range(workers):
+                children.append((f"worker-{index + 1}", subprocess.Popen(
+                    manage + ["worker"], env=env, cwd=settings.BASE_DIR)))
+            children.append(("housekeeper", subprocess.Popen(manage + ["housekeeper"], env=env, cwd=settings.BASE_DIR)))
             self._wait_listening(children, [("web", settings.HTTP_PORT), ("dicom-1", settings.DICOM_PORT)])
             self._banner()
             self._supervise(children)

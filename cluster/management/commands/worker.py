@@ -1,0 +1,20 @@
+"""A job worker: django-rq's rqworker on this cluster's queues.
+
+Jobs run in the worker process itself (SimpleWorker), not in a forked child:
+when the worker dies its job's heartbeat stops with it, and the housekeeper
+re-queues or fails the job.
+"""
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Run a job worker on the cluster's queues (rqworker with PACS_QUEUE_PREFIX's queue names)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--burst", action="store_true", help="exit once the queues are empty")
+
+    def handle(self, *args, burst, **options):
+        call_command("rqworker", *settings.QUEUES.values(), worker_class="rq.worker.SimpleWorker", burst=burst)

@@ -1,0 +1,73 @@
+"""Jobs, archives, deletions and sends, driven through REST against real server,
+RQ worker and housekeeper processes sharing PostgreSQL and Redis."""
+
+import hashlib
+import io
+import time
+import zipfile
+
+import pytest
+
+from tests import servers
+from tests.dicomgen import make_instance, uid
+
+
+@pytest.fixture
+def worker_factory():
+    """Start job worker processes; all are stopped at the end of the test."""
+    started = []
+
+    def start(server, **settings):
+        worker = servers.Worker(server, **settings)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def md5(data):
+    return hashlib.md5(data).hexdigest()
+
+
+def study_files(tag, count, series=1, **kwargs):
+    """Part 10 files of one study, `count` instances spread over `series` series."""
+    study = uid(tag, "study")
+    return [make_instance(patient_id=f"P-{tag}", study_uid=study, series_uid=uid(tag, "series", n % series),
+                          sop_uid=uid(tag, "sop", n), instance_number=n + 1, **kwargs)
+            for n in range(count)]
+
+
+def upload(server, files):
+    """Store the files in ZIPs of up to 500 (one request each); the ids of their studies."""
+    studies = set()
+    for start in range(0, len(files), 500):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+            for n, data in enumerate(files[start:start + 500]):
+                archive.writestr(f"{n:05d}.dcm", data)
+        status, answer = servers.request_json(server.url + "/instances", method="POST", body=buffer.getvalue(),
+                                              headers={"Content-Type": "application/zip"}, timeout=600)
+        assert status == 200, answer
+        answers = answer if isinstance(answer, list) else [answer]
+        studies.update(a["ParentStudy"] for a in answers)
+    return sorted(studies)
+
+
+def wait_job(server, job_id, states=("Success", "Failure", "Cancelled"), timeout=60):
+    """The job's description once its State is one of `states`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, job = servers.request_json(f"{server.url}/jobs/{job_id}")
+        assert status == 200, job
+        if job["State"] in states:
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} still {job['State']} after {timeout} s: {job}"
+        time.sleep(0.1)
+
+
+def zip_members(data):
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.testzip() is None
+        return {info.filename: archive.read(info) for info in archive.infolist()}
