@@ -88,10 +88,12 @@ def echo(peer):
 
 
 def store(peer, instance_ids, progress=None):
-    """C-STORE the given instances (public ids) to the peer, one association; a TransferReport."""
-    rows = list(
-        Instance.objects.filter(public_id__in=instance_ids).values_list("public_id", "sop_class_uid", "transfer_syntax_uid")
-    )
+    """C-STORE the given instances (public ids), in their order, to the peer over one
+    association; a TransferReport. progress(done, total) follows each instance."""
+    found = {row[0]: row for row in Instance.objects.filter(public_id__in=instance_ids)
+             .values_list("public_id", "sop_class_uid", "transfer_syntax_uid")}
+    # In the caller's order: a job resumed at position N skips exactly the first N.
+    rows = [found[public_id] for public_id in instance_ids if public_id in found]
     keys = dict(Attachment.objects.filter(resource_id__in=[r[0] for r in rows], name=Attachment.DICOM)
                 .values_list("resource_id", "storage_key"))
     report = TransferReport(failed_uids=[])

@@ -2,6 +2,7 @@
 
 import io
 import json
+import time
 
 import pydicom
 import pytest
@@ -22,7 +23,8 @@ class RemotePacs:
     """A small PACS in the test process: stores what it receives, answers
     STUDY-level C-FIND, and serves C-MOVE / C-GET from what it holds."""
 
-    def __init__(self, port, aet="REMOTE", destinations=None):
+    def __init__(self, port, aet="REMOTE", destinations=None, delay=0.0):
+        self.delay = delay  # seconds each C-STORE takes: a slow peer
         self.received = []
         self.held = []
         self.destinations = destinations or {}
@@ -41,6 +43,7 @@ class RemotePacs:
         self.port = port
 
     def _store(self, event):
+        time.sleep(self.delay)
         self.received.append(event.dataset)
         return 0x0000
 
