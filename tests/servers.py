@@ -135,6 +135,11 @@ class Server:
         with sqlite3.connect(self.data_dir / "pacsweb.sqlite3") as conn:
             return conn.execute(query.replace("%s", "?"), params).fetchall()
 
+    def sql_execute(self, statement, params=()):
+        """Run a statement on this server's PostgreSQL database and commit it."""
+        with psycopg.connect(self.database_url) as conn:
+            conn.execute(statement, params)
+
     def storage_files(self):
         root = self.data_dir / "storage"
         return sorted(p for p in root.rglob("*") if p.is_file() and p.parent.name not in ("tmp", "archives"))
