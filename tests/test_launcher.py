@@ -35,7 +35,8 @@ def test_single_node_starts_everything_serves_and_stops_on_ctrl_c(tmp_path):
 
         children = psutil.Process(launcher.pid).children(recursive=True)
         commands = " ".join(" ".join(c.cmdline()) for c in children)
-        assert "redis-server" in commands and "gunicorn" in commands and "rqworker" in commands
+        assert "redis-server" in commands and "gunicorn" in commands
+        assert "manage.py worker" in commands and "manage.py housekeeper" in commands
         assert "dicom_listener" in commands
         assert "AE title LAPTOP" in output and f"port {dicom_port}" in output
         echo = subprocess.run(["echoscu", "-aec", "LAPTOP", "127.0.0.1", str(dicom_port)], capture_output=True)
@@ -49,6 +50,18 @@ def test_single_node_starts_everything_serves_and_stops_on_ctrl_c(tmp_path):
         status, _, stored = servers.request(url + f"/instances/{body['ID']}/file", auth=auth)
         assert hashlib.sha256(stored).digest() == hashlib.sha256(data).digest()
         assert (tmp_path / "data" / "pacsweb.sqlite3").exists()
+
+        # The worker runs jobs on the embedded Redis and SQLite.
+        status, job = servers.request_json(url + f"/instances/{body['ID']}/study", auth=auth)
+        status, job = servers.request_json(url + f"/studies/{job['ID']}/archive", method="POST",
+                                           body=b'{"Asynchronous": true}', auth=auth)
+        assert status == 200, job
+        deadline = time.monotonic() + 30
+        while (state := servers.request_json(url + f"/jobs/{job['ID']}", auth=auth)[1]["State"]) != "Success":
+            assert state in ("Pending", "Running") and time.monotonic() < deadline, state
+            time.sleep(0.2)
+        status, _, archive = servers.request(url + f"/jobs/{job['ID']}/archive", auth=auth)
+        assert status == 200 and archive.startswith(b"PK")
     finally:
         launcher.send_signal(signal.SIGINT)
         launcher.wait(60)
