@@ -233,7 +233,8 @@ def _run(job):
         heart.join()
     runtime = time.monotonic() - started
     finished = outcome["state"] in FINISHED
-    db.run(_finish, job.id, job.attempts, context, outcome, runtime, finished)
+    if db.run(_finish, job.id, job.attempts, context, outcome, runtime, finished) == "resumed":
+        enqueue(job)
     if TYPES[job.type].after:
         TYPES[job.type].after()
     if finished:
@@ -247,7 +248,14 @@ def _finish(job_id, attempt, context, outcome, runtime, finished):
         values["completed_at"] = timezone.now()
     if context.output:
         values.update(output=context.output[0], output_size=context.output[1], output_used_at=timezone.now())
-    Job.objects.filter(pk=job_id, attempts=attempt, state=JobState.RUNNING).update(**values)
+    mine = Job.objects.filter(pk=job_id, attempts=attempt, state=JobState.RUNNING)
+    if outcome["state"] == JobState.PAUSED and not mine.filter(requested="pause").exists():
+        # Resumed between our reading "pause" and now: the resume must not be lost.
+        values["state"] = JobState.PENDING
+        mine.update(**values)
+        return "resumed"
+    mine.update(**values)
+    return None
 
 
 def _heartbeat(job_id, attempt, stop):

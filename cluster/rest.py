@@ -109,28 +109,43 @@ def describe(modality):
 @_handle_not_found
 @rest("GET")
 def modalities(request):
-    rows = Modality.objects.all()
+    return _named_list(request, Modality, describe)
+
+
+def _named_list(request, model, description):
+    """The names of the rows (modalities, peers), or name → description with ?expand."""
+    rows = model.objects.all()
     if "expand" in request.GET:
-        return JsonResponse({m.name: describe(m) for m in rows})
-    return JsonResponse([m.name for m in rows], safe=False)
+        return JsonResponse({row.name: description(row) for row in rows})
+    return JsonResponse([row.name for row in rows], safe=False)
 
 
 @_handle_not_found
 @rest("GET", "PUT", "DELETE")
 def modality(request, name):
-    if request.method == "PUT":
+    def fields():
         parsed = parse_modality(name, _body(request))
-        fields = {f.name: getattr(parsed, f.name) for f in Modality._meta.fields if f.name not in ("id", "name", "updated_at")}
+        return {f.name: getattr(parsed, f.name) for f in Modality._meta.fields
+                if f.name not in ("id", "name", "updated_at")}
+
+    return _named_item(request, name, Modality, fields, lambda: _modality(request, name), OPERATIONS)
+
+
+def _named_item(request, name, model, fields, existing, operations):
+    """PUT (create or replace), DELETE, or GET (the item's operations) of a named
+    row of the cluster's configuration: a modality, a peer."""
+    if request.method == "PUT":
+        values = fields()
         try:
-            Modality.objects.update_or_create(name=name, defaults=fields)
+            model.objects.update_or_create(name=name, defaults=values)
         except IntegrityError:  # created by another request in the meantime: update it
-            Modality.objects.filter(name=name).update(**fields)
+            model.objects.filter(name=name).update(**values)
         return JsonResponse({})
-    modality = _modality(request, name)
+    row = existing()
     if request.method == "DELETE":
-        modality.delete()
+        row.delete()
         return JsonResponse({})
-    return JsonResponse(OPERATIONS, safe=False)
+    return JsonResponse(operations, safe=False)
 
 
 @_handle_not_found
@@ -421,27 +436,14 @@ def _peer_row(request, name):
 @_handle_not_found
 @rest("GET")
 def peers(request):
-    rows = Peer.objects.all()
-    if "expand" in request.GET:
-        return JsonResponse({p.name: _describe_peer(p) for p in rows})
-    return JsonResponse([p.name for p in rows], safe=False)
+    return _named_list(request, Peer, _describe_peer)
 
 
 @_handle_not_found
 @rest("GET", "PUT", "DELETE")
 def peer(request, name):
-    if request.method == "PUT":
-        fields = _parse_peer(_body(request))
-        try:
-            Peer.objects.update_or_create(name=name, defaults=fields)
-        except IntegrityError:  # created by another request in the meantime: update it
-            Peer.objects.filter(name=name).update(**fields)
-        return JsonResponse({})
-    row = _peer_row(request, name)
-    if request.method == "DELETE":
-        row.delete()
-        return JsonResponse({})
-    return JsonResponse(PEER_OPERATIONS, safe=False)
+    return _named_item(request, name, Peer, lambda: _parse_peer(_body(request)), lambda: _peer_row(request, name),
+                       PEER_OPERATIONS)
 
 
 @_handle_not_found

@@ -194,6 +194,9 @@ def test_query_then_retrieve_brings_the_study_into_the_archive(server_factory, l
                                           body=json.dumps({"TargetAet": "PACSWEB", "RetrieveMethod": method}).encode())
     assert status == 200, report
     assert (report["CompletedCount"], report["FailedCount"]) == (4, 0)
+    status, jobs = servers.request_json(server.url + "/jobs?expand")  # a retrieve is a job, listed
+    assert [(j["Type"], j["State"], j["Progress"]) for j in jobs] == \
+        [("DicomMoveScu" if method == "C-MOVE" else "DicomGetScu", "Success", 100)]
     assert server.sql("SELECT count(*) FROM instance") == [(4,)]
     assert server.sql("SELECT DISTINCT study_instance_uid FROM study") == [(study_uid,)]
     assert len(server.storage_files()) == 4

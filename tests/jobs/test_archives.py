@@ -1,6 +1,7 @@
 """ZIP archives and DICOMDIR media: synchronous (streamed) and asynchronous (jobs)."""
 
 import io
+import time
 import urllib.request
 from pathlib import Path
 
@@ -154,3 +155,43 @@ def test_bad_archive_requests_are_refused_with_reasons(node):
     assert status == 404
     status, jobs = servers.request_json(f"{node.url}/jobs")
     assert jobs == []  # nothing was started by the refused requests
+
+
+def test_asynchronous_media_expire_after_their_ttl(server_factory, worker_factory, tmp_path):
+    server = server_factory(PACS_ARCHIVE_TTL=2)
+    worker_factory(server)
+    files = study_files("ttl-a", 3)
+    (study,) = upload(server, files)
+    status, answer = servers.request_json(f"{server.url}/studies/{study}/media", method="POST",
+                                          body=b'{"Asynchronous": true}')
+    job = wait_job(server, answer["ID"])
+    assert (job["State"], job["Type"]) == ("Success", "Media")
+    status, _, body = servers.request(f"{server.url}/jobs/{answer['ID']}/archive")
+    assert status == 200 and "DICOMDIR" in zip_members(body)
+    servers.housekeeper_pass(server)
+    assert len(server.archive_files()) == 1  # still fresh
+    time.sleep(2.5)
+    servers.housekeeper_pass(server)
+    assert server.archive_files() == []
+    status, _, body = servers.request(f"{server.url}/jobs/{answer['ID']}/archive")
+    assert status == 404 and b"expired" in body
+
+
+def test_the_job_history_is_pruned_with_the_archives_it_owns(server_factory, worker_factory):
+    server = server_factory(PACS_JOBS_HISTORY_SIZE=3, PACS_ARCHIVE_CACHE_SIZE=10)
+    worker_factory(server)
+    (study,) = upload(server, study_files("hist-a", 2))
+    ids = []
+    for _ in range(5):
+        status, answer = servers.request_json(f"{server.url}/series/{_series(server, study)}/archive",
+                                              method="POST", body=b'{"Asynchronous": true}')
+        assert wait_job(server, answer["ID"])["State"] == "Success"
+        ids.append(answer["ID"])
+    status, listed = servers.request_json(f"{server.url}/jobs")
+    assert listed == ids[-3:]
+    assert sorted(p.name for p in server.archive_files()) == sorted(f"{i}.zip" for i in ids[-3:])
+    assert servers.request_json(f"{server.url}/jobs/{ids[0]}")[0] == 404
+
+
+def _series(server, study):
+    return servers.request_json(f"{server.url}/studies/{study}")[1]["Series"][0]

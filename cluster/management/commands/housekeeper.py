@@ -94,8 +94,6 @@ def run_pass(force=False):
             done[name] = task()
         except Exception:  # one failing task must not stop the others, nor the next pass
             log.exception("housekeeper task %s failed", name)
-        finally:
-            close_old_connections()
     return done
 
 
@@ -118,6 +116,7 @@ class Command(BaseCommand):
                           f"{settings.HOUSEKEEPER_INTERVAL:g} s")
         self.stdout.flush()
         while not stop.is_set():
+            close_old_connections()
             done = run_pass()
             worked = {name: count for name, count in done.items() if count}
             if worked:
