@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test clean
+.PHONY: run test cluster clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ $(VENV)/.test-deps: requirements.txt requirements-dev.txt | $(PY)
 ## Set up and start the whole single-node archive (Ctrl-C stops it).
 run: $(VENV)/.run-deps
 	$(PY) manage.py run
+
+## Start a cluster on this machine: PostgreSQL, Redis, PACS_CLUSTER_NODES nodes, HAProxy.
+cluster: $(VENV)/.test-deps
+	$(PY) manage.py cluster
 
 ## Set up and run the whole test suite (starts PostgreSQL and Redis when none is configured).
 test: $(VENV)/.test-deps

@@ -7,6 +7,7 @@ from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
 from archive.storage import get_storage
+from cluster import registry
 
 
 @require_GET
@@ -32,6 +33,9 @@ def readyz(request):
         redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping()
     except Exception as error:
         problems["redis"] = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if "database" not in problems and registry.is_draining():
+        # The load balancer stops sending new work; what runs here finishes.
+        problems["draining"] = f"node {settings.NODE_NAME} is draining (manage.py undrain ends it)"
     status = 503 if problems else 200
     return JsonResponse({"status": "unavailable" if problems else "ready", "node": settings.NODE_NAME,
                          "problems": problems}, status=status)

@@ -26,6 +26,7 @@ from django.db.models import F
 from django.utils import timezone
 from rq import Queue
 
+from cluster import registry
 from cluster.models import FINISHED, Job, JobState
 from pacsweb import db
 
@@ -99,7 +100,7 @@ def submit(type_name, params, content=None, priority=0, run_now=False):
         created_at=timezone.now(),
     )
     if run_now:
-        execute(job.id)
+        execute(job.id, from_queue=False)
         job.refresh_from_db()
     else:
         enqueue(job)
@@ -185,10 +186,18 @@ class Context:
         return Job.objects.filter(pk=self.id, attempts=self.attempt, state=JobState.RUNNING)
 
 
-def execute(job_id):
+def execute(job_id, from_queue=True):
     """Run the job if it is still Pending (the entry point RQ calls)."""
     close_old_connections()
     try:
+        if from_queue and registry.is_draining():
+            # A draining node takes no new job: hand it to another node's worker.
+            log.info("job %s handed back: node %s is draining", job_id, settings.NODE_NAME)
+            time.sleep(1)
+            job = Job.objects.filter(pk=job_id, state=JobState.PENDING).first()
+            if job is not None:
+                enqueue(job)
+            return
         claimed = db.run(_claim, job_id)
         if claimed is None:
             return

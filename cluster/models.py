@@ -131,3 +131,39 @@ class Lease(models.Model):
 
     class Meta:
         db_table = "lease"
+
+
+class NodeProcess(models.Model):
+    """One process of a node (web, dicom, worker, housekeeper), as its last
+    heartbeat described it. Rows of processes gone for long are removed by the
+    housekeeper."""
+
+    key = models.CharField(max_length=200, primary_key=True)  # node:kind:host:pid
+    node = models.CharField(max_length=128, db_index=True)
+    kind = models.CharField(max_length=16)
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    url = models.CharField(max_length=300, blank=True)
+    dicom_port = models.IntegerField(null=True)
+    ae_title = models.CharField(max_length=16, blank=True)
+    version = models.CharField(max_length=32)
+    settings_hash = models.CharField(max_length=16)
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+    rss = models.BigIntegerField(default=0)
+    associations = models.IntegerField(default=0)
+    queues = models.JSONField(default=dict)
+
+    class Meta:
+        db_table = "node_process"
+
+
+class NodeState(models.Model):
+    """What an administrator set on a node: draining."""
+
+    node = models.CharField(max_length=128, primary_key=True)
+    draining = models.BooleanField(default=False)
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "node_state"

@@ -222,6 +222,12 @@ MAX_UPLOAD_BYTES = envint("PACS_MAX_UPLOAD_MB", 4096) * 1024 * 1024
 
 NODE_NAME = env("PACS_NODE_NAME", socket.gethostname())
 HTTP_PORT = envint("PACS_HTTP_PORT", 8000)
+# Where other nodes and administrators reach this node directly (the registry shows it).
+NODE_URL = env("PACS_NODE_URL", f"http://{socket.gethostname()}:{HTTP_PORT}")
+# Every process writes its registry row this often; a node is "stale" after 3
+# missed beats, "down" after 12, and forgotten after PACS_NODE_FORGET seconds.
+NODE_HEARTBEAT = envfloat("PACS_NODE_HEARTBEAT", 5.0)
+NODE_FORGET = envint("PACS_NODE_FORGET", 86400)
 DICOM_PORT = envint("PACS_DICOM_PORT", 11112)
 AE_TITLE = env("PACS_AE_TITLE", "PACSWEB")
 if len(AE_TITLE) > 16:

@@ -5,7 +5,7 @@ from django.views.generic import RedirectView
 from archive.dicomweb.wado import wado_uri
 from archive.rest import annotations, archives, images, instances, resources, system
 from cluster import health
-from cluster import jobs_rest
+from cluster import jobs_rest, nodes_rest
 from cluster import rest as cluster_rest
 
 RESOURCE = r"(?P<plural>patients|studies|series|instances)/(?P<public_id>[^/]+)"
@@ -60,6 +60,9 @@ urlpatterns = [
     path("modalities/<str:name>/store", cluster_rest.modality_store),
     path("modalities/<str:name>/query", cluster_rest.modality_query),
     path("modalities/<str:name>/move", cluster_rest.modality_move),
+    path("cluster/nodes", nodes_rest.node_list),
+    path("cluster/nodes/<str:name>/drain", nodes_rest.node_drain, {"draining": True}),
+    path("cluster/nodes/<str:name>/undrain", nodes_rest.node_drain, {"draining": False}),
     path("peers", cluster_rest.peers),
     path("peers/<str:name>", cluster_rest.peer),
     path("peers/<str:name>/configuration", cluster_rest.peer_configuration),

@@ -44,6 +44,22 @@ def server_factory(tmp_path):
 
 
 @pytest.fixture
+def worker_factory():
+    """Start background processes of started servers: job workers (default) or
+    housekeepers (command="housekeeper"); all are stopped at the end of the test."""
+    started = []
+
+    def start(server, command="worker", **settings):
+        worker = servers.Worker(server, command=command, **settings)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
 def listener_factory():
     """Start DICOM listener processes for started servers; all stop at the end of the test."""
     started = []

@@ -14,8 +14,8 @@ from tests.services import EmbeddedPostgres, EmbeddedRedis, remove, scratch_dir
 
 
 # Debian packages the suite drives as real peers (DCMTK's echoscu, storescu,
-# findscu, movescu, getscu, storescp).
-DEBIAN_PACKAGES = {"dcmtk": "storescu"}
+# findscu, movescu, getscu, storescp), and HAProxy in front of the cluster tests.
+DEBIAN_PACKAGES = {"dcmtk": "storescu", "haproxy": "haproxy"}
 
 
 def ensure_debian_packages():

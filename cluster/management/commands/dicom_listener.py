@@ -32,6 +32,7 @@ from pynetdicom.sop_class import (
 )
 
 from archive.dimse import scp
+from cluster import registry
 from cluster.modalities import InvalidModality, ModalityAccess, load_modalities_file
 
 log = logging.getLogger("pacsweb.dicom")
@@ -119,6 +120,7 @@ class Command(BaseCommand):
         except OSError as error:
             raise CommandError(f"cannot listen on {bind}:{port}: {error.strerror or error}")
         ae._servers.append(server)  # as start_server does: shutdown() expects it there
+        registry.start_heartbeat("dicom", associations=lambda: len(ae.active_associations))
         thread = threading.Thread(target=server.serve_forever, name="dicom-acceptor", daemon=True)
         thread.start()
         log.info("DICOM listener %s on %s:%d", settings.AE_TITLE, bind, port)

@@ -17,9 +17,9 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from archive import deletion
+from archive import deletion, stability
 from archive.storage import get_storage
-from cluster import jobs, tasks
+from cluster import jobs, registry, tasks
 from cluster.models import Lease
 from pacsweb import db
 
@@ -56,12 +56,14 @@ def remove_stale_uploads():
 
 # name, task, node-local (the lease is per node, not per cluster)
 TASKS = [
+    ("stability", stability.stabilize, False),
     ("jobs", reap_jobs, False),
     ("deletions", remove_deleted_files, False),
     ("archives", tasks.expire_archives, False),
     ("job-history", jobs.prune_history, False),
     ("storage-temporaries", remove_stale_temporaries, False),
     ("upload-temporaries", remove_stale_uploads, True),
+    ("registry", registry.forget_dead, False),
 ]
 
 
@@ -109,6 +111,7 @@ class Command(BaseCommand):
             done = run_pass(force=True)
             self.stdout.write(", ".join(f"{name}: {count}" for name, count in done.items()))
             return
+        registry.start_heartbeat("housekeeper")
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())

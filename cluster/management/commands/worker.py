@@ -9,6 +9,16 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from cluster import registry
+from cluster.jobs import queue
+
+
+def queue_depths():
+    try:
+        return {kind: queue(kind).count for kind in settings.QUEUES}
+    except Exception:  # Redis away: the registry row says so by an empty map
+        return {}
+
 
 class Command(BaseCommand):
     help = "Run a job worker on the cluster's queues (rqworker with PACS_QUEUE_PREFIX's queue names)."
@@ -17,4 +27,5 @@ class Command(BaseCommand):
         parser.add_argument("--burst", action="store_true", help="exit once the queues are empty")
 
     def handle(self, *args, burst, **options):
+        registry.start_heartbeat("worker", queues=queue_depths)
         call_command("rqworker", *settings.QUEUES.values(), worker_class="rq.worker.SimpleWorker", burst=burst)

@@ -1,0 +1,89 @@
+"""HAProxy in front of the nodes of a cluster: the configuration and the process.
+
+HTTP is balanced per request; DICOM per association, in TCP mode. Both check a
+node through its /readyz, so a draining node stops getting new requests and new
+associations while it finishes the running ones.
+"""
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    host: str
+    http_port: int
+    dicom_port: int
+
+
+def config(backends, http_port, dicom_port, bind="127.0.0.1", check_interval_ms=500):
+    """The text of an HAProxy configuration for these nodes."""
+    http_servers = "\n".join(
+        f"    server {b.name} {b.host}:{b.http_port} check inter {check_interval_ms} fall 1 rise 2"
+        for b in backends)
+    dicom_servers = "\n".join(
+        f"    server {b.name} {b.host}:{b.dicom_port} check port {b.http_port} inter {check_interval_ms} fall 1 rise 2"
+        for b in backends)
+    return f"""global
+    maxconn 4096
+
+defaults
+    timeout connect 5s
+    # Large uploads and downloads stream for minutes; slow modalities pause.
+    timeout client 1h
+    timeout server 1h
+    timeout check 2s
+    # A node that refuses a connection (stopping) gets the request replayed on
+    # another: the request was not sent, replaying it is safe.
+    retries 3
+    option redispatch
+    option httpchk GET /readyz
+    http-check expect status 200
+
+frontend http
+    mode http
+    bind {bind}:{http_port}
+    default_backend nodes_http
+
+backend nodes_http
+    mode http
+    balance leastconn
+    # A fresh server connection per request: no idle connection to a node that
+    # is being stopped is ever reused.
+    option http-server-close
+    retry-on conn-failure empty-response
+{http_servers}
+
+frontend dicom
+    mode tcp
+    bind {bind}:{dicom_port}
+    default_backend nodes_dicom
+
+backend nodes_dicom
+    mode tcp
+    balance leastconn
+{dicom_servers}
+"""
+
+
+def executable():
+    return shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
+
+
+def ensure_installed():
+    """Install Debian's haproxy when it is missing and we may (root)."""
+    if executable() is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "install", "-y", "-q", "haproxy"], env=env, stdout=subprocess.DEVNULL, check=False)
+
+
+def start(config_path, log):
+    """Run HAProxy in the foreground on the configuration file; the Popen."""
+    binary = executable()
+    if binary is None:
+        raise FileNotFoundError("HAProxy is not installed (Debian: apt-get install haproxy)")
+    subprocess.run([binary, "-c", "-q", "-f", str(config_path)], check=True)
+    return subprocess.Popen([binary, "-db", "-f", str(config_path)], stdout=log, stderr=subprocess.STDOUT)
