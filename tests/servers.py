@@ -86,7 +86,8 @@ class Server:
         self.port = free_port()
         # Every test's servers share the run's Redis: their own queues keep one
         # test's jobs from reaching another test's workers.
-        overrides = dict(PACS_HTTP_PORT=self.port, PACS_QUEUE_PREFIX=f"test-{uuid.uuid4().hex[:12]}")
+        overrides = dict(PACS_HTTP_PORT=self.port, PACS_QUEUE_PREFIX=f"test-{uuid.uuid4().hex[:12]}",
+                         PACS_NODE_URL=f"http://127.0.0.1:{self.port}")
         if join is not None:
             overrides.update(PACS_QUEUE_PREFIX=join.env["PACS_QUEUE_PREFIX"],
                              PACS_STORAGE_DIR=join.env.get("PACS_STORAGE_DIR", str(join.data_dir / "storage")))

@@ -77,7 +77,13 @@ class Load:
 
 
 def wait_for(condition, timeout=30, interval=0.1, what="condition"):
+    """Poll until condition() is true; a connection refused meanwhile counts as false."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while True:
+        try:
+            if condition():
+                return
+        except OSError:
+            pass
         assert time.monotonic() < deadline, f"{what} not reached within {timeout} s"
         time.sleep(interval)
