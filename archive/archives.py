@@ -155,6 +155,10 @@ class _Sink(io.RawIOBase):
 def _zip_info(path, size, moment):
     info = zipfile.ZipInfo(path, date_time=moment.timetuple()[:6])
     info.compress_type = zipfile.ZIP_DEFLATED if settings.ZIP_LEVEL else zipfile.ZIP_STORED
+    # ZipFile.open(info, "w") ignores the archive's compresslevel for a ZipInfo it
+    # is given: without this every member is deflated at zlib's default, level 6.
+    info._compresslevel = settings.ZIP_LEVEL or None  # Python 3.11-3.12
+    info.compress_level = settings.ZIP_LEVEL or None  # Python 3.13+
     info.file_size = size
     info.external_attr = 0o644 << 16
     return info

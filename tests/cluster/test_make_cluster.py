@@ -1,0 +1,68 @@
+"""`make cluster`: N nodes and HAProxy on one machine, one command, Ctrl-C stops all."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+
+from tests import servers
+from tests.cluster.conftest import wait_for
+from tests.dicomgen import make_instance
+
+
+def test_make_cluster_starts_nodes_behind_haproxy_and_stops_them(tmp_path):
+    http, dicom = servers.free_port(), servers.free_port()
+    # Node i listens on http+i and dicom+i: find bases whose next ports are free too.
+    while not all(_free(p) for p in (http + 1, http + 2, dicom + 1, dicom + 2)):
+        http, dicom = servers.free_port(), servers.free_port()
+    env = servers.base_env(tmp_path / "data", PACS_HTTP_PORT=http, PACS_DICOM_PORT=dicom, PACS_CLUSTER_NODES=2,
+                           DATABASE_URL=servers.create_database(), PACS_QUEUE_PREFIX="make-cluster")
+    log = open(tmp_path / "cluster.log", "w+")
+    launcher = subprocess.Popen([sys.executable, "manage.py", "cluster"], cwd=servers.REPO, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    children = []
+    try:
+        wait_for(lambda: "Stop with Ctrl-C" in (tmp_path / "cluster.log").read_text() or launcher.poll() is not None,
+                 timeout=120, what="the banner")
+        output = (tmp_path / "cluster.log").read_text()
+        assert launcher.poll() is None, output
+        assert f"http://127.0.0.1:{http}/" in output and f"127.0.0.1:{dicom}" in output
+        assert f"http://127.0.0.1:{http + 2}/" in output and f"127.0.0.1:{dicom + 2}" in output
+        children = psutil.Process(launcher.pid).children(recursive=True)
+        assert any("haproxy" in " ".join(c.cmdline()) for c in children)
+
+        front = f"http://127.0.0.1:{http}"
+        wait_for(lambda: len([n for n in servers.request_json(front + "/cluster/nodes")[1] if n["Status"] == "up"]) == 2,
+                 timeout=30, what="two nodes up")
+        nodes = servers.request_json(front + "/cluster/nodes")[1]
+        assert sorted((n["Name"], n["Url"], n["DicomPort"]) for n in nodes) == [
+            ("node1", f"http://127.0.0.1:{http + 1}", dicom + 1), ("node2", f"http://127.0.0.1:{http + 2}", dicom + 2)]
+        kinds = {p["Kind"] for n in nodes for p in n["Processes"]}
+        assert kinds == {"web", "dicom", "worker", "housekeeper"}
+
+        status, stored = servers.request_json(front + "/instances", method="POST", body=make_instance())
+        assert status == 200
+        for port in (http + 1, http + 2):  # one archive, whichever node answers
+            assert servers.request_json(f"http://127.0.0.1:{port}/instances")[1] == [stored["ID"]]
+        echo = subprocess.run(["echoscu", "-aec", "PACSWEB", "127.0.0.1", str(dicom)], capture_output=True)
+        assert echo.returncode == 0, echo.stderr
+    finally:
+        launcher.send_signal(signal.SIGINT)
+        launcher.wait(90)
+        log.close()
+    time.sleep(1)
+    for child in children:
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, child
+
+
+def _free(port):
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
