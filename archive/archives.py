@@ -152,13 +152,16 @@ class _Sink(io.RawIOBase):
             yield data
 
 
+# ZipInfo's slot for a member's level: private before Python 3.13, public since.
+LEVEL_ATTRIBUTE = "compress_level" if hasattr(zipfile.ZipInfo, "compress_level") else "_compresslevel"
+
+
 def _zip_info(path, size, moment):
     info = zipfile.ZipInfo(path, date_time=moment.timetuple()[:6])
     info.compress_type = zipfile.ZIP_DEFLATED if settings.ZIP_LEVEL else zipfile.ZIP_STORED
     # ZipFile.open(info, "w") ignores the archive's compresslevel for a ZipInfo it
     # is given: without this every member is deflated at zlib's default, level 6.
-    info._compresslevel = settings.ZIP_LEVEL or None  # Python 3.11-3.12
-    info.compress_level = settings.ZIP_LEVEL or None  # Python 3.13+
+    setattr(info, LEVEL_ATTRIBUTE, settings.ZIP_LEVEL or None)
     info.file_size = size
     info.external_attr = 0o644 << 16
     return info
