@@ -34,7 +34,7 @@ from archive.identifiers import (
 )
 from archive.models import Attachment, Change, ChangeType, Instance, Level, Patient, Series, Study
 from archive.storage import get_storage
-from pacsweb import db
+from pacsweb import db, metrics
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,11 @@ def store(source, origin):
     """
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
     start = stream.tell()
-    parsed = parse(stream)
+    try:
+        parsed = parse(stream)
+    except RejectedInstance:
+        metrics.count("pacs_instances_rejected_total", origin=origin.kind)
+        raise
     stream.seek(start)
     storage = get_storage()
     stored = storage.put(stream)
@@ -120,6 +124,8 @@ def store(source, origin):
         raise
     if result.status != SUCCESS:
         storage.delete(stored.key)
+    metrics.count("pacs_instances_stored_total" if result.status == SUCCESS else "pacs_instances_already_stored_total",
+                  origin=origin.kind)
     return result
 
 

@@ -16,6 +16,7 @@ from django.db.models.functions import Coalesce
 
 from archive import tags
 from archive.models import Instance, Level, Patient, Series, Study
+from pacsweb import metrics
 
 LEVELS = (Level.PATIENT, Level.STUDY, Level.SERIES, Level.INSTANCE)
 MODELS = {Level.PATIENT: Patient, Level.STUDY: Study, Level.SERIES: Series, Level.INSTANCE: Instance}
@@ -87,6 +88,7 @@ def find(query, return_keys=()):
     """
     if query.level not in LEVELS:
         raise InvalidQuery(f"unknown query level {query.level!r}")
+    metrics.count("pacs_queries_total", level=query.level)
     model = MODELS[query.level]
     queryset = model.objects.all()
     related = [path.rstrip("_") for lvl, path in PATHS[query.level].items() if path]

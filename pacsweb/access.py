@@ -13,9 +13,12 @@ import re
 import threading
 import time
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.http import JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
+
+from pacsweb import audit, tokens
 
 VIEWER = "viewer"
 UPLOADER = "uploader"
@@ -43,7 +46,13 @@ _credential_cache = {}
 _cache_lock = threading.Lock()
 
 
+# Reads only administrators may make: the audit trail and the token list.
+ADMIN_READS = ("/audit", "/tokens")
+
+
 def required_role(method, path):
+    if path.startswith(ADMIN_READS):
+        return ADMIN
     if method in ("GET", "HEAD", "OPTIONS"):
         return VIEWER
     if method == "POST" and (path in READ_POSTS or READ_POST_PATTERN.match(path)):
@@ -75,15 +84,22 @@ class AccessMiddleware:
 
     def __call__(self, request):
         path = request.path_info
-        if path in OPEN_PATHS or path == "/" or path.startswith(SESSION_PREFIXES):
+        if path in OPEN_PATHS or path == "/" or path.startswith(SESSION_PREFIXES) or \
+                (path == "/metrics" and settings.METRICS_PUBLIC):
             return self.get_response(request)
 
         user = None
+        actor_kind = "user"
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if header.lower().startswith("basic "):
             user = basic_user(header[6:].strip())
             if user is None:
                 return unauthorized("invalid user name or password")
+        elif header.lower().startswith("bearer "):
+            user = tokens.user_of(header[7:].strip())
+            if user is None:
+                return unauthorized("invalid or revoked API token")
+            actor_kind = "token"
         elif request.user.is_authenticated:
             user = request.user
             # A browser session carries cookies: its writes must prove they
@@ -103,9 +119,11 @@ class AccessMiddleware:
                 status=403,
             )
         request.user = user
-        # Basic-authenticated clients are scripts, not browsers: no CSRF token.
+        # Scripts (Basic, token) send no CSRF token; a session's write was checked above.
         request._dont_enforce_csrf_checks = True
-        return self.get_response(request)
+        response = self.get_response(request)
+        audit.record_request(request, response, actor_kind, getattr(user, "api_token_name", user.username))
+        return response
 
 
 def basic_user(token):

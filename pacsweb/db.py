@@ -15,6 +15,8 @@ import time
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection, transaction
 
+from pacsweb import metrics
+
 log = logging.getLogger(__name__)
 
 # PostgreSQL SQLSTATEs that a replay can cure: serialization_failure,
@@ -77,7 +79,9 @@ def run(unit, *args, read_only=False, retries=None, **kwargs):
             attempt += 1
             if attempt > retries:
                 log.warning("%s gave up after %d replays: %s", _name(unit), retries, error)
+                metrics.count("pacs_database_busy_total")
                 raise DatabaseBusy(str(error)) from error
+            metrics.count("pacs_transaction_replays_total")
             delay = min(BACKOFF_MAX, BACKOFF_STEP * attempt) * random.uniform(0.5, 1.5)
             log.info("%s conflicted (%s), replay %d in %.0f ms", _name(unit), _short(error), attempt, delay * 1000)
             time.sleep(delay)

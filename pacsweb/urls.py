@@ -5,14 +5,15 @@ from django.views.generic import RedirectView
 from archive.dicomweb.wado import wado_uri
 from archive.rest import annotations, archives, images, instances, resources, system
 from cluster import health
-from cluster import jobs_rest, nodes_rest
+from cluster import jobs_rest, nodes_rest, security_rest
 from cluster import rest as cluster_rest
 
 RESOURCE = r"(?P<plural>patients|studies|series|instances)/(?P<public_id>[^/]+)"
 
 urlpatterns = [
-    # The console arrives at /ui/; until then the browser's entry is the admin.
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    # The browser's entry is the console.
+    path("", RedirectView.as_view(url="/ui/", permanent=False)),
+    path("ui/", include("console.urls")),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz),
     path("readyz", health.readyz),
@@ -60,6 +61,10 @@ urlpatterns = [
     path("modalities/<str:name>/store", cluster_rest.modality_store),
     path("modalities/<str:name>/query", cluster_rest.modality_query),
     path("modalities/<str:name>/move", cluster_rest.modality_move),
+    path("audit", security_rest.audit_list),
+    path("tokens", security_rest.token_list),
+    path("tokens/<str:prefix>", security_rest.token_detail),
+    path("metrics", security_rest.metrics_view),
     path("cluster/nodes", nodes_rest.node_list),
     path("cluster/nodes/<str:name>/drain", nodes_rest.node_drain, {"draining": True}),
     path("cluster/nodes/<str:name>/undrain", nodes_rest.node_drain, {"draining": False}),

@@ -23,6 +23,7 @@ from pynetdicom.transport import AssociationSocket, ThreadedAssociationServer
 from archive import ingest, query
 from archive.models import Attachment, Instance, Level
 from archive.storage import StorageError, get_storage
+from pacsweb import audit
 from pacsweb.db import DatabaseBusy
 
 log = logging.getLogger(__name__)
@@ -103,13 +104,17 @@ def handle_store(event, policy):
     try:
         # The bytes as received, with the file meta pynetdicom builds from the
         # presentation context: parsed once, by the ingest path.
-        ingest.store(event.encoded_dataset(include_meta=True), origin)
+        result = ingest.store(event.encoded_dataset(include_meta=True), origin)
     except ingest.RejectedInstance as error:
         log.warning("C-STORE from %s refused: %s", aet, error)
+        audit.record("ae", aet, "store", address=address, method="C-STORE", status=CANNOT_UNDERSTAND,
+                     details={"refused": str(error)[:500]})
         return _status(CANNOT_UNDERSTAND, str(error))
     except (DatabaseBusy, StorageError) as error:
         log.error("C-STORE from %s failed: %s", aet, error)
         return _status(OUT_OF_RESOURCES, str(error))
+    audit.record("ae", aet, "store", address=address, method="C-STORE", status=SUCCESS, level="Instance",
+                 resource=result.instance_id, details={"status": result.status})
     return SUCCESS
 
 
@@ -124,6 +129,9 @@ def handle_find(event, policy, options):
         yield _status(IDENTIFIER_DOES_NOT_MATCH, str(error)), None
         return
     limit = options.max_find_answers or None
+    aet, address = _peer(event)
+    audit.record("ae", aet, "query", address=address, method="C-FIND", level=level,
+                 details={"query": {k: str(v)[:200] for k, v in list(criteria.items())[:20]}})
     try:
         matches, more = query.find(query.Query(level=level, criteria=criteria, limit=limit),
                                    return_keys=keys + list(UNIQUE_KEYS[level]))
@@ -155,6 +163,7 @@ def handle_move(event, policy):
         yield None, None
         return
     files = _files_for(event.identifier, event.request.AffectedSOPClassUID)
+    _audit_export(event, "C-MOVE", files, destination=str(event.move_destination).strip())
     contexts = _contexts_for(files)
     yield destination[0], destination[1], {"contexts": contexts}
     yield from _sub_operations(event, files)
@@ -167,7 +176,16 @@ def handle_get(event, policy):
         yield NOT_AUTHORIZED, None
         return
     files = _files_for(event.identifier, event.request.AffectedSOPClassUID)
+    _audit_export(event, "C-GET", files)
     yield from _sub_operations(event, files)
+
+
+def _audit_export(event, what, files, **details):
+    aet, address = _peer(event)
+    keys = {elem.keyword: str(elem.value)[:200] for elem in event.identifier if elem.keyword}
+    count = files if isinstance(files, int) else len(files)
+    audit.record("ae", aet, "export", address=address, method=what,
+                 details=dict(details, identifier=keys, instances=count))
 
 
 def _sub_operations(event, files):

@@ -1,0 +1,99 @@
+"""GET /audit (the trail, filterable), /tokens (API tokens), /metrics."""
+
+import datetime
+import json
+
+from django.contrib.auth import get_user_model
+from django.http import HttpResponse, JsonResponse
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from archive.rest.errors import error_response, rest_view
+from cluster.models import ApiToken, AuditEvent
+from pacsweb import metrics, tokens
+
+AUDIT_FILTERS = {"actor": "actor", "action": "action", "resource": "resource", "level": "level",
+                 "kind": "actor_kind", "node": "node"}
+
+
+def _moment(request, name):
+    text = request.GET.get(name)
+    if text is None:
+        return None
+    moment = parse_datetime(text) or (parse_datetime(text + "T00:00:00") if len(text) == 10 else None)
+    if moment is None:
+        raise ValueError(f"{name} must be an ISO 8601 date or date-time, not {text!r}")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment
+
+
+@csrf_exempt
+@require_http_methods(["GET"])
+@rest_view
+def audit_list(request):
+    """The trail, newest first: ?actor= &action= &resource= &level= &kind= &node= &since= &until= &limit= &offset="""
+    unknown = set(request.GET) - set(AUDIT_FILTERS) - {"since", "until", "limit", "offset"}
+    if unknown:
+        return error_response(request, 400, f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    rows = AuditEvent.objects.order_by("-at", "-id")
+    for parameter, field in AUDIT_FILTERS.items():
+        if parameter in request.GET:
+            rows = rows.filter(**{field: request.GET[parameter]})
+    try:
+        since, until = _moment(request, "since"), _moment(request, "until")
+        limit = int(request.GET.get("limit", 100))
+        offset = int(request.GET.get("offset", 0))
+    except ValueError as error:
+        return error_response(request, 400, str(error))
+    if not 1 <= limit <= 1000 or offset < 0:
+        return error_response(request, 400, "limit is 1 to 1000 and offset at least 0")
+    if since:
+        rows = rows.filter(at__gte=since)
+    if until:
+        rows = rows.filter(at__lt=until)
+    return JsonResponse([{
+        "Time": event.at.isoformat(), "ActorKind": event.actor_kind, "Actor": event.actor, "Address": event.address,
+        "Action": event.action, "Method": event.method, "Path": event.path, "Status": event.status,
+        "Level": event.level, "Resource": event.resource, "Details": event.details, "Node": event.node,
+    } for event in rows[offset:offset + limit]], safe=False)
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+@rest_view
+def token_list(request):
+    if request.method == "GET":
+        return JsonResponse([tokens.describe(row) for row in ApiToken.objects.select_related("user")
+                             .order_by("created_at")], safe=False)
+    try:
+        body = json.loads(request.body or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return error_response(request, 400, f"the body is not valid JSON: {error}")
+    if not isinstance(body, dict) or not isinstance(body.get("Name"), str):
+        return error_response(request, 400, 'expected {"Name": "...", "User": "..."} (User defaults to you)')
+    username = body.get("User", request.user.username)
+    user = get_user_model().objects.filter(username=username).first() if isinstance(username, str) else None
+    if user is None:
+        return error_response(request, 400, f"no user named {username!r}")
+    try:
+        token, row = tokens.create(user, body["Name"])
+    except ValueError as error:
+        return error_response(request, 400, str(error))
+    # The only time the secret is shown.
+    return JsonResponse(dict(tokens.describe(row), Token=token))
+
+
+@csrf_exempt
+@require_http_methods(["DELETE"])
+@rest_view
+def token_detail(request, prefix):
+    if not tokens.revoke(prefix):
+        return error_response(request, 404, f"no active token with prefix {prefix!r}", orthanc=(7, "Inexistent item"))
+    return JsonResponse({})
+
+
+@require_http_methods(["GET"])
+def metrics_view(request):
+    return HttpResponse(metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")

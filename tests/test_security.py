@@ -1,0 +1,149 @@
+"""Access control on every route, API tokens, the audit trail, /metrics."""
+
+import io
+import json
+import re
+
+import pydicom
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from tests import servers
+from tests.cluster.conftest import c_store
+from tests.dicomgen import make_instance
+
+OPEN = {"/healthz", "/readyz"}
+# POSTs that only read: a viewer may make them.
+READING_POSTS = re.compile(r"^/tools/(find|create-archive|create-media|create-media-extended)$"
+                           r"|^/(patients|studies|series)/[^/]+/(archive|media)$")
+
+
+def _sample(pattern):
+    """A concrete path for a URL pattern: the first alternative of a choice, "x" for a value."""
+    text = str(pattern.pattern)
+    if hasattr(pattern.pattern, "_route"):
+        text = re.sub(r"<int:[^>]+>", "1", pattern.pattern._route)
+        return re.sub(r"<[^>]+>", "x", text)
+    text = re.sub(r"\(\?P<\w+>([^()]*)\)", lambda m: m.group(1).split("|")[0] if "|" in m.group(1) else "x", text)
+    return text.lstrip("^").rstrip("$").replace("\\", "")
+
+
+def every_path(resolver=None, prefix=""):
+    resolver = resolver or get_resolver()
+    for entry in resolver.url_patterns:
+        if isinstance(entry, URLResolver):
+            yield from every_path(entry, prefix + _sample(entry))
+        elif isinstance(entry, URLPattern):
+            yield "/" + prefix + _sample(entry)
+
+
+def test_every_route_needs_credentials_except_the_probes(client, db):
+    paths = sorted(set(every_path()))
+    assert len(paths) > 60  # the walk found the project's routes, not a stub
+    for path in paths:
+        for method in ("GET", "POST", "PUT", "DELETE"):
+            response = client.generic(method, path)
+            if path in OPEN:
+                assert response.status_code not in (401, 403), (method, path)
+            elif path.startswith(("/ui/", "/admin/")) or path == "/":
+                # Pages with their own login: a redirect to it, or a refusal.
+                assert response.status_code in (301, 302, 401, 403, 404, 405), (method, path, response.status_code)
+                if response.status_code in (301, 302):
+                    assert "login" in response["Location"] or path == "/", (method, path, response["Location"])
+            else:
+                assert response.status_code == 401, (method, path, response.status_code)
+
+
+def test_a_viewer_cannot_write_anywhere(db, django_user_model, storage_dir):
+    user = django_user_model.objects.create_user("reader", password="pw-reader")
+    user.groups.add(Group.objects.get(name="viewer"))
+    viewer = Client(HTTP_AUTHORIZATION=servers.auth_header("reader", "pw-reader"))
+    for path in sorted(set(every_path())):
+        if path in OPEN or path.startswith(("/ui/", "/admin/")) or path == "/":
+            continue
+        for method in ("POST", "PUT", "DELETE"):
+            if method == "POST" and READING_POSTS.match(path):
+                continue
+            response = viewer.generic(method, path, b"{}", content_type="application/json")
+            assert response.status_code == 403, (method, path, response.status_code)
+    for path in ("/audit", "/tokens"):  # administrators' reads
+        assert viewer.get(path).status_code == 403
+
+
+def test_tokens_authenticate_scripts_until_revoked(server_factory):
+    server = server_factory()
+    created = servers.manage("token", "create", "admin", "nightly-export", env=server.env).stdout.strip()
+    assert created.startswith("pacs_")
+    bearer = {"Authorization": f"Bearer {created}"}
+    assert servers.request(server.url + "/statistics", headers=bearer, auth=False)[0] == 200
+    status, listed = servers.request_json(server.url + "/tokens")
+    assert [(t["Name"], t["User"], t["Revoked"]) for t in listed] == [("nightly-export", "admin", None)]
+    assert created not in json.dumps(listed)  # the secret is shown once, at creation
+    prefix = listed[0]["Prefix"]
+    assert servers.request(server.url + "/statistics", headers={"Authorization": f"Bearer {created}x"},
+                           auth=False)[0] == 401
+    status, made = servers.request_json(server.url + "/tokens", method="POST", body=b'{"Name": "viewer-app"}')
+    assert status == 200 and made["Token"].startswith("pacs_")
+    assert servers.request_json(server.url + f"/tokens/{prefix}", method="DELETE")[0] == 200
+    status, _, body = servers.request(server.url + "/statistics", headers=bearer, auth=False)
+    assert status == 401 and b"revoked" in body
+    assert "revoked" in servers.manage("token", "list", env=server.env).stdout
+
+
+def test_the_audit_trail_names_who_stored_read_deleted_and_configured(server_factory, listener_factory):
+    server = server_factory()
+    token = servers.manage("token", "create", "admin", "robot", env=server.env).stdout.strip()
+    status, stored = servers.request_json(server.url + "/instances", method="POST", body=make_instance())
+    assert status == 200
+    listener = listener_factory(server)
+    ds = pydicom.dcmread(io.BytesIO(make_instance(patient_id="AUDIT-AE", sop_uid="1.2.3.4.5.6.7")))
+    assert c_store(listener.port, [ds], calling="CT_ROOM_2") == ["1.2.3.4.5.6.7"]
+    assert servers.request(server.url + f"/instances/{stored['ID']}/file",
+                           headers={"Authorization": f"Bearer {token}"}, auth=False)[0] == 200
+    servers.request_json(server.url + "/modalities/ct2", method="PUT",
+                         body=json.dumps({"AET": "CT2", "Host": "10.0.0.2", "Port": 104}).encode())
+    assert servers.request_json(server.url + f"/studies/{stored['ParentStudy']}", method="DELETE")[0] == 200
+
+    status, trail = servers.request_json(server.url + "/audit?limit=50")
+    assert status == 200
+    seen = {(e["Action"], e["ActorKind"], e["Actor"]) for e in trail}
+    assert ("store", "user", "admin") in seen
+    assert ("store", "ae", "CT_ROOM_2") in seen
+    assert ("read", "token", next(e["Actor"] for e in trail if e["ActorKind"] == "token")) in seen
+    assert any(e["Actor"].startswith("admin/robot") for e in trail if e["ActorKind"] == "token")
+    assert ("configure", "user", "admin") in seen
+    delete = next(e for e in trail if e["Action"] == "delete")
+    assert (delete["Level"], delete["Resource"], delete["Status"]) == ("Study", stored["ParentStudy"], 200)
+    read = next(e for e in trail if e["Action"] == "read")
+    assert read["Resource"] == stored["ID"] and read["Address"] == "127.0.0.1"
+    status, filtered = servers.request_json(server.url + "/audit?action=store&kind=ae")
+    assert [e["Actor"] for e in filtered] == ["CT_ROOM_2"]
+    assert servers.request_json(server.url + "/audit?bogus=1")[0] == 400
+    # Nobody edits the trail through the API.
+    for method in ("PUT", "DELETE", "POST"):
+        assert servers.request(server.url + "/audit", method=method, body=b"[]")[0] == 405
+
+
+def test_metrics_count_the_clusters_work(server_factory):
+    server = server_factory()
+    assert servers.request(server.url + "/metrics", auth=False)[0] == 401
+    servers.request_json(server.url + "/instances", method="POST", body=make_instance())
+    servers.request_json(server.url + "/instances", method="POST", body=b"not dicom")
+    servers.request_json(server.url + "/tools/find", method="POST", body=b'{"Level": "Study", "Query": {}}')
+    status, headers, body = servers.request(server.url + "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    text = body.decode()
+    assert 'pacs_instances_stored_total{origin="RestApi"} 1' in text
+    assert 'pacs_instances_rejected_total{origin="RestApi"} 1' in text
+    assert 'pacs_queries_total{level="Study"} 1' in text
+    assert "pacs_instances 1" in text and "pacs_deletion_outbox 0" in text
+    assert "# TYPE pacs_queue_depth gauge" in text
+
+
+@pytest.mark.parametrize("public", ["true"])
+def test_metrics_can_be_opened_to_a_trusted_prometheus(server_factory, public):
+    server = server_factory(PACS_METRICS_PUBLIC=public)
+    assert servers.request(server.url + "/metrics", auth=False)[0] == 200
+    assert servers.request(server.url + "/statistics", auth=False)[0] == 401
