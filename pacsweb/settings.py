@@ -233,6 +233,8 @@ AE_TITLE = env("PACS_AE_TITLE", "PACSWEB")
 if len(AE_TITLE) > 16:
     raise ImproperlyConfigured("PACS_AE_TITLE is at most 16 characters")
 ADMIN_PASSWORD = env("PACS_ADMIN_PASSWORD")
+# /metrics without authentication, for a Prometheus on a trusted network.
+METRICS_PUBLIC = envbool("PACS_METRICS_PUBLIC", False)
 
 # --- DICOM listener (Orthanc's options of the same meaning in brackets) -----
 

@@ -11,9 +11,8 @@ from cluster import rest as cluster_rest
 RESOURCE = r"(?P<plural>patients|studies|series|instances)/(?P<public_id>[^/]+)"
 
 urlpatterns = [
-    # The browser's entry is the console.
-    path("", RedirectView.as_view(url="/ui/", permanent=False)),
-    path("ui/", include("console.urls")),
+    # The console arrives at /ui/; until then the browser's entry is the admin.
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz),
     path("readyz", health.readyz),
