@@ -1,0 +1,120 @@
+"""Hostile input through REST, STOW-RS and C-STORE: each refused with a reason, and
+the index and the storage exactly as before. Then mutated files, at random."""
+
+import hashlib
+import io
+import json
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from pynetdicom import AE
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.sop_class import CTImageStorage
+from pydicom.uid import ExplicitVRLittleEndian
+
+from tests import hostile, servers
+from tests.dicomgen import make_instance, uid
+
+
+def snapshot(server):
+    statistics = servers.request_json(server.url + "/statistics")[1]
+    files = sorted(hashlib.md5(p.read_bytes()).hexdigest() for p in server.storage_files())
+    return statistics["CountInstances"], statistics["CountStudies"], files, server.temporary_files()
+
+
+def stow(server, data):
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").encode() + data + \
+        f"\r\n--{boundary}--\r\n".encode()
+    return servers.request(server.url + "/dicom-web/studies", method="POST", body=body, headers={
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+        "Accept": "application/dicom+json"})
+
+
+def raw_c_store(port, part10):
+    """C-STORE the data set of a Part 10 file as its bytes are, however broken; the status."""
+    ae = AE(ae_title="HOSTILE")
+    ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian])
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    assoc = ae.associate("127.0.0.1", port)
+    assert assoc.is_established
+    try:
+        if len(part10) > 144 and part10[128:132] == b"DICM":
+            dataset = part10[144 + int.from_bytes(part10[140:144], "little"):]
+        else:
+            dataset = part10
+        request = C_STORE()
+        request.MessageID = 1
+        request.AffectedSOPClassUID = CTImageStorage
+        request.AffectedSOPInstanceUID = uid("hostile", "raw", len(part10))
+        request.Priority = 2
+        request.DataSet = io.BytesIO(dataset)
+        context = assoc.accepted_contexts[0]
+        assoc.dimse.send_msg(request, context.context_id)
+        _, response = assoc.dimse.get_msg(block=True)
+        return getattr(response, "Status", None)
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    server = servers.Server(tmp_path_factory.mktemp("hostile") / "node", workers=1)
+    listener = servers.Listener(server)
+    status, _ = servers.request_json(server.url + "/instances", method="POST", body=hostile.seed())
+    assert status == 200
+    yield server, listener
+    listener.stop()
+    server.stop()
+
+
+@pytest.mark.parametrize("name, data, words", hostile.corpus(), ids=[entry[0] for entry in hostile.corpus()])
+def test_hostile_input_is_refused_everywhere_and_changes_nothing(node, name, data, words):
+    server, listener = node
+    before = snapshot(server)
+
+    status, _, body = servers.request(server.url + "/instances", method="POST", body=data)
+    assert status in (400, 409, 413), (status, body[:300])
+    details = json.loads(body)["Details"]
+    assert words.lower() in details.lower(), details
+
+    status, _, body = stow(server, data)
+    assert status in (400, 409), (status, body[:300])
+
+    code = raw_c_store(listener.port, data)
+    assert code is not None and code != 0x0000 and code >= 0xA000, hex(code or 0)
+
+    assert snapshot(server) == before
+    assert listener.process.poll() is None
+    assert servers.request(server.url + "/healthz", auth=False)[0] == 200
+
+
+BASE = make_instance(patient_id="FUZZ", sop_uid=uid("fuzz", "base"), rows=16, columns=16)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.tuples(st.integers(0, len(BASE) - 1), st.integers(0, 255)), min_size=1, max_size=8),
+       truncate=st.one_of(st.none(), st.integers(0, len(BASE))))
+def test_mutated_files_never_give_500_nor_half_stored_instances(api, storage_dir, cuts, truncate):
+    data = bytearray(BASE)
+    for position, value in cuts:
+        data[position] = value
+    data = bytes(data[:truncate] if truncate is not None else data)
+    before = api.get("/statistics").json()["CountInstances"]
+    response = api.generic("POST", "/instances", data, content_type="application/dicom")
+    assert response.status_code in (200, 400, 409), (response.status_code, response.content[:300])
+    after = api.get("/statistics").json()["CountInstances"]
+    files = [p for p in storage_dir.rglob("*") if p.is_file() and p.parent.name not in ("tmp", "archives")]
+    assert len(files) == after  # one file per indexed instance: nothing half-stored
+    if response.status_code == 200:
+        answer = response.json()
+        assert after == before + (answer["Status"] == "Success")
+        stored = api.get(f"/instances/{answer['ID']}/file")
+        if answer["Status"] == "Success":
+            assert stored.content == data  # stored exactly as received
+    else:
+        assert after == before
+        assert response.json()["Details"]
+
