@@ -19,6 +19,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import pydicom
+from pydicom.datadict import dictionary_VR
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -152,6 +153,12 @@ def parse(stream):
         raise RejectedInstance(
             "the DICOM file is truncated: an element is longer than what remains of the file"
         )
+    try:
+        _check_nesting(dataset)
+    except RejectedInstance:
+        raise
+    except Exception as error:  # a broken sequence, or nesting deep enough to exhaust the stack
+        raise RejectedInstance(f"the DICOM file has an unreadable sequence: {type(error).__name__}: {error}")
     meta = getattr(dataset, "file_meta", None)
     transfer_syntax = str(getattr(meta, "TransferSyntaxUID", "") or "").strip("\0 ")
     if not transfer_syntax:
@@ -183,6 +190,28 @@ def parse(stream):
         raise
     except Exception as error:
         raise RejectedInstance(f"the DICOM file has an unreadable element: {error}")
+
+
+# Deeper than any structured report or real-world file nests: what goes beyond is
+# built to exhaust a reader's stack (here, or in a viewer we would serve it to).
+MAX_NESTING = 64
+
+
+def _check_nesting(dataset, depth=1):
+    for tag in list(dataset.keys()):
+        raw = dataset.get_item(tag)  # not converted: cheap for everything but sequences
+        vr = raw.VR
+        if vr is None:
+            try:
+                vr = dictionary_VR(tag)
+            except KeyError:
+                continue
+        if vr != "SQ":
+            continue
+        if depth > MAX_NESTING:
+            raise RejectedInstance(f"the DICOM file has sequences nested more than {MAX_NESTING} deep")
+        for item in dataset[tag].value:
+            _check_nesting(item, depth + 1)
 
 
 def _uid(dataset, keyword, fallback=None):

@@ -5,32 +5,21 @@ words the refusal must contain. Built from generated instances so the corpus is
 reproducible and small; the test modules send it through REST, STOW-RS and C-STORE.
 """
 
-import io
 import struct
-
-import pydicom
-from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
 
 from tests.dicomgen import make_instance, uid
 
 
-def _bytes(ds):
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
-
-
 def _nested(depth):
-    ds = pydicom.dcmread(io.BytesIO(make_instance(patient_id="HOSTILE-NEST", sop_uid=uid("hostile", "nest"))))
-    inner = Dataset()
-    inner.CodeValue = "X"
-    for _ in range(depth):
-        outer = Dataset()
-        outer.ContentSequence = Sequence([inner])
-        inner = outer
-    ds.ContentSequence = Sequence([inner])
-    return _bytes(ds)
+    """An instance with ContentSequence items nested `depth` deep (undefined lengths),
+    spliced in before its pixel data, in tag order."""
+    data = make_instance(patient_id="HOSTILE-NEST", sop_uid=uid("hostile", "nest"))
+    opening = b"\x40\x00\x30\xa7SQ\x00\x00\xff\xff\xff\xff" + b"\xfe\xff\x00\xe0\xff\xff\xff\xff"
+    closing = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00" + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    innermost = b"\x08\x00\x00\x01SH\x02\x00X "  # CodeValue "X"
+    nested = opening * depth + innermost + closing * depth
+    pixels = data.rfind(b"\xe0\x7f\x10\x00")
+    return data[:pixels] + nested + data[pixels:]
 
 
 def _length_past_the_end():
