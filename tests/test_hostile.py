@@ -113,7 +113,7 @@ def test_mutated_files_never_give_500_nor_half_stored_instances(api, storage_dir
         assert after == before + (answer["Status"] == "Success")
         stored = api.get(f"/instances/{answer['ID']}/file")
         if answer["Status"] == "Success":
-            assert stored.content == data  # stored exactly as received
+            assert b"".join(stored.streaming_content) == data  # stored exactly as received
     else:
         assert after == before
         assert response.json()["Details"]
