@@ -147,6 +147,8 @@ def parse(stream):
         raise RejectedInstance(
             "not a DICOM Part 10 file: the 'DICM' prefix after the 128-byte preamble is missing"
         )
+    except RecursionError:
+        raise RejectedInstance(f"the DICOM file has sequences nested too deep to read (more than {MAX_NESTING})")
     except Exception as error:  # pydicom raises many types on malformed input
         raise RejectedInstance(f"the DICOM file cannot be parsed: {error}")
     if tracking.truncated:
