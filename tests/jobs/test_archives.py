@@ -158,7 +158,7 @@ def test_bad_archive_requests_are_refused_with_reasons(node):
 
 
 def test_asynchronous_media_expire_after_their_ttl(server_factory, worker_factory, tmp_path):
-    server = server_factory(PACS_ARCHIVE_TTL=2)
+    server = server_factory(PACS_ARCHIVE_TTL=10)
     worker_factory(server)
     files = study_files("ttl-a", 3)
     (study,) = upload(server, files)
@@ -170,7 +170,7 @@ def test_asynchronous_media_expire_after_their_ttl(server_factory, worker_factor
     assert status == 200 and "DICOMDIR" in zip_members(body)
     servers.housekeeper_pass(server)
     assert len(server.archive_files()) == 1  # still fresh
-    time.sleep(2.5)
+    time.sleep(10.5)
     servers.housekeeper_pass(server)
     assert server.archive_files() == []
     status, _, body = servers.request(f"{server.url}/jobs/{answer['ID']}/archive")
