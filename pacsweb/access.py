@@ -18,7 +18,7 @@ from django.contrib.auth import authenticate
 from django.http import JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 
-from pacsweb import audit, tokens
+from pacsweb import audit, throttle, tokens
 
 VIEWER = "viewer"
 UPLOADER = "uploader"
@@ -92,9 +92,14 @@ class AccessMiddleware:
         actor_kind = "user"
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if header.lower().startswith("basic "):
-            user = basic_user(header[6:].strip())
+            user = basic_user(header[6:].strip(), request)
             if user is None:
                 return unauthorized("invalid user name or password")
+            if user is LOCKED:
+                response = JsonResponse({"HttpError": "Too Many Requests", "HttpStatus": 429,
+                                         "Message": "too many failed logins: try again later"}, status=429)
+                response["Retry-After"] = str(throttle.WINDOW)
+                return response
         elif header.lower().startswith("bearer "):
             user = tokens.user_of(header[7:].strip())
             if user is None:
@@ -126,7 +131,10 @@ class AccessMiddleware:
         return response
 
 
-def basic_user(token):
+LOCKED = object()
+
+
+def basic_user(token, request=None):
     try:
         decoded = base64.b64decode(token, validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
@@ -140,7 +148,10 @@ def basic_user(token):
         cached = _credential_cache.get(fingerprint)
     if cached and cached[1] > now:
         return cached[0]
-    user = authenticate(username=username, password=password)
+    address = request.META.get("REMOTE_ADDR", "") if request is not None else ""
+    if throttle.locked_for(username, address):
+        return LOCKED
+    user = authenticate(request, username=username, password=password)
     if user is None:
         with _cache_lock:
             _credential_cache.pop(fingerprint, None)

@@ -100,6 +100,22 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+AUTHENTICATION_BACKENDS = ["pacsweb.throttle.ThrottledModelBackend"]
+# Failed logins of one user name within 5 minutes before it is locked for 5 minutes.
+LOGIN_FAILURES = envint("PACS_LOGIN_FAILURES", 10)
+
+# Behind HTTPS (directly or through a proxy that says so): cookies only over TLS,
+# and browsers told to keep to TLS.
+HTTPS = envbool("PACS_HTTPS", False)
+if HTTPS:
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = 31536000
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
 ROOT_URLCONF = "pacsweb.urls"
 WSGI_APPLICATION = "pacsweb.wsgi.application"
 APPEND_SLASH = False

@@ -151,3 +151,30 @@ def test_metrics_can_be_opened_to_a_trusted_prometheus(server_factory, public):
     server = server_factory(PACS_METRICS_PUBLIC=public)
     assert servers.request(server.url + "/metrics", auth=False)[0] == 200
     assert servers.request(server.url + "/statistics", auth=False)[0] == 401
+
+
+def test_repeated_failed_logins_lock_the_user_name_on_every_node(server_factory):
+    first = server_factory("node-a", PACS_LOGIN_FAILURES=3)
+    second = server_factory("node-b", join=first, PACS_LOGIN_FAILURES=3)
+    wrong = servers.auth_header("admin", "guess")
+    for node in (first, second, first):  # failures add up across nodes
+        assert servers.request(node.url + "/statistics", auth=wrong)[0] == 401
+    status, headers, _ = servers.request(second.url + "/statistics", auth=servers.auth_header())
+    assert status == 429 and int(headers["Retry-After"]) > 0  # even the right password, for now
+    servers.manage("shell", "-c", "from django.contrib.auth.models import User; "
+                   "User.objects.create_user('other', password='other-pw').groups.add("
+                   "__import__('django.contrib.auth.models', fromlist=['Group']).Group.objects.get(name='viewer'))",
+                   env=first.env)
+    assert servers.request(first.url + "/statistics", auth=servers.auth_header("other", "other-pw"))[0] == 200
+
+
+def test_security_headers_and_https_cookies(server_factory):
+    server = server_factory(PACS_HTTPS="true")
+    status, headers, _ = servers.request(server.url + "/statistics")
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    status, headers, _ = servers.request(server.url + "/admin/login/", auth=False,
+                                         headers={"X-Forwarded-Proto": "https"})
+    assert status == 200
+    assert "secure" in headers.get("Set-Cookie", "").lower()
+    assert "max-age=31536000" in headers.get("Strict-Transport-Security", "")

@@ -1,0 +1,70 @@
+"""Login throttling, cluster-wide: repeated failed logins lock a user name (and an
+address) for a while, whichever node they hit.
+
+Counters live in Redis with an expiry; when Redis is away nothing is throttled
+(the password check still runs), rather than locking everybody out.
+"""
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
+from django.core.exceptions import PermissionDenied
+
+log = logging.getLogger("pacsweb.access")
+
+WINDOW = 300  # seconds a lock lasts after the last failure
+ADDRESS_FACTOR = 5  # an address may fail for this many user names before it is locked
+
+
+def _keys(username, address):
+    prefix = f"{settings.QUEUE_PREFIX}:login-failures"
+    keys = [(f"{prefix}:user:{username}", settings.LOGIN_FAILURES)]
+    if address:
+        keys.append((f"{prefix}:addr:{address}", settings.LOGIN_FAILURES * ADDRESS_FACTOR))
+    return keys
+
+
+def _redis():
+    from cluster.jobs import redis_connection  # noqa: PLC0415
+
+    return redis_connection()
+
+
+def locked_for(username, address=""):
+    """Seconds the user name or address stays locked; 0 when it may try."""
+    try:
+        connection = _redis()
+        for key, limit in _keys(username, address):
+            count = connection.get(key)
+            if count is not None and int(count) >= limit:
+                return max(1, connection.ttl(key))
+    except Exception as error:
+        log.debug("login throttle unavailable: %s", error)
+    return 0
+
+
+def failed(username, address=""):
+    try:
+        pipe = _redis().pipeline()
+        for key, _ in _keys(username, address):
+            pipe.incr(key)
+            pipe.expire(key, WINDOW)
+        pipe.execute()
+    except Exception as error:
+        log.debug("login failure not counted: %s", error)
+
+
+class ThrottledModelBackend(ModelBackend):
+    """Django's password check, refused while the user name or address is locked and
+    counting failures: the console's login form and HTTP Basic both go through it."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        address = request.META.get("REMOTE_ADDR", "") if request is not None else ""
+        if username and locked_for(username, address):
+            raise PermissionDenied("too many failed logins")
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is None and username:
+            failed(username, address)
+            log.warning("failed login for %r from %s", username, address or "?")
+        return user
