@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "django_rq",
     "archive",
     "cluster",
+    "console",
 ]
 
 MIDDLEWARE = [

@@ -11,8 +11,9 @@ from cluster import rest as cluster_rest
 RESOURCE = r"(?P<plural>patients|studies|series|instances)/(?P<public_id>[^/]+)"
 
 urlpatterns = [
-    # The console arrives at /ui/; until then the browser's entry is the admin.
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    # The browser's entry is the console.
+    path("", RedirectView.as_view(url="/ui/", permanent=False)),
+    path("ui/", include("console.urls")),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz),
     path("readyz", health.readyz),

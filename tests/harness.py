@@ -14,8 +14,9 @@ from tests.services import EmbeddedPostgres, EmbeddedRedis, remove, scratch_dir
 
 
 # Debian packages the suite drives as real peers (DCMTK's echoscu, storescu,
-# findscu, movescu, getscu, storescp), and HAProxy in front of the cluster tests.
-DEBIAN_PACKAGES = {"dcmtk": "storescu", "haproxy": "haproxy"}
+# findscu, movescu, getscu, storescp), HAProxy in front of the cluster tests, and
+# Chromium for the console's browser tests (Playwright drives it; it downloads none).
+DEBIAN_PACKAGES = {"dcmtk": "storescu", "haproxy": "haproxy", "chromium": "chromium"}
 
 
 def ensure_debian_packages():

@@ -1,0 +1,41 @@
+"""The console's routes, under /ui/ (pacsweb/urls.py includes them)."""
+
+from django.urls import path, re_path
+
+from console.views import auth, changes, cluster, home, jobs, network, studies, upload
+
+app_name = "console"
+
+urlpatterns = [
+    path("", home.home, name="home"),
+    path("login/", auth.LoginPage.as_view(), name="login"),
+    path("logout/", auth.LogoutPage.as_view(), name="logout"),
+    path("studies/", studies.study_list, name="studies"),
+    path("studies/<str:public_id>/", studies.study_detail, name="study"),
+    path("studies/<str:public_id>/delete", studies.study_delete, name="study-delete"),
+    path("studies/<str:public_id>/prepare", studies.study_prepare, name="study-prepare"),
+    path("studies/<str:public_id>/send", studies.study_send, name="study-send"),
+    path("patients/", studies.patient_list, name="patients"),
+    path("patients/<str:public_id>/", studies.patient_detail, name="patient"),
+    path("open/<str:level>/<str:public_id>", studies.open_resource, name="open"),
+    path("upload/", upload.upload_page, name="upload"),
+    path("upload/file", upload.upload_file, name="upload-file"),
+    path("jobs/", jobs.job_list, name="jobs"),
+    path("jobs/<str:job_id>/progress", jobs.job_progress, name="job-progress"),
+    path("jobs/<str:job_id>/<str:action>", jobs.job_action, name="job-action"),
+    path("cluster/", cluster.cluster_page, name="cluster"),
+    path("cluster/<str:node>/<str:action>", cluster.node_action, name="node-action"),
+    path("modalities/", network.modality_list, name="modalities"),
+    path("modalities/new", network.modality_edit, name="modality-new"),
+    path("modalities/<str:name>/edit", network.modality_edit, name="modality-edit"),
+    path("modalities/<str:name>/delete", network.modality_delete, name="modality-delete"),
+    path("modalities/<str:name>/echo", network.modality_echo, name="modality-echo"),
+    path("peers/", network.peer_list, name="peers"),
+    path("peers/new", network.peer_edit, name="peer-new"),
+    path("peers/<str:name>/edit", network.peer_edit, name="peer-edit"),
+    path("peers/<str:name>/delete", network.peer_delete, name="peer-delete"),
+    path("peers/<str:name>/test", network.peer_test, name="peer-test"),
+    path("changes/", changes.change_list, name="changes"),
+    # Anything else under /ui/: the console's own "not found" page (or the address with its slash).
+    re_path(r"^.*$", home.not_found),
+]

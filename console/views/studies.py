@@ -1,0 +1,211 @@
+"""Studies and patients: search, a study with its series and viewer, and its actions
+(download, background ZIP / DICOMDIR, send, delete)."""
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+
+from archive import annotations, query, resources
+from archive.deletion import UnknownResource, delete_resource
+from archive.models import Instance, Level
+from cluster import jobs
+from cluster.models import Job, Modality, Peer
+from console import search
+from console.access import ADMIN, FRAGMENT, VIEWER, audit, console_view, failure, is_htmx
+from console.forms import PatientSearchForm, StudySearchForm
+from console.views.jobs import progress_context
+
+# Window presets of the viewer: (label, center, width); "Default" uses the file's own window.
+WINDOW_PRESETS = [("Soft tissue", 40, 400), ("Lung", -600, 1500), ("Bone", 400, 1800), ("Brain", 40, 80)]
+
+
+def _page_number(request):
+    try:
+        return max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        return 1
+
+
+def _search(request, form_class, finder, level, default_sort, template, section):
+    """A search page: the form, then one page of matches from the query engine."""
+    form = form_class(request.GET or None)
+    sort = request.GET.get("sort", default_sort)
+    page = error = None
+    if form.is_bound and not form.is_valid():
+        error = "Check the search fields below."
+    else:
+        criteria = form.criteria() if form.is_bound else {}
+        try:
+            page = finder(criteria, sort=sort, page=_page_number(request))
+        except query.InvalidQuery as invalid:
+            error = f"This search cannot be run: {invalid}"
+        else:
+            audit(request, "query", level=level, query=criteria, answers=len(page.matches))
+    searched = form.is_bound and any(v for k, v in request.GET.items() if k not in ("sort", "page"))
+    return render(request, template, {
+        "section": section, "form": form, "page": page, "sort": sort, "error": error, "searched": searched,
+    })
+
+
+@console_view()
+def study_list(request):
+    return _search(request, StudySearchForm, search.studies, Level.STUDY, "-date", "console/studies.html", "studies")
+
+
+@console_view()
+def patient_list(request):
+    return _search(request, PatientSearchForm, search.patients, Level.PATIENT, "name", "console/patients.html",
+                   "patients")
+
+
+@console_view()
+def patient_detail(request, public_id):
+    row = resources.get(Level.PATIENT, public_id)
+    if row is None:
+        raise Http404("This patient is not in the archive (it may have been deleted).")
+    patient = resources.describe(Level.PATIENT, row)
+    audit(request, "read", level=Level.PATIENT, resource=public_id)
+    rows = resources.descendants(Level.PATIENT, row, Level.STUDY)
+    study_rows = sorted(resources.describe_many(Level.STUDY, rows),
+                        key=lambda s: s["MainDicomTags"].get("StudyDate", ""), reverse=True)
+    return render(request, "console/patient.html", {
+        "section": "patients", "patient": patient, "row": row, "studies": study_rows,
+    })
+
+
+def _study(public_id):
+    row = resources.get(Level.STUDY, public_id)
+    if row is None:
+        raise Http404("This study is not in the archive (it may have been deleted).")
+    return row
+
+
+def _series_number(series):
+    try:
+        return int(float(series["MainDicomTags"].get("SeriesNumber") or 0))
+    except ValueError:
+        return 0
+
+
+@console_view()
+def study_detail(request, public_id):
+    row = _study(public_id)
+    study = resources.describe(Level.STUDY, row)
+    audit(request, "read", level=Level.STUDY, resource=public_id)
+    series = resources.describe_many(Level.SERIES, resources.descendants(Level.STUDY, row, Level.SERIES))
+    series.sort(key=lambda s: (_series_number(s), s["MainDicomTags"].get("SeriesDescription", "")))
+    for item in series:
+        ids = item["Instances"]
+        item["thumbnail"] = ids[len(ids) // 2] if ids else None
+    instances = sum(len(s["Instances"]) for s in series)
+    job = None
+    if request.GET.get("job"):
+        job = Job.objects.filter(pk=request.GET["job"]).first()
+    return render(request, "console/study.html", {
+        "section": "studies", "study": study, "row": row, "patient": row.patient, "series": series,
+        "instances": instances,
+        "metadata": annotations.list_metadata(Level.STUDY, public_id),
+        "attachments": annotations.list_attachments(Level.STUDY, public_id),
+        "presets": WINDOW_PRESETS,
+        "job": progress_context(job) if job else None,
+        "modalities": Modality.objects.all() if request.roles.admin else [],
+        "peers": Peer.objects.all() if request.roles.admin else [],
+        "stable_age": settings.STABLE_AGE,
+    })
+
+
+@console_view(get=ADMIN, post=ADMIN)
+def study_delete(request, public_id):
+    row = _study(public_id)
+    if request.method == "POST":
+        tags = row.main_dicom_tags
+        try:
+            delete_resource(Level.STUDY, public_id)
+        except UnknownResource:
+            messages.info(request, "This study had already been deleted.")
+            return redirect("console:studies")
+        audit(request, "delete", level=Level.STUDY, resource=public_id)
+        messages.success(request, f"Deleted the study “{tags.get('StudyDescription') or 'without description'}” "
+                                  f"of {row.patient.main_dicom_tags.get('PatientName') or 'an unnamed patient'}.")
+        return redirect("console:studies")
+    count = Instance.objects.filter(series__study=row).count()
+    series = row.series.count()
+    return render(request, "console/study_delete.html", {
+        "section": "studies", "row": row, "patient": row.patient, "instances": count, "series_count": series,
+    })
+
+
+@console_view(get=None, post=VIEWER, kind=FRAGMENT)
+def study_prepare(request, public_id):
+    """A ZIP or a DICOMDIR of the study, built by a job (viewers may create archives)."""
+    _study(public_id)
+    media = request.POST.get("kind") == "media"
+    job = jobs.submit("Media" if media else "Archive", {"resources": [public_id]})
+    audit(request, "export", level=Level.STUDY, resource=public_id, job=job.id, kind=job.type)
+    return _job_started(request, public_id, job)
+
+
+@console_view(get=None, post=ADMIN, kind=FRAGMENT)
+def study_send(request, public_id):
+    """Send the study to a modality (C-STORE) or a peer (HTTP), as a job with progress."""
+    row = _study(public_id)
+    target = request.POST.get("target", "")
+    kind, _, name = target.partition(":")
+    instances = sorted(Instance.objects.filter(series__study=row).values_list("public_id", flat=True))
+    if kind == "modality":
+        modality = Modality.objects.filter(name=name).first()
+        if modality is None:
+            raise Http404(f"The modality “{name}” is not configured (any more).")
+        # The parameters and content the REST route gives a DicomModalityStore job.
+        content = {"Description": "Console", "FailedInstancesCount": 0, "InstancesCount": len(instances),
+                   "LocalAet": modality.local_aet or settings.AE_TITLE, "ParentResources": [public_id],
+                   "RemoteAet": modality.aet}
+        job = jobs.submit("DicomModalityStore", {"modality": modality.name, "instances": instances}, content=content)
+    elif kind == "peer":
+        peer = Peer.objects.filter(name=name).first()
+        if peer is None:
+            raise Http404(f"The peer “{name}” is not configured (any more).")
+        content = {"Description": "Console", "FailedInstancesCount": 0, "InstancesCount": len(instances),
+                   "ParentResources": [public_id], "Peer": [peer.url, peer.username, ""], "Compress": False}
+        job = jobs.submit("OrthancPeerStore", {"peer": peer.name, "instances": instances}, content=content)
+    else:
+        if is_htmx(request):
+            return failure(request, 400, "Not sent", "Choose where to send the study.", FRAGMENT)
+        messages.error(request, "Choose where to send the study.")
+        return redirect("console:study", public_id=public_id)
+    audit(request, "send", level=Level.STUDY, resource=public_id, job=job.id, target=target)
+    return _job_started(request, public_id, job)
+
+
+def _job_started(request, public_id, job):
+    if is_htmx(request):
+        return render(request, "console/_job_progress.html", progress_context(job))
+    return redirect(reverse("console:study", args=[public_id]) + f"?job={job.id}#actions")
+
+
+@console_view()
+def open_resource(request, level, public_id):
+    """The console page of any resource named by a change: its study (or patient)."""
+    levels = {"patient": Level.PATIENT, "study": Level.STUDY, "series": Level.SERIES, "instance": Level.INSTANCE}
+    if level.lower() == "any":  # an id of any level (the resources of a job)
+        candidates = list(levels.values())
+    elif level.lower() in levels:
+        candidates = [levels[level.lower()]]
+    else:
+        raise Http404("Unknown level.")
+    row = None
+    for level in candidates:
+        row = resources.MODELS[level].objects.filter(public_id=public_id).first()
+        if row is not None:
+            break
+    if row is None:
+        raise Http404("This resource is no longer in the archive.")
+    if level == Level.PATIENT:
+        return redirect("console:patient", public_id=public_id)
+    if level == Level.STUDY:
+        return redirect("console:study", public_id=public_id)
+    study = resources.ancestor(level, row, Level.STUDY)
+    series = row if level == Level.SERIES else row.series
+    return redirect(reverse("console:study", args=[study.public_id]) + f"?series={series.public_id}#viewer")
