@@ -100,7 +100,7 @@ class Command(BaseCommand):
         self.stdout.write(
             "\n"
             f"pacsweb {settings.VERSION} is running (node {settings.NODE_NAME}, data in {settings.DATA_DIR})\n"
-            f"  Browser (admin console):  http://localhost:{port}/   (or http://{host}:{port}/)\n"
+            f"  Browser (console):        http://localhost:{port}/   (or http://{host}:{port}/)\n"
             f"  REST API base URL:        http://localhost:{port}/   (HTTP Basic, Orthanc-compatible)\n"
             f"  DICOM (for modalities):   AE title {settings.AE_TITLE}, host {host}, port {settings.DICOM_PORT}\n"
             "  Stop with Ctrl-C.\n"
