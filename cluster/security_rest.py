@@ -1,32 +1,15 @@
 """GET /audit (the trail, filterable), /tokens (API tokens), /metrics."""
 
-import datetime
 import json
 
 from django.contrib.auth import get_user_model
 from django.http import HttpResponse, JsonResponse
-from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from archive.rest.errors import error_response, rest_view
-from cluster.models import ApiToken, AuditEvent
-from pacsweb import metrics, tokens
-
-AUDIT_FILTERS = {"actor": "actor", "action": "action", "resource": "resource", "level": "level",
-                 "kind": "actor_kind", "node": "node"}
-
-
-def _moment(request, name):
-    text = request.GET.get(name)
-    if text is None:
-        return None
-    moment = parse_datetime(text) or (parse_datetime(text + "T00:00:00") if len(text) == 10 else None)
-    if moment is None:
-        raise ValueError(f"{name} must be an ISO 8601 date or date-time, not {text!r}")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment
+from cluster.models import ApiToken
+from pacsweb import audit, metrics, tokens
 
 
 @csrf_exempt
@@ -34,25 +17,18 @@ def _moment(request, name):
 @rest_view
 def audit_list(request):
     """The trail, newest first: ?actor= &action= &resource= &level= &kind= &node= &since= &until= &limit= &offset="""
-    unknown = set(request.GET) - set(AUDIT_FILTERS) - {"since", "until", "limit", "offset"}
+    unknown = set(request.GET) - set(audit.FILTERS) - {"since", "until", "limit", "offset"}
     if unknown:
         return error_response(request, 400, f"unknown parameter(s): {', '.join(sorted(unknown))}")
-    rows = AuditEvent.objects.order_by("-at", "-id")
-    for parameter, field in AUDIT_FILTERS.items():
-        if parameter in request.GET:
-            rows = rows.filter(**{field: request.GET[parameter]})
     try:
-        since, until = _moment(request, "since"), _moment(request, "until")
+        since, until = (audit.moment(request.GET.get(name), name) for name in ("since", "until"))
         limit = int(request.GET.get("limit", 100))
         offset = int(request.GET.get("offset", 0))
     except ValueError as error:
         return error_response(request, 400, str(error))
     if not 1 <= limit <= 1000 or offset < 0:
         return error_response(request, 400, "limit is 1 to 1000 and offset at least 0")
-    if since:
-        rows = rows.filter(at__gte=since)
-    if until:
-        rows = rows.filter(at__lt=until)
+    rows = audit.events(request.GET, since, until)
     return JsonResponse([{
         "Time": event.at.isoformat(), "ActorKind": event.actor_kind, "Actor": event.actor, "Address": event.address,
         "Action": event.action, "Method": event.method, "Path": event.path, "Status": event.status,

@@ -1,23 +1,13 @@
-"""Who may do what in the console, and how its failures look.
+"""How the console's refusals and failures look, and what a view knows of its user.
 
-pacsweb.access hands every /ui/ request to the console untouched (the console
-has its own session login): the console decides here. Every view is wrapped by
-console_view(), which names the role its GET and its POST need; a request
-without that role gets 403, whatever the page showed. The roles are the
-project's (pacsweb.access): viewer reads, uploader reads and stores, admin does
-everything.
-
-| what                                          | role      |
-|-----------------------------------------------|-----------|
-| every page, search, study, viewer             | viewer    |
-| prepare a ZIP / DICOMDIR (a job)              | viewer    |
-| upload                                        | uploader  |
-| delete, send, job actions, drain, modalities, | admin     |
-| peers (add, edit, delete, echo, test)         |           |
-
-The table is exact in the views themselves (their decorator) and listed at run
-time by route_roles(); the tests walk it. What the console does to patient data
-or the configuration goes to the audit trail (audit() below), as over REST.
+Who may do what is decided before a view runs, by pacsweb.access (its
+CONSOLE_ROUTES table, by route name, checked by the access middleware as it
+checks every REST route): viewer reads, uploader reads and stores, admin does
+everything. Every view is wrapped by console_view(), which says what the view
+answers (a page, an htmx fragment, JSON) so that a refusal comes back in a form
+the caller can show, and turns failures into pages. What the console does to
+patient data or the configuration goes to the audit trail (audit() below), as
+over REST.
 """
 
 import functools
@@ -29,7 +19,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from pacsweb.access import ADMIN, UPLOADER, VIEWER, has_role
+from pacsweb.access import ADMIN, UPLOADER, VIEWER, console_roles, has_role
 from pacsweb.audit import record
 from pacsweb.db import DatabaseBusy
 
@@ -66,39 +56,16 @@ def is_htmx(request):
     return request.headers.get("HX-Request") == "true"
 
 
-def console_view(get=VIEWER, post=None, kind=PAGE):
-    """Wrap a console view: sign-in, the role of the method, and failures as pages.
-
-    `get` / `post`: the role a GET / POST needs (None: that method is not allowed).
-    `kind`: what the view answers (a page, an htmx fragment, or JSON), so that a
-    refusal or a failure comes back in a form the caller can show: JSON for the
-    upload script, a fragment for an htmx request, a whole page otherwise.
-    """
+def console_view(kind=PAGE):
+    """Wrap a console view: what it answers (`kind`: a page, an htmx fragment or
+    JSON, read by the access middleware for its refusals), the user's roles for
+    its templates, and failures as pages rather than stack traces."""
 
     def decorate(view):
         @functools.wraps(view)
         def wrapper(request, *args, **kwargs):
-            if request.method in ("GET", "HEAD"):
-                role = get
-            elif request.method == "POST":
-                role = post
-            else:
-                role = None
-            if role is None:
-                allowed = [m for m, r in (("GET", get), ("POST", post)) if r]
-                response = failure(request, 405, "Not allowed",
-                                   f"This address answers {' and '.join(allowed)} only.", kind)
-                response["Allow"] = ", ".join(allowed)
-                return response
-            if not request.user.is_authenticated:
-                return _sign_in(request, kind)
             request.roles = Roles(request.user)
             request.console = {"node": settings.NODE_NAME, "version": settings.VERSION}
-            if not request.roles.has(role):
-                held = "no role yet" if request.roles.name == "no role" else f"the {request.roles.name} role"
-                return failure(request, 403, "Not allowed",
-                               f"This needs the {ROLE_WORDS[role]} role; your account has {held}. "
-                               "An administrator can change it.", kind)
             try:
                 return view(request, *args, **kwargs)
             except Http404 as missing:
@@ -112,13 +79,28 @@ def console_view(get=VIEWER, post=None, kind=PAGE):
                                "The server could not complete this request. The error was logged "
                                "for the administrator; try again, or go back.", kind)
 
-        wrapper.console_roles = {"GET": get, "POST": post}
+        wrapper.console_kind = kind
         return wrapper
 
     return decorate
 
 
-def _sign_in(request, kind):
+def not_allowed(request, allowed, kind=PAGE):
+    response = failure(request, 405, "Not allowed", f"This address answers {' and '.join(allowed)} only.", kind)
+    response["Allow"] = ", ".join(allowed)
+    return response
+
+
+def refused(request, role, kind=PAGE):
+    request.roles = Roles(request.user)
+    request.console = {"node": settings.NODE_NAME, "version": settings.VERSION}
+    held = "no role yet" if request.roles.name == "no role" else f"the {request.roles.name} role"
+    return failure(request, 403, "Not allowed",
+                   f"This needs the {ROLE_WORDS[role]} role; your account has {held}. "
+                   "An administrator can change it.", kind)
+
+
+def sign_in(request, kind=PAGE):
     target = f"{LOGIN_URL}?next={quote(request.get_full_path())}"
     if kind == JSON:
         return JsonResponse({"error": "Your session has ended: sign in again."}, status=401)
@@ -151,11 +133,24 @@ def audit(request, action, level="", resource="", status=200, **details):
 
 
 def route_roles():
-    """{route pattern: {"GET": role, "POST": role}} of every console route."""
+    """{route pattern: {"GET": role, "POST": role}} of every console route, from
+    pacsweb.access's table; None for a route whose view is not a console view."""
     from console import urls  # noqa: PLC0415
 
-    table = {}
-    for pattern in urls.urlpatterns:
-        roles = getattr(pattern.callback, "console_roles", None)
-        table[str(pattern.pattern)] = roles
-    return table
+    return {str(pattern.pattern): console_roles(pattern.name)
+            if hasattr(pattern.callback, "console_kind") or pattern.name in ("login", "logout") else None
+            for pattern in urls.urlpatterns}
+
+
+def newest_first(request, rows, size):
+    """Page ?page= of `rows` (newest first) for the "Newer / Older" pager: {"rows",
+    "page_number", "has_previous", "has_next"}. Counting every row of a busy log is
+    costly; the pager only needs to know whether an older page exists, so one row
+    more than shown is fetched."""
+    try:
+        number = max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        number = 1
+    offset = (number - 1) * size
+    found = list(rows[offset:offset + size + 1])
+    return {"rows": found[:size], "page_number": number, "has_previous": number > 1, "has_next": len(found) > size}

@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from console.views import auth, changes, cluster, home, jobs, network, studies, upload
+from console.views import auth, changes, cluster, home, jobs, network, security, studies, upload
 
 app_name = "console"
 
@@ -36,6 +36,9 @@ urlpatterns = [
     path("peers/<str:name>/delete", network.peer_delete, name="peer-delete"),
     path("peers/<str:name>/test", network.peer_test, name="peer-test"),
     path("changes/", changes.change_list, name="changes"),
+    path("audit/", security.audit_list, name="audit"),
+    path("tokens/", security.token_list, name="tokens"),
+    path("tokens/<str:prefix>/revoke", security.token_revoke, name="token-revoke"),
     # Anything else under /ui/: the console's own "not found" page (or the address with its slash).
-    re_path(r"^.*$", home.not_found),
+    re_path(r"^.*$", home.not_found, name="not-found"),
 ]

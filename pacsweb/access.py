@@ -1,9 +1,11 @@
 """Who may do what: authentication and roles, enforced here for every route.
 
-REST and DICOMweb clients authenticate with HTTP Basic; a browser with its
-console session. Roles are Django groups: viewer (read), uploader (read and
-store), admin (everything; superusers are admins). Only the load balancer's
-probes are open.
+REST and DICOMweb clients authenticate with HTTP Basic or an API token; a
+browser with its console session. Roles are Django groups: viewer (read),
+uploader (read and store), admin (everything; superusers are admins). Only the
+load balancer's probes (and the sign-in page) are open. REST routes get their
+role from required_role(), console pages from CONSOLE_ROUTES: no view checks a
+role itself.
 """
 
 import base64
@@ -48,6 +50,43 @@ _cache_lock = threading.Lock()
 
 # Reads only administrators may make: the audit trail and the token list.
 ADMIN_READS = ("/audit", "/tokens")
+
+
+# The console (/ui/), by route name: the role its GET and its POST need; None:
+# that method is not allowed there; OPEN: no sign-in. A route not listed is a
+# page a viewer reads and nobody posts to. The same rule as REST: reading is a
+# viewer's, storing an uploader's, everything else an admin's.
+OPEN = "open"
+CONSOLE_PAGE = (VIEWER, None)
+CONSOLE_ROUTES = {
+    "login": (OPEN, OPEN),
+    "logout": (None, OPEN),
+    "study-delete": (ADMIN, ADMIN),  # the GET is the confirmation page
+    "study-prepare": (None, VIEWER),  # an archive to download: a read
+    "study-send": (None, ADMIN),
+    "upload": (UPLOADER, UPLOADER),
+    "upload-file": (None, UPLOADER),
+    "job-action": (None, ADMIN),
+    "node-action": (None, ADMIN),
+    "modality-new": (ADMIN, ADMIN),
+    "modality-edit": (ADMIN, ADMIN),
+    "modality-delete": (None, ADMIN),
+    "modality-echo": (None, ADMIN),
+    "peer-new": (ADMIN, ADMIN),
+    "peer-edit": (ADMIN, ADMIN),
+    "peer-delete": (None, ADMIN),
+    "peer-test": (None, ADMIN),
+    "audit": (ADMIN, None),  # who read which patient's data: for administrators
+    "tokens": (ADMIN, ADMIN),
+    "token-revoke": (None, ADMIN),
+    "not-found": (VIEWER, VIEWER),  # any other address under /ui/: a 404 page once signed in
+}
+
+
+def console_roles(route_name):
+    """{"GET": role, "POST": role} of a console route."""
+    get, post = CONSOLE_ROUTES.get(route_name, CONSOLE_PAGE)
+    return {"GET": get, "POST": post}
 
 
 def required_role(method, path):
@@ -129,6 +168,29 @@ class AccessMiddleware:
         response = self.get_response(request)
         audit.record_request(request, response, actor_kind, getattr(user, "api_token_name", user.username))
         return response
+
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        """The console's roles, once its route is known (CONSOLE_ROUTES)."""
+        if not request.path_info.startswith("/ui/"):
+            return None
+        from console import access as console  # noqa: PLC0415 (the console builds on this module)
+
+        match = request.resolver_match
+        roles = console_roles(match.url_name if match else None)
+        method = "GET" if request.method == "HEAD" else request.method
+        role = roles.get(method)
+        # The form a refusal takes: the console's views say what they answer.
+        kind = getattr(view_func, "console_kind", console.PAGE)
+        if role == OPEN:
+            return None
+        if role is None:
+            return console.not_allowed(request, [m for m, r in roles.items() if r], kind)
+        if not request.user.is_authenticated:
+            return console.sign_in(request, kind)
+        if not has_role(request.user, role):
+            return console.refused(request, role, kind)
+        return None
 
 
 LOCKED = object()

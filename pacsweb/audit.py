@@ -7,11 +7,13 @@ deletions, configuration changes. A failure to write the trail is logged and
 never fails the operation it describes.
 """
 
+import datetime
 import logging
 import re
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 log = logging.getLogger("pacsweb.audit")
 
@@ -77,3 +79,39 @@ def record(actor_kind, actor, action, address="", method="", path="", status=Non
                                   node=settings.NODE_NAME)
     except Exception as error:  # the trail must not fail the operation it describes
         log.error("audit event not written (%s %s %s): %s", actor, action, resource, error)
+
+
+# Filters of the trail, by the name a query string uses (GET /audit, the console's page).
+FILTERS = {"actor": "actor", "action": "action", "resource": "resource", "level": "level",
+           "kind": "actor_kind", "node": "node"}
+ACTOR_KINDS = ("user", "token", "ae")  # a signed-in user or HTTP Basic, an API token, a DICOM peer
+ACTIONS = ("store", "read", "query", "export", "send", "retrieve", "delete", "annotate", "configure")
+
+
+def events(filters, since=None, until=None):
+    """The trail, newest first, narrowed by `filters` ({FILTERS name: value}; empty values
+    ignored) and by the half-open time range [since, until)."""
+    from cluster.models import AuditEvent  # noqa: PLC0415
+
+    rows = AuditEvent.objects.order_by("-at", "-id")
+    for parameter, field in FILTERS.items():
+        if filters.get(parameter):
+            rows = rows.filter(**{field: filters[parameter]})
+    if since:
+        rows = rows.filter(at__gte=since)
+    if until:
+        rows = rows.filter(at__lt=until)
+    return rows
+
+
+def moment(text, name):
+    """An ISO 8601 date or date-time (UTC when it names no zone), None for None; ValueError
+    naming the parameter `name` otherwise."""
+    if text is None:
+        return None
+    when = parse_datetime(text) or (parse_datetime(text + "T00:00:00") if len(text) == 10 else None)
+    if when is None:
+        raise ValueError(f"{name} must be an ISO 8601 date or date-time, not {text!r}")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when

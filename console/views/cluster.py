@@ -11,7 +11,7 @@ from django.utils import timezone
 from archive.models import FileDeletion
 from cluster import registry
 from cluster.models import NodeProcess, NodeState
-from console.access import ADMIN, audit, console_view, is_htmx
+from console.access import audit, console_view, is_htmx
 
 # Files waiting in the deletion outbox beyond this many: the workers are not keeping up.
 OUTBOX_WARNING = 1000
@@ -74,7 +74,7 @@ def cluster_page(request):
     return render(request, "console/cluster.html", context)
 
 
-@console_view(get=None, post=ADMIN)
+@console_view()
 def node_action(request, node, action):
     if action not in ("drain", "undrain"):
         raise Http404(f"There is no node action “{action}”.")

@@ -2,7 +2,6 @@
 
 import datetime
 
-from django.contrib.auth.views import redirect_to_login
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 from django.shortcuts import redirect, render
@@ -12,7 +11,7 @@ from django.utils import timezone
 from archive.models import Attachment, Instance, Patient, Series, Study
 from cluster.models import Job, JobState
 from console import search
-from console.access import LOGIN_URL, Roles, console_view, failure
+from console.access import console_view, failure
 from console.views.cluster import overview
 
 CHART_DAYS = 30
@@ -66,6 +65,7 @@ def received_chart(days=CHART_DAYS):
             "height": CHART_HEIGHT, "plot": plot, "labels": labels, "days": days}
 
 
+@console_view()
 def not_found(request):
     """Any other address under /ui/: the same address with a slash, or a clear 404."""
     if not request.path.endswith("/"):
@@ -73,10 +73,7 @@ def not_found(request):
             match = resolve(request.path + "/")
         except Resolver404:
             match = None
-        if match is not None and match.url_name is not None:
+        if match is not None and match.url_name not in (None, "not-found"):
             query = request.META.get("QUERY_STRING", "")
             return redirect(request.path + "/" + (f"?{query}" if query else ""))
-    if not request.user.is_authenticated:
-        return redirect_to_login(request.get_full_path(), LOGIN_URL)
-    request.roles = Roles(request.user)
     return failure(request, 404, "Not found", "There is no page at this address.")

@@ -9,7 +9,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from cluster import jobs
 from cluster.models import FINISHED, Job, JobState
-from console.access import ADMIN, FRAGMENT, audit, console_view, is_htmx
+from console.access import FRAGMENT, audit, console_view, is_htmx
 
 WAITING = 15  # seconds a Pending job may wait before the page says so
 ACTIONS = {"cancel": jobs.cancel, "pause": jobs.pause, "resume": jobs.resume, "resubmit": jobs.resubmit}
@@ -92,7 +92,7 @@ def job_progress(request, job_id):
     return render(request, "console/_job_progress.html", progress_context(job))
 
 
-@console_view(get=None, post=ADMIN)
+@console_view()
 def job_action(request, job_id, action):
     if action not in ACTIONS:
         raise Http404(f"There is no job action “{action}”.")

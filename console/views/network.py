@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from archive.dimse import scu
 from cluster.models import Modality, Peer
 from cluster.tasks import PeerClient, PeerError, modality_peer
-from console.access import ADMIN, FRAGMENT, audit, console_view, is_htmx
+from console.access import FRAGMENT, audit, console_view, is_htmx
 from console.forms import ModalityForm, PeerForm
 
 
@@ -27,7 +27,7 @@ def _modality(name):
     return modality
 
 
-@console_view(get=ADMIN, post=ADMIN)
+@console_view()
 def modality_edit(request, name=None):
     instance = _modality(name) if name else None
     form = ModalityForm(request.POST or None, instance=instance)
@@ -40,7 +40,7 @@ def modality_edit(request, name=None):
                                                           "instance": instance})
 
 
-@console_view(get=None, post=ADMIN)
+@console_view()
 def modality_delete(request, name):
     deleted, _ = Modality.objects.filter(name=name).delete()
     if deleted:
@@ -51,7 +51,7 @@ def modality_delete(request, name):
     return redirect("console:modalities")
 
 
-@console_view(get=None, post=ADMIN, kind=FRAGMENT)
+@console_view(kind=FRAGMENT)
 def modality_echo(request, name):
     modality = _modality(name)
     started = time.monotonic()
@@ -86,7 +86,7 @@ def _peer(name):
     return peer
 
 
-@console_view(get=ADMIN, post=ADMIN)
+@console_view()
 def peer_edit(request, name=None):
     instance = _peer(name) if name else None
     form = PeerForm(request.POST or None, instance=instance)
@@ -98,7 +98,7 @@ def peer_edit(request, name=None):
     return render(request, "console/peer_form.html", {"section": "peers", "form": form, "instance": instance})
 
 
-@console_view(get=None, post=ADMIN)
+@console_view()
 def peer_delete(request, name):
     deleted, _ = Peer.objects.filter(name=name).delete()
     if deleted:
@@ -109,7 +109,7 @@ def peer_delete(request, name):
     return redirect("console:peers")
 
 
-@console_view(get=None, post=ADMIN, kind=FRAGMENT)
+@console_view(kind=FRAGMENT)
 def peer_test(request, name):
     """GET /system of the peer, as GET /peers/{name}/system does."""
     peer = _peer(name)

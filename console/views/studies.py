@@ -13,7 +13,7 @@ from archive.models import Instance, Level
 from cluster import jobs
 from cluster.models import Job, Modality, Peer
 from console import search
-from console.access import ADMIN, FRAGMENT, VIEWER, audit, console_view, failure, is_htmx
+from console.access import FRAGMENT, audit, console_view, failure, is_htmx
 from console.forms import PatientSearchForm, StudySearchForm
 from console.views.jobs import progress_context
 
@@ -116,7 +116,7 @@ def study_detail(request, public_id):
     })
 
 
-@console_view(get=ADMIN, post=ADMIN)
+@console_view()
 def study_delete(request, public_id):
     row = _study(public_id)
     if request.method == "POST":
@@ -137,7 +137,7 @@ def study_delete(request, public_id):
     })
 
 
-@console_view(get=None, post=VIEWER, kind=FRAGMENT)
+@console_view(kind=FRAGMENT)
 def study_prepare(request, public_id):
     """A ZIP or a DICOMDIR of the study, built by a job (viewers may create archives)."""
     _study(public_id)
@@ -147,7 +147,7 @@ def study_prepare(request, public_id):
     return _job_started(request, public_id, job)
 
 
-@console_view(get=None, post=ADMIN, kind=FRAGMENT)
+@console_view(kind=FRAGMENT)
 def study_send(request, public_id):
     """Send the study to a modality (C-STORE) or a peer (HTTP), as a job with progress."""
     row = _study(public_id)

@@ -19,7 +19,7 @@ from archive import ingest
 from archive.rest import instances as rest_instances
 from archive.rest.bodies import spool
 from archive.rest.errors import status_for
-from console.access import JSON, UPLOADER, audit, console_view
+from console.access import JSON, audit, console_view
 
 log = logging.getLogger("pacsweb.console")
 
@@ -95,7 +95,7 @@ def summarize(results):
             "studies": studies, "failures": [r for r in results if r["status"] == REJECTED]}
 
 
-@console_view(get=UPLOADER, post=UPLOADER)
+@console_view()
 def upload_page(request):
     """The upload page; its form's POST (no JavaScript) stores every chosen file."""
     results = None
@@ -114,7 +114,7 @@ def upload_page(request):
     })
 
 
-@console_view(get=None, post=UPLOADER, kind=JSON)
+@console_view(kind=JSON)
 def upload_file(request):
     """One file from the page's script: the request body; its name in X-File-Name."""
     name = unquote(request.headers.get("X-File-Name", "file"))[:300]

@@ -16,12 +16,12 @@ from archive.models import Study
 from cluster.models import Job, JobState, Modality, Peer
 from console import search
 from console.access import route_roles
-from pacsweb.access import ADMIN, UPLOADER, VIEWER
+from pacsweb.access import ADMIN, OPEN, UPLOADER, VIEWER
 from tests import servers
 from tests.console.phantom import ct_series
 from tests.dicomgen import make_instance
 
-PUBLIC_ROUTES = {"login/", "logout/", "^.*$"}
+PUBLIC_ROUTES = {"login/", "logout/"}
 
 
 @pytest.fixture
@@ -51,12 +51,14 @@ def store(client, data, name="file.dcm"):
     return response.json()["results"]
 
 
-def test_every_console_route_declares_the_roles_it_needs():
+def test_every_console_route_has_the_roles_it_needs_in_the_one_table():
     table = route_roles()
     for pattern, roles in table.items():
         if pattern in PUBLIC_ROUTES:
+            assert OPEN in roles.values()
             continue
         assert roles is not None, f"/ui/{pattern} is not wrapped by console_view()"
+        assert OPEN not in roles.values()
         assert set(roles) == {"GET", "POST"}
         assert roles["GET"] in (VIEWER, UPLOADER, ADMIN, None)
         assert roles["POST"] in (VIEWER, UPLOADER, ADMIN, None)
@@ -68,8 +70,10 @@ def test_every_console_route_declares_the_roles_it_needs():
     assert posts["upload/"] == UPLOADER and posts["upload/file"] == UPLOADER
     assert posts["jobs/<str:job_id>/<str:action>"] == ADMIN
     assert posts["cluster/<str:node>/<str:action>"] == ADMIN
-    for pattern in ("modalities/new", "modalities/<str:name>/echo", "peers/<str:name>/test", "peers/new"):
+    for pattern in ("modalities/new", "modalities/<str:name>/echo", "peers/<str:name>/test", "peers/new",
+                    "tokens/", "tokens/<str:prefix>/revoke"):
         assert posts[pattern] == ADMIN
+    assert table["audit/"]["GET"] == ADMIN and table["tokens/"]["GET"] == ADMIN
 
 
 def test_signed_out_requests_are_sent_to_sign_in(client, db):
@@ -114,6 +118,11 @@ def test_roles_decide_what_each_user_may_do(as_role):
     response = viewer.post("/ui/upload/file", data=make_instance(), content_type="application/octet-stream")
     assert response.status_code == 403 and "uploader role" in response.json()["error"]
     assert viewer.get("/ui/modalities/new").status_code == 403
+    for path in ("/ui/audit/", "/ui/tokens/"):
+        assert viewer.get(path).status_code == 403 and uploader.get(path).status_code == 403, path
+        assert b"Audit</a>" not in viewer.get("/ui/").content
+    assert viewer.post("/ui/tokens/", {"name": "mine"}).status_code == 403
+    assert viewer.post("/ui/nowhere").status_code == 404
     assert viewer.get("/ui/upload/").status_code == 403
     # Allowed for a viewer: preparing an archive (here of a study that does not exist).
     assert viewer.post("/ui/studies/x/prepare").status_code == 404
@@ -216,7 +225,7 @@ def test_pages_render_their_empty_states(admin):
         "/ui/": b"The archive is empty", "/ui/studies/": b"holds no study yet", "/ui/patients/": b"no patient yet",
         "/ui/jobs/": b"No job yet", "/ui/modalities/": b"No modality yet", "/ui/peers/": b"No peer yet",
         "/ui/changes/": b"Nothing has changed yet", "/ui/cluster/": b"No node has reported yet",
-        "/ui/upload/": b"Drop DICOM files",
+        "/ui/upload/": b"Drop DICOM files", "/ui/tokens/": b"No token yet",
     }
     for path, text in expectations.items():
         response = admin.get(path)
@@ -376,6 +385,47 @@ def test_console_actions_go_to_the_audit_trail(admin):
         ("store", study), ("query", ""), ("read", study), ("configure", ""), ("delete", study)]
     assert events[1][3]["query"] == {"PatientName": "doe*"}
     assert all(e[3]["via"] == "console" for e in events)
+
+
+def test_audit_page_shows_the_trail_filtered(admin):
+    _studies(admin, SPECS[:1])
+    study = Study.objects.get().public_id
+    assert admin.get(f"/ui/studies/{study}/").status_code == 200
+    page = admin.get("/ui/audit/")
+    assert page.status_code == 200
+    rows = page.content.decode().split('<tr data-action="')[1:]
+    assert [row.split('"')[0] for row in rows] == ["read", "store"]  # newest first
+    assert "admin-user" in rows[1] and study in rows[1]
+    only_reads = admin.get("/ui/audit/?action=read").content.decode()
+    assert only_reads.count('<tr data-action="') == 1 and study in only_reads
+    assert b"Nothing recorded matches" in admin.get("/ui/audit/?actor=someone-else").content
+    assert b"Nothing recorded matches" in admin.get("/ui/audit/?since=2999-01-01").content
+    bad = admin.get("/ui/audit/?since=yesterday")
+    assert bad.status_code == 200 and b"since must be an ISO 8601 date" in bad.content
+    assert Client().get("/ui/audit/").status_code == 302  # signed out
+
+
+def test_tokens_are_created_shown_once_and_revoked_from_the_console(admin, django_user_model):
+    from cluster.models import ApiToken, AuditEvent
+
+    django_user_model.objects.create_superuser("admin", password=servers.ADMIN_PASSWORD)
+    page = admin.post("/ui/tokens/", {"name": "nightly-export", "user": "admin"})
+    assert page.status_code == 200
+    secret = page.content.decode().split('id="token-secret">')[1].split("<")[0]
+    assert secret.startswith("pacs_")
+    row = ApiToken.objects.get()
+    assert row.name == "nightly-export" and row.user.username == "admin" and secret not in row.digest
+    assert secret.encode() not in admin.get("/ui/tokens/").content  # shown once
+    script = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert script.get("/statistics").status_code == 200
+    refused = admin.post("/ui/tokens/", {"name": "", "user": "admin"})
+    assert b"No token created" in refused.content and ApiToken.objects.count() == 1
+    revoked = admin.post(f"/ui/tokens/{row.prefix}/revoke", follow=True)
+    assert b"revoked" in revoked.content
+    assert script.get("/statistics").status_code == 401
+    configured = AuditEvent.objects.filter(action="configure", actor="admin-user").order_by("id")
+    assert [e.details.get("revoked", False) for e in configured] == [False, True]
+    assert all(e.details["token"] == row.prefix for e in configured)
 
 
 def test_pause_resume_and_cancel_buttons_follow_the_state(admin):
