@@ -2,14 +2,17 @@
 
     gunicorn -c /opt/pacsweb/deploy/gunicorn.conf.py pacsweb.wsgi
 
-The same choices as `manage.py run` (archive/management/commands/run.py), for
-a node whose processes are started one by one (systemd units, containers).
+`manage.py run` (archive/management/commands/run.py) starts gunicorn with this
+file too, overriding a few options on its command line; here it serves a node
+whose processes are started one by one (systemd units, containers).
 Settings come from the environment variables of README.md's table; an operator
 can still override any of them for one start with GUNICORN_CMD_ARGS, which
 gunicorn applies after this file (e.g. GUNICORN_CMD_ARGS="--max-requests 0").
 """
 
 import os
+import socket
+import struct
 from pathlib import Path
 
 
@@ -91,3 +94,37 @@ access_log_format = (
 # disk a write can stall long enough for the master to think a worker hung.
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"
+
+
+# A client that opens a connection and then sends its request (or reads the
+# answer) a byte now and then would hold a thread for as long as it likes:
+# gthread reads with blocking sockets and no deadline. A receive and send
+# timeout on the listening sockets is inherited by every accepted connection
+# and survives gunicorn's switches between blocking and non-blocking mode, so
+# a read or write that makes no progress for PACS_CLIENT_TIMEOUT seconds fails
+# and the thread is free again (a body cut short that way answers 408).
+def when_ready(server):
+    seconds = _env_int("PACS_CLIENT_TIMEOUT", 60)
+    if seconds <= 0:
+        return
+    limit = struct.pack("ll", seconds, 0)
+    for listener in server.LISTENERS:
+        for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+            listener.sock.setsockopt(socket.SOL_SOCKET, option, limit)
+
+
+class _SilentClientFilter:
+    """gunicorn logs a dropped silent client as a socket error with a traceback:
+    one line is what it is worth."""
+
+    def filter(self, record):
+        if record.getMessage() == "Socket error processing request." and record.exc_info \
+                and isinstance(record.exc_info[1], (BlockingIOError, TimeoutError)):
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                "a client stayed silent past PACS_CLIENT_TIMEOUT: its connection was dropped", (), None, None)
+            record.levelno, record.levelname = 30, "WARNING"
+        return True
+
+
+def post_worker_init(worker):
+    worker.log.error_log.addFilter(_SilentClientFilter())

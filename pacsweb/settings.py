@@ -234,6 +234,10 @@ if not 0 <= ZIP_LEVEL <= 9:
     raise ImproperlyConfigured("PACS_ZIP_LEVEL is between 0 and 9")
 JOBS_HISTORY_SIZE = envint("PACS_JOBS_HISTORY_SIZE", 100)
 MAX_UPLOAD_BYTES = envint("PACS_MAX_UPLOAD_MB", 4096) * 1024 * 1024
+# Seconds a client may leave its connection silent in the middle of a request (or
+# not read an answer) before the web server drops it: slow clients cannot hold
+# every thread (deploy/gunicorn.conf.py sets it on the listening sockets).
+CLIENT_TIMEOUT = envint("PACS_CLIENT_TIMEOUT", 60)
 
 # --- Node ------------------------------------------------------------------
 

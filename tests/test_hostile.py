@@ -4,6 +4,8 @@ the index and the storage exactly as before. Then mutated files, at random."""
 import hashlib
 import io
 import json
+import socket
+import time
 import uuid
 
 import pydicom
@@ -118,3 +120,40 @@ def test_mutated_files_never_give_500_nor_half_stored_instances(api, storage_dir
         assert after == before
         assert response.json()["Details"]
 
+
+
+def test_slow_clients_cannot_hold_the_servers_threads(server_factory):
+    server = server_factory("slow", workers=1, threads=2, PACS_CLIENT_TIMEOUT=2)
+    before = snapshot(server)
+    body = make_instance()
+    stalled = []
+    # Twice as many slow clients as the server has threads: half never finish their
+    # headers, half stop in the middle of a body.
+    for i in range(4):
+        connection = socket.create_connection(("127.0.0.1", server.port))
+        if i % 2:
+            connection.sendall(b"GET /statistics HTTP/1.1\r\nHost: pacs\r\nAuthorization: ")
+        else:
+            connection.sendall(
+                f"POST /instances HTTP/1.1\r\nHost: pacs\r\nAuthorization: {servers.auth_header()}\r\n"
+                f"Content-Type: application/dicom\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                + body[:len(body) // 2])
+        stalled.append(connection)
+    started = time.monotonic()
+    status, statistics = servers.request_json(server.url + "/statistics", timeout=30)
+    # Without the timeout the slow clients would hold both threads for as long as they like.
+    assert status == 200 and time.monotonic() - started < 15
+    answers = []
+    for connection in stalled:
+        connection.settimeout(15)
+        received = b""
+        while chunk := connection.recv(65536):  # the server closes: b""
+            received += chunk
+        answers.append(received)
+        connection.close()
+    assert answers[1] == answers[3] == b""  # dropped: an unfinished request gets no answer
+    for answer in (answers[0], answers[2]):
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert b"PACS_CLIENT_TIMEOUT" in answer
+    assert snapshot(server) == before
+    assert statistics["CountInstances"] == before[0]

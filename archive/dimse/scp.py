@@ -11,6 +11,7 @@ import copy
 import functools
 import logging
 import socket
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -118,6 +119,19 @@ def handle_store(event, policy):
     return SUCCESS
 
 
+def _wait_until_sent(assoc, limit=1.0):
+    """Wait (at most `limit` seconds) until the association has sent what is queued.
+
+    pynetdicom's connection thread reads the socket only when it has nothing left
+    to send: answers queued faster than they leave would keep a C-CANCEL unread
+    until the last one is sent. Queuing the next answer only once the previous
+    one is out lets the cancel in between any two."""
+    outgoing = assoc.dul.to_provider_queue
+    deadline = time.monotonic() + limit
+    while not outgoing.empty() and time.monotonic() < deadline:
+        time.sleep(0.0001)
+
+
 def handle_find(event, policy, options):
     if not _allowed(event, policy, "find"):
         yield NOT_AUTHORIZED, None
@@ -139,6 +153,7 @@ def handle_find(event, policy, options):
         yield _status(IDENTIFIER_DOES_NOT_MATCH, str(error)), None
         return
     for match in matches:
+        _wait_until_sent(event.assoc)
         if event.is_cancelled:
             yield CANCEL, None
             return
@@ -389,6 +404,14 @@ class NoDelayServer(ThreadedAssociationServer):
     def get_request(self):
         client, address = super().get_request()
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # pynetdicom reads a PDU to its announced end with blocking reads: a peer
+        # that stops in the middle of one (a cut-short A-ASSOCIATE-RQ, a flood of
+        # them) would hold its thread and an association slot for ever. With a
+        # timeout the read fails after PACS_DICOM_TIMEOUT seconds of silence and
+        # the association ends; between PDUs pynetdicom waits with select, which
+        # the timeout does not touch, so an idle association is not cut.
+        if self.ae.network_timeout is not None:
+            client.settimeout(self.ae.network_timeout)
         return client, address
 
 

@@ -11,7 +11,7 @@ import logging
 from django.http import JsonResponse
 
 from archive.ingest import ConflictingInstance, RejectedInstance
-from archive.rest.bodies import BodyTooLarge
+from archive.rest.bodies import BodyTooLarge, BodyTooSlow
 from archive.storage import MissingFile, StorageError
 from pacsweb.db import DatabaseBusy
 
@@ -60,6 +60,8 @@ def status_for(error):
         return 503, "the database is busy with concurrent writers; retry shortly"
     if isinstance(error, BodyTooLarge):
         return 413, str(error)
+    if isinstance(error, BodyTooSlow):
+        return 408, str(error)
     return None
 
 

@@ -289,7 +289,10 @@ def test_as_many_matches_as_max_find_answers_succeed(limited_listener):
     assert {text(a, "StudyInstanceUID") for a in answers} == {A.uid, B.uid, C.uid}
 
 
-CROWD = 120  # instances of one series; the listener answers ~1 per ms, a C-CANCEL lands within ~10
+# Instances of one series. The listener answers about one a millisecond and queues
+# the next answer only once the previous one left, so a C-CANCEL is read within a
+# few answers (when it queued them all at once, the cancel waited for the last).
+CROWD = 120
 CROWD_STUDY = uid("find", "crowd")
 
 

@@ -70,6 +70,34 @@ def test_garbage_bytes_do_not_take_the_listener_down(listener, name):
     assert echo_succeeds(listener.port)
 
 
+def test_an_association_flood_is_shed_and_the_listener_serves_again(server, listener_factory):
+    listener = listener_factory(server, PACS_DICOM_MAX_ASSOCIATIONS=8, PACS_DICOM_TIMEOUT=2)
+    request = GARBAGE["an A-ASSOCIATE-RQ cut short"]
+    flood = []
+    try:
+        # Three times the associations it takes: silent connections and requests cut short, held open.
+        for n in range(24):
+            connection = socket.create_connection(("127.0.0.1", listener.port), timeout=5)
+            if n % 2:
+                connection.sendall(request)
+            flood.append(connection)
+        # The listener drops what stays silent past PACS_DICOM_TIMEOUT (or refuses what
+        # exceeds its limit): every flooding connection is closed by it, none is left hanging.
+        deadline = time.monotonic() + 30
+        for connection in flood:
+            connection.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                while connection.recv(4096):
+                    pass
+            except ConnectionResetError:
+                pass
+        assert listener.process.poll() is None, listener.output()[-2000:]
+        assert echo_succeeds(listener.port)
+    finally:
+        for connection in flood:
+            connection.close()
+
+
 def partial_store(assoc, dataset, fraction=0.5):
     """Send the C-STORE-RQ command and the first `fraction` of the dataset's P-DATA, no more."""
     context = next(cx for cx in assoc.accepted_contexts if cx.abstract_syntax == CTImageStorage)

@@ -51,6 +51,9 @@ class Command(BaseCommand):
             manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
             children.append(("web", subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "pacsweb.wsgi",
+                 # The deployment's configuration (its hooks guard against slow clients);
+                 # the options below take precedence over it.
+                 "--config", str(Path(settings.BASE_DIR) / "deploy" / "gunicorn.conf.py"),
                  "--bind", f"{bind}:{settings.HTTP_PORT}",
                  "--worker-class", "gthread", "--workers", str(web_workers), "--threads", str(web_threads),
                  "--timeout", "300", "--graceful-timeout", str(STOP_TIMEOUT),
