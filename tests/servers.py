@@ -23,6 +23,7 @@ import psycopg
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_PASSWORD = "test-admin-password"
 TEMPLATE_DB = "pacs_template"
+GUNICORN_CONF = REPO / "deploy" / "gunicorn.conf.py"  # what nodes run with
 
 
 def free_port():
@@ -65,6 +66,9 @@ def ensure_template():
     env = base_env(REPO / "var" / "template", DATABASE_URL=with_database(os.environ["DATABASE_URL"], TEMPLATE_DB),
                    PACS_DB_POOL_SIZE=0)
     manage("migrate", "--noinput", env=env)
+    # Every server's database is a copy: its admin account too (what `make run`
+    # creates on first start), which saves each server a Django start and a hash.
+    manage("ensure_admin", env=env)
 
 
 def create_database():
@@ -103,9 +107,10 @@ class Server:
         if database != "postgres":
             self.env.pop("DATABASE_URL")
             manage("migrate", "--noinput", env=self.env)
-        manage("ensure_admin", env=self.env)
+            manage("ensure_admin", env=self.env)
         self.log = open(self.data_dir / "server.log", "a")
-        self.command = [sys.executable, "-m", "gunicorn", "pacsweb.wsgi", "--bind", f"127.0.0.1:{self.port}",
+        self.command = [sys.executable, "-m", "gunicorn", "pacsweb.wsgi", "--config", str(GUNICORN_CONF),
+                        "--bind", f"127.0.0.1:{self.port}",
                         "--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads),
                         "--graceful-timeout", "5", "--no-control-socket"]
         self.url = f"http://127.0.0.1:{self.port}"

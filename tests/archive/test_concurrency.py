@@ -11,8 +11,8 @@ from tests import servers
 from tests.dicomgen import make_instance, uid
 
 PROCESSES = 8
-PER_PROCESS = 50
-SHARED = 10  # 20 % of each process's instances are SOP Instance UIDs every process sends
+PER_PROCESS = 30
+SHARED = 10  # a third of each process's instances are SOP Instance UIDs every process sends
 
 STUDY_UID = uid("concurrency", "study")
 SERIES_UID = uid("concurrency", "series")
@@ -26,7 +26,7 @@ def instance_bytes(sop_key):
 
 
 def sender(args):
-    """One OS process: wait for the others, then POST its 50 files one after another."""
+    """One OS process: wait for the others, then POST its 30 files one after another."""
     url, index, barrier = args
     keys = [f"own-{index}-{n}" for n in range(PER_PROCESS - SHARED)] + [f"shared-{n}" for n in range(SHARED)]
     # Interleave shared and own files, each process in its own order.
