@@ -25,7 +25,7 @@ from pacsweb.db import DatabaseBusy
 
 log = logging.getLogger("pacsweb.console")
 
-LOGIN_URL = "/ui/login/"
+LOGIN_URL = settings.LOGIN_URL
 PAGE, FRAGMENT, JSON = "page", "fragment", "json"
 ROLE_WORDS = {VIEWER: "viewer", UPLOADER: "uploader", ADMIN: "admin"}
 

@@ -295,7 +295,8 @@ STORAGES = {
 # Served straight from the apps' and the project's static folders: no
 # collectstatic step before a node can start.
 WHITENOISE_USE_FINDERS = True
-LOGIN_URL = "/admin/login/"
+# Where a signed-out browser is sent: the console's sign-in page (the admin has its own).
+LOGIN_URL = "/ui/login/"
 
 # Request bodies are streamed to a temporary file in the data dir (same
 # filesystem as nothing else: the ingest path copies from it) once past 2.5 MB.

@@ -82,7 +82,7 @@ def create_database():
 class Server:
     """A running node: `url` is its REST base URL, `env` the environment it runs with."""
 
-    def __init__(self, data_dir, database="postgres", workers=2, threads=4, join=None, **settings):
+    def __init__(self, data_dir, database="postgres", workers=1, threads=4, join=None, **settings):
         """`join`: another Server whose cluster this one joins (same database,
         storage and queues), as a second node behind a load balancer."""
         self.data_dir = Path(data_dir)
