@@ -1,5 +1,6 @@
 """`make cluster`: N nodes and HAProxy on one machine, one command, Ctrl-C stops all."""
 
+import random
 import signal
 import subprocess
 import sys
@@ -13,10 +14,14 @@ from tests.dicomgen import make_instance
 
 
 def test_make_cluster_starts_nodes_behind_haproxy_and_stops_them(tmp_path):
-    http, dicom = servers.free_port(), servers.free_port()
-    # Node i listens on http+i and dicom+i: find bases whose next ports are free too.
-    while not all(_free(p) for p in (http + 1, http + 2, dicom + 1, dicom + 2)):
-        http, dicom = servers.free_port(), servers.free_port()
+    # Node i listens on http+i and dicom+i: bases whose next ports are free too, below
+    # the kernel's ephemeral range, where the local end of any outgoing connection
+    # could take one of them between this check and the nodes' start.
+    chooser = random.Random()
+    while True:
+        http, dicom = chooser.randrange(20000, 32000, 3), chooser.randrange(20000, 32000, 3)
+        if abs(http - dicom) > 3 and all(_free(p) for p in (http, http + 1, http + 2, dicom, dicom + 1, dicom + 2)):
+            break
     env = servers.base_env(tmp_path / "data", PACS_HTTP_PORT=http, PACS_DICOM_PORT=dicom, PACS_CLUSTER_NODES=2,
                            DATABASE_URL=servers.create_database(), PACS_QUEUE_PREFIX="make-cluster")
     log = open(tmp_path / "cluster.log", "w+")
