@@ -33,7 +33,7 @@ def bystander_checksums(server, study):
 
 
 def test_deleting_2000_instances_answers_as_fast_as_one_and_the_files_follow(server_factory, worker_factory):
-    server = server_factory()
+    server = server_factory(workers=2)  # its two uploads at a time are ingested in parallel
     worker_factory(server)
     bystander_files = study_files("del-keep", 5)
     (bystander,) = upload(server, bystander_files)
