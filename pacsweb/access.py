@@ -169,7 +169,6 @@ class AccessMiddleware:
         audit.record_request(request, response, actor_kind, getattr(user, "api_token_name", user.username))
         return response
 
-
     def process_view(self, request, view_func, view_args, view_kwargs):
         """The console's roles, once its route is known (CONSOLE_ROUTES)."""
         if not request.path_info.startswith("/ui/"):

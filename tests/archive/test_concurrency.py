@@ -10,7 +10,7 @@ import pytest
 from tests import servers
 from tests.dicomgen import make_instance, uid
 
-PROCESSES = 8
+PROCESSES = 6
 PER_PROCESS = 30
 SHARED = 10  # a third of each process's instances are SOP Instance UIDs every process sends
 
@@ -51,7 +51,7 @@ def store_from_processes(server):
 
 
 @pytest.mark.parametrize("isolation", ["read_committed", "serializable"])
-def test_eight_processes_storing_one_study_index_each_instance_once(postgres_required, server_factory, isolation):
+def test_six_processes_storing_one_study_index_each_instance_once(postgres_required, server_factory, isolation):
     server = server_factory(database="postgres", PACS_TX_ISOLATION=isolation, workers=4, threads=2)
     answers = store_from_processes(server)
 
