@@ -14,8 +14,6 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.utils import timezone
 
-from archive import archives
-from archive.dimse import scu
 from archive.models import Attachment
 from archive.storage import MissingFile, get_storage
 from cluster.jobs import JobFailed, job_type
@@ -43,6 +41,8 @@ def _remove_archive(job):
 
 
 def _build_archive(context, media):
+    from archive import archives  # noqa: PLC0415 (pydicom: only the processes that build archives load it)
+
     try:
         files = archives.entries(context.params["resources"], media=media)
     except archives.UnknownResource as missing:
@@ -119,11 +119,15 @@ def _modality(name):
 
 
 def modality_peer(modality):
+    from archive.dimse import scu  # noqa: PLC0415 (pynetdicom: only the processes that talk DICOM load it)
+
     return scu.Peer(modality.aet, modality.host, modality.port, modality.local_aet, modality.timeout)
 
 
 @job_type("DicomModalityStore", queue="transfers")
 def modality_store_job(context):
+    from archive.dimse import scu  # noqa: PLC0415
+
     modality = _modality(context.params["modality"])
     instances = context.params["instances"]
     todo = instances[context.position:]
@@ -241,6 +245,8 @@ def peer_store_job(context):
 
 
 def _retrieve(context, method):
+    from archive.dimse import scu  # noqa: PLC0415
+
     modality = _modality(context.params["modality"])
     identifiers = context.params["identifiers"]
     level = context.params["level"]
