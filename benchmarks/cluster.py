@@ -439,17 +439,24 @@ def warm_up_rest(targets, data, clients):
     return failed
 
 
+def measure_rest(row, targets, data, args, label):
+    """Warm every target up, then POST the measured instances to them; fill `row`, return
+    the failed requests' messages per target."""
+    row.warmup_failed = warm_up_rest(targets, data, args.clients)
+    progress(f"{label}: measuring")
+    row.elapsed, row.latencies, errors, row.requests = post_all(targets, data.bodies, args.clients)
+    row.failed = [len(e) for e in errors]
+    row.expected = len(targets) * args.warmup + args.instances
+    row.acknowledged = row.expected - row.warmup_failed - sum(row.failed)
+    return errors
+
+
 def run_pacsweb_rest(args, data, count, postgres_url, problems, round_=1):
     row = Row("pacsweb", "REST", count, round_)
     progress(f"round {round_}: pacsweb REST, {count} node(s): starting")
     with pacsweb_cluster(count, args, postgres_url) as nodes:
-        targets = [(node.url, servers.auth_header()) for node in nodes]
-        row.warmup_failed = warm_up_rest(targets, data, args.clients)
-        progress(f"round {round_}: pacsweb REST, {count} node(s): measuring")
-        row.elapsed, row.latencies, errors, row.requests = post_all(targets, data.bodies, args.clients)
-        row.failed = [len(e) for e in errors]
-        row.expected = count * args.warmup + args.instances
-        row.acknowledged = row.expected - row.warmup_failed - sum(row.failed)
+        errors = measure_rest(row, [(node.url, servers.auth_header()) for node in nodes], data, args,
+                              f"round {round_}: pacsweb REST, {count} node(s)")
         check_pacsweb(row, nodes, errors, problems)
     progress(f"round {round_}: pacsweb REST, {count} node(s): {args.instances / row.elapsed:.1f} inst/s")
     return row
@@ -575,13 +582,8 @@ def run_orthanc_rest(args, data, count, postgres_url, problems, round_=1):
     row = Row("orthanc", "REST", count, round_)
     progress(f"round {round_}: Orthanc REST, {count} server(s): starting")
     with orthanc_servers(count, postgres_url) as (orthancs, storage):
-        targets = [(server.url, server.auth_header) for server in orthancs]
-        row.warmup_failed = warm_up_rest(targets, data, args.clients)
-        progress(f"round {round_}: Orthanc REST, {count} server(s): measuring")
-        row.elapsed, row.latencies, errors, row.requests = post_all(targets, data.bodies, args.clients)
-        row.failed = [len(e) for e in errors]
-        row.expected = count * args.warmup + args.instances
-        row.acknowledged = row.expected - row.warmup_failed - sum(row.failed)
+        errors = measure_rest(row, [(server.url, server.auth_header) for server in orthancs], data, args,
+                              f"round {round_}: Orthanc REST, {count} server(s)")
         row.stored = [(statistics(server.url, server.auth_header) or {}).get("CountInstances")
                       for server in orthancs]
         # "The index plugin will use 1 connection(s) to the database, and will retry up to 10 time(s) in

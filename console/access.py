@@ -64,8 +64,7 @@ def console_view(kind=PAGE):
     def decorate(view):
         @functools.wraps(view)
         def wrapper(request, *args, **kwargs):
-            request.roles = Roles(request.user)
-            request.console = {"node": settings.NODE_NAME, "version": settings.VERSION}
+            _describe_user(request)
             try:
                 return view(request, *args, **kwargs)
             except Http404 as missing:
@@ -85,6 +84,12 @@ def console_view(kind=PAGE):
     return decorate
 
 
+def _describe_user(request):
+    """What the console's templates show of the user and the node."""
+    request.roles = Roles(request.user)
+    request.console = {"node": settings.NODE_NAME, "version": settings.VERSION}
+
+
 def not_allowed(request, allowed, kind=PAGE):
     response = failure(request, 405, "Not allowed", f"This address answers {' and '.join(allowed)} only.", kind)
     response["Allow"] = ", ".join(allowed)
@@ -92,8 +97,7 @@ def not_allowed(request, allowed, kind=PAGE):
 
 
 def refused(request, role, kind=PAGE):
-    request.roles = Roles(request.user)
-    request.console = {"node": settings.NODE_NAME, "version": settings.VERSION}
+    _describe_user(request)
     held = "no role yet" if request.roles.name == "no role" else f"the {request.roles.name} role"
     return failure(request, 403, "Not allowed",
                    f"This needs the {ROLE_WORDS[role]} role; your account has {held}. "

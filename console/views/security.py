@@ -16,14 +16,15 @@ PAGE_SIZE = 50
 def audit_list(request):
     filters = {name: request.GET.get(name, "").strip() for name in trail.FILTERS}
     problems = []
-    moments = {}
-    for name in ("since", "until"):
+
+    def moment(name):
         try:
-            moments[name] = trail.moment(request.GET.get(name) or None, name)
+            return trail.moment(request.GET.get(name) or None, name)
         except ValueError as error:
             problems.append(str(error))
-            moments[name] = None
-    since, until = moments["since"], moments["until"]
+            return None
+
+    since, until = moment("since"), moment("until")
     page = newest_first(request, trail.events(filters, since, until), PAGE_SIZE)
     return render(request, "console/audit.html", {
         "section": "audit", "events": page.pop("rows"), **page, "filters": filters, "actions": trail.ACTIONS,
