@@ -10,6 +10,7 @@ can still override any of them for one start with GUNICORN_CMD_ARGS, which
 gunicorn applies after this file (e.g. GUNICORN_CMD_ARGS="--max-requests 0").
 """
 
+import logging
 import os
 import socket
 import struct
@@ -122,7 +123,7 @@ class _SilentClientFilter:
                 and isinstance(record.exc_info[1], (BlockingIOError, TimeoutError)):
             record.msg, record.args, record.exc_info, record.exc_text = (
                 "a client stayed silent past PACS_CLIENT_TIMEOUT: its connection was dropped", (), None, None)
-            record.levelno, record.levelname = 30, "WARNING"
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 
 

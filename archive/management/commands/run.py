@@ -51,16 +51,13 @@ class Command(BaseCommand):
             manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
             children.append(("web", subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "pacsweb.wsgi",
-                 # The deployment's configuration (its hooks guard against slow clients);
-                 # the options below take precedence over it.
+                 # The deployment's configuration (gthread, timeouts, access log on stdout,
+                 # no control socket, the hooks against slow clients); the options below
+                 # are this launcher's and take precedence over it.
                  "--config", str(Path(settings.BASE_DIR) / "deploy" / "gunicorn.conf.py"),
                  "--bind", f"{bind}:{settings.HTTP_PORT}",
-                 "--worker-class", "gthread", "--workers", str(web_workers), "--threads", str(web_threads),
-                 "--timeout", "300", "--graceful-timeout", str(STOP_TIMEOUT),
-                 "--access-logfile", "-", "--log-level", "warning",
-                 # gunicorn's control socket has one default path per user: two
-                 # nodes on one machine would fight over it.
-                 "--no-control-socket"],
+                 "--workers", str(web_workers), "--threads", str(web_threads),
+                 "--graceful-timeout", str(STOP_TIMEOUT), "--log-level", "warning"],
                 env=env, cwd=settings.BASE_DIR)))
             for index in range(settings.DICOM_PROCESSES):
                 children.append((f"dicom-{index + 1}", subprocess.Popen(
