@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis
 from django.conf import settings
@@ -159,12 +160,16 @@ class Context:
         """Items done out of total: written to the row (at most every
         PROGRESS_INTERVAL seconds unless forced); pause/cancel is honoured here."""
         self.position = done
+        held = _held_at(done)
+        force = force or held
         now = time.monotonic()
         if not force and now - self._written < PROGRESS_INTERVAL and done < total:
             return
         self._written = now
         progress = 100 if total <= 0 else min(99, int(done * 100 / total))
         requested = db.run(self._write, progress, done)
+        if held:
+            _wait_while_held(done)
         if requested == "cancel":
             raise Interrupted(JobState.CANCELLED)
         if requested == "pause":
@@ -184,6 +189,22 @@ class Context:
 
     def _mine(self):
         return Job.objects.filter(pk=self.id, attempts=self.attempt, state=JobState.RUNNING)
+
+
+def _held_at(done):
+    """Whether a test holds runs at this item (settings.JOB_HOLD_FILE)."""
+    if not settings.JOB_HOLD_FILE:
+        return False
+    try:
+        return done >= int(Path(settings.JOB_HOLD_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return False
+
+
+def _wait_while_held(done):
+    log.info("held after item %d while %s exists", done, settings.JOB_HOLD_FILE)
+    while Path(settings.JOB_HOLD_FILE).exists():
+        time.sleep(0.05)
 
 
 def execute(job_id, from_queue=True):

@@ -216,6 +216,10 @@ RQ_QUEUES = {name: {"URL": REDIS_URL} for name in QUEUES.values()}
 JOB_HEARTBEAT_TIMEOUT = envint("PACS_JOB_HEARTBEAT_TIMEOUT", 60)
 JOB_ATTEMPTS = envint("PACS_JOB_ATTEMPTS", 2)
 HOUSEKEEPER_INTERVAL = envfloat("PACS_HOUSEKEEPER_INTERVAL", 10.0)
+# For tests only: while the file named here exists and holds a number N, every job
+# run stops after its Nth item and waits (heartbeating) until the file is removed,
+# so a test can act on a job that is certainly in the middle of its work.
+JOB_HOLD_FILE = env("PACS_TEST_JOB_HOLD_FILE", "")
 
 # --- Storage and archive behaviour -----------------------------------------
 

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from pynetdicom import AE, StoragePresentationContexts
 
+from tests.waiting import wait_for  # noqa: F401  (the tests import it from here)
 from tests import servers
 
 
@@ -79,16 +80,3 @@ class Load:
         self.halt.set()
         for thread in self.threads:
             thread.join(120)
-
-
-def wait_for(condition, timeout=30, interval=0.1, what="condition"):
-    """Poll until condition() is true; a connection refused meanwhile counts as false."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if condition():
-                return
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, f"{what} not reached within {timeout} s"
-        time.sleep(interval)

@@ -16,6 +16,7 @@ import zipfile
 import pytest
 from playwright.sync_api import sync_playwright
 
+from tests.waiting import wait_for  # noqa: F401  (the tests import it from here)
 from tests import servers
 
 CHROMIUM = "/usr/bin/chromium"
@@ -118,10 +119,3 @@ def upload(server, files):
         if answer["ParentStudy"] not in studies:
             studies.append(answer["ParentStudy"])
     return studies
-
-
-def wait_for(condition, timeout=20, interval=0.2, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not reached within {timeout} s"
-        time.sleep(interval)
