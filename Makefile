@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test cluster clean
+.PHONY: run test test-repeat test-loaded cluster clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,16 @@ cluster: $(VENV)/.test-deps
 ## Set up and run the whole test suite (starts PostgreSQL and Redis when none is configured).
 test: $(VENV)/.test-deps
 	$(PY) -m tests.harness $(PYTEST_ARGS)
+
+## Run the suite RUNS times (default 3), stopping at the first red run: races show up here before CI.
+RUNS ?= 3
+test-repeat: $(VENV)/.test-deps
+	@for run in $$(seq $(RUNS)); do echo "== run $$run of $(RUNS)"; $(PY) -m tests.harness $(PYTEST_ARGS) || exit 1; done
+
+## Run the suite while CPU_LOAD processes (default: one per core) keep every core busy.
+CPU_LOAD ?= $(shell nproc)
+test-loaded: $(VENV)/.test-deps
+	PACS_TEST_CPU_LOAD=$(CPU_LOAD) $(PY) -m tests.harness $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var

