@@ -22,10 +22,10 @@ class Backend:
 def config(backends, http_port, dicom_port, bind="127.0.0.1", check_interval_ms=500):
     """The text of an HAProxy configuration for these nodes."""
     http_servers = "\n".join(
-        f"    server {b.name} {b.host}:{b.http_port} check inter {check_interval_ms} fall 1 rise 2"
+        f"    server {b.name} {b.host}:{b.http_port} check inter {check_interval_ms} fall 2 rise 2"
         for b in backends)
     dicom_servers = "\n".join(
-        f"    server {b.name} {b.host}:{b.dicom_port} check port {b.http_port} inter {check_interval_ms} fall 1 rise 2"
+        f"    server {b.name} {b.host}:{b.dicom_port} check port {b.http_port} inter {check_interval_ms} fall 2 rise 2"
         for b in backends)
     return f"""global
     maxconn 4096
@@ -35,7 +35,7 @@ defaults
     # Large uploads and downloads stream for minutes; slow modalities pause.
     timeout client 1h
     timeout server 1h
-    timeout check 2s
+    timeout check 5s
     # A node that refuses a connection (stopping) gets the request replayed on
     # another: the request was not sent, replaying it is safe.
     retries 3

@@ -11,7 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -19,6 +18,8 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import psycopg
+
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_PASSWORD = "test-admin-password"
@@ -30,6 +31,15 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def accepts_connections(port):
+    """Whether a TCP connection to the port of 127.0.0.1 is accepted now."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def with_database(url, name):
@@ -221,31 +231,24 @@ class Listener(_Process):
             [sys.executable, str(REPO / "manage.py"), "dicom_listener", "--bind", "127.0.0.1"],
             env=self.env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
-        while True:
+
+        def listening():
             if self.process.poll() is not None:
                 raise RuntimeError(f"listener exited: {self.log_path.read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("listener did not start within 60 s")
-                time.sleep(0.2)
+            return accepts_connections(self.port)
+
+        wait_for(listening, what=f"the listener on port {self.port}")
 
 
 def wait_until_up(url, process, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def healthy():
         if process.poll() is not None:
             raise RuntimeError(f"server exited with status {process.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, OSError):
-            time.sleep(0.2)
-    raise RuntimeError(f"server at {url} did not answer within {timeout} s")
+        # An error (refused, reset, a 5xx) counts as not yet: wait_for takes OSError as false.
+        with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+            return response.status == 200
+
+    wait_for(healthy, timeout=timeout, what=f"the server at {url} answering /healthz")
 
 
 def auth_header(user="admin", password=ADMIN_PASSWORD):

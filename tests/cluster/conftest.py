@@ -1,13 +1,11 @@
 """Several nodes of one cluster, as real processes on loopback."""
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from pynetdicom import AE, StoragePresentationContexts
 
-from tests.waiting import wait_for  # noqa: F401  (the tests import it from here)
 from tests import servers
 
 

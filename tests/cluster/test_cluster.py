@@ -11,9 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pydicom
 
 from tests import servers
-from tests.cluster.conftest import c_store, wait_for
+from tests.cluster.conftest import c_store
 from tests.dicomgen import make_instance, uid
 from tests.jobs.conftest import study_files, wait_job
+from tests.waiting import wait_for, wait_seconds_passed
 
 
 def rest_store(server, data):
@@ -73,30 +74,34 @@ def test_concurrent_writes_through_three_nodes_give_one_archive(node_factory, li
     # Stable after PACS_STABLE_AGE seconds, whichever node received what, seen by every node.
     worker_factory(nodes[1], command="housekeeper", PACS_HOUSEKEEPER_INTERVAL=0.5)
     wait_for(lambda: all(s["IsStable"] for s in servers.request_json(nodes[2].url + "/studies?expand")[1]),
-             timeout=20, what="stable studies")
+             what="stable studies")
     expanded = same_everywhere(nodes, "/studies?expand")
     assert [s["IsStable"] for s in expanded] == [True, True]
 
 
 def test_studies_received_in_pieces_through_several_nodes_stabilise_once(node_factory, worker_factory):
-    # Long enough that the pieces of a study, even on a loaded machine, arrive
-    # closer together than it: each study stabilises once, after its last piece.
+    # Long enough that a study read right after its new piece, even on a loaded
+    # machine, is not stable yet.
     nodes = node_factory(3, PACS_STABLE_AGE=6)
-    for node in nodes:  # every node runs its housekeeper, as in production
-        worker_factory(node, command="housekeeper", PACS_HOUSEKEEPER_INTERVAL=0.3)
     pieces = {tag: study_files(tag, 9, series=3) for tag in ("piece-a", "piece-b", "piece-c")}
     for round_ in range(3):
         for n, (tag, files) in enumerate(pieces.items()):
             for data in files[round_ * 3:(round_ + 1) * 3]:
                 assert rest_store(nodes[(n + round_) % 3], data)
-        time.sleep(0.3)
-    time.sleep(6.5)
+    last_piece = time.monotonic()
+    # Every node runs its housekeeper, as in production, from when every piece is
+    # in: a pass during the pieces could stabilise a study early if the machine
+    # were slow enough to space its pieces by more than PACS_STABLE_AGE.
+    for node in nodes:
+        worker_factory(node, command="housekeeper", PACS_HOUSEKEEPER_INTERVAL=0.3)
+    # Stability is a duration the housekeepers count: every study is due by now.
+    wait_seconds_passed(last_piece, 6.5)
     # Besides the housekeepers, three forced passes at the same moment, one per node.
     passes = [subprocess.Popen([sys.executable, "manage.py", "housekeeper", "--once"], env=node.env,
                                cwd=servers.REPO, stdout=subprocess.DEVNULL) for node in nodes]
     assert [p.wait(60) for p in passes] == [0, 0, 0]
-    wait_for(lambda: len(stable_changes(nodes[0], "StableStudy")) == 3, timeout=20, what="3 StableStudy changes")
-    time.sleep(1.5)  # more passes ran meanwhile: still exactly one change per study
+    wait_for(lambda: len(stable_changes(nodes[0], "StableStudy")) == 3, what="3 StableStudy changes")
+    servers.housekeeper_pass(nodes[1])  # one more pass, certainly after: still exactly one change per study
     assert sorted(stable_changes(nodes[1], "StableStudy")) == sorted(same_everywhere(nodes, "/studies"))
     assert len(stable_changes(nodes[2], "StableSeries")) == 9
     assert len(stable_changes(nodes[0], "StablePatient")) == 3
@@ -110,8 +115,8 @@ def test_studies_received_in_pieces_through_several_nodes_stabilise_once(node_fa
                           series_uid=series["MainDicomTags"]["SeriesInstanceUID"], sop_uid=uid("piece-extra"))
     assert rest_store(nodes[2], extra)
     assert servers.request_json(nodes[1].url + f"/studies/{study}")[1]["IsStable"] is False
-    wait_for(lambda: stable_changes(nodes[0], "StableStudy").count(study) == 2, timeout=20, what="restabilised")
-    time.sleep(1)
+    wait_for(lambda: stable_changes(nodes[0], "StableStudy").count(study) == 2, what="restabilised")
+    servers.housekeeper_pass(nodes[0])  # one more pass, certainly after
     assert stable_changes(nodes[0], "StableStudy").count(study) == 2
 
 

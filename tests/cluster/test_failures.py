@@ -1,6 +1,7 @@
 """A cluster under failure: a node killed under load, a rolling restart behind
 HAProxy, a large upload through one node."""
 
+import csv
 import hashlib
 import io
 import json
@@ -14,10 +15,13 @@ import pydicom
 
 from cluster import balancer
 from tests import servers
-from tests.cluster.conftest import Load, c_store, wait_for
+from tests.cluster.conftest import Load, c_store
 from tests.cluster.test_modalities_rest import RemotePacs
 from tests.dicomgen import make_instance, uid
 from tests.jobs.conftest import md5, study_files, upload, wait_job
+from tests.waiting import wait_for, wait_seconds_passed
+
+HEARTBEAT = 2  # PACS_JOB_HEARTBEAT_TIMEOUT of the nodes killed under load (seconds)
 
 
 def kill_tree(process):
@@ -31,21 +35,53 @@ def kill_tree(process):
     process.wait(10)
 
 
-def test_a_node_killed_under_load_loses_nothing_acknowledged(node_factory, listener_factory, worker_factory):
-    nodes = node_factory(3, PACS_JOB_HEARTBEAT_TIMEOUT=2)
+# Appended to the cluster's HAProxy configuration: its view of the nodes, for the test.
+STATISTICS = """
+listen statistics
+    mode http
+    bind 127.0.0.1:{port}
+    stats enable
+    stats uri /
+"""
+
+
+def haproxy_view(statistics_url, backend="nodes_http"):
+    """{node name: (status, last check's status)} in HAProxy's statistics (CSV)."""
+    with urllib.request.urlopen(statistics_url + "/;csv", timeout=5) as response:
+        rows = csv.DictReader(io.StringIO(response.read().decode().removeprefix("# ")))
+        return {row["svname"]: (row["status"], row["check_status"]) for row in rows
+                if row["pxname"] == backend and row["svname"] not in ("FRONTEND", "BACKEND")}
+
+
+def progressed(load, since, names, count):
+    """Whether each of the load's `names` has sent `count` more requests than in `since`."""
+    with load.lock:
+        return all(load.counts.get(name, 0) >= since.get(name, 0) + count for name in names)
+
+
+def test_a_node_killed_under_load_loses_nothing_acknowledged(node_factory, listener_factory, worker_factory,
+                                                             tmp_path):
+    nodes = node_factory(3, PACS_JOB_HEARTBEAT_TIMEOUT=HEARTBEAT)
     victim = nodes[2]
     victim_listener = listener_factory(victim)
     remote = RemotePacs(servers.free_port(), delay=0.05)
     try:
-        # A send running on the victim's worker when it dies.
+        # A send running on the victim's worker when it dies: its run is held after
+        # the 10th of 120 instances (the hold file stays), so it is killed mid-run.
         (study,) = upload(nodes[0], study_files("kill-send", 120))
         servers.request_json(nodes[0].url + "/modalities/remote", method="PUT",
                              body=json.dumps({"AET": "REMOTE", "Host": "127.0.0.1", "Port": remote.port}).encode())
-        victim_worker = worker_factory(victim)
+        hold = tmp_path / "hold"
+        hold.write_text("10")
+        victim_worker = worker_factory(victim, PACS_TEST_JOB_HOLD_FILE=hold)
         status, job = servers.request_json(nodes[1].url + "/modalities/remote/store", method="POST",
                                            body=json.dumps({"Resources": [study], "Asynchronous": True}).encode())
-        wait_for(lambda: servers.request_json(nodes[0].url + f"/jobs/{job['ID']}")[1]["State"] == "Running",
-                 what="the send running")
+
+        def held():
+            described = servers.request_json(nodes[0].url + f"/jobs/{job['ID']}")[1]
+            return described["State"] == "Running" and described["Progress"] >= 10 * 100 // 120
+
+        wait_for(held, what="the send held after its 10th instance")
 
         acknowledged = {}
         lock = threading.Lock()
@@ -77,15 +113,21 @@ def test_a_node_killed_under_load_loses_nothing_acknowledged(node_factory, liste
             return status == 200, status
 
         load = Load()
+        streams = ("rest-victim", "rest-survivor", "dicom-victim", "query-survivors")
         load.run("rest-victim", rest_upload(victim, "victim"))
         load.run("rest-survivor", rest_upload(nodes[0], "survivor"))
         load.run("dicom-victim", dicom_upload)
         load.run("query-survivors", query)
-        time.sleep(3)
+        wait_for(lambda: progressed(load, {}, streams, 10), what="10 requests of each kind under way")
         kill_tree(victim.process)
         kill_tree(victim_listener.process)
         kill_tree(victim_worker.process)
-        time.sleep(2)
+        killed = time.monotonic()
+        with load.lock:
+            at_kill = dict(load.counts)
+        # The load goes on against the survivors for a while after the kill.
+        wait_for(lambda: progressed(load, at_kill, ("rest-survivor", "query-survivors"), 10),
+                 what="10 more requests to the survivors")
         load.stop()
         # Requests to the dying node may fail; the survivors answered every one.
         assert [f for f in load.failures if not f[0].endswith("victim")] == []
@@ -105,8 +147,10 @@ def test_a_node_killed_under_load_loses_nothing_acknowledged(node_factory, liste
         stored = {p.name for p in nodes[0].storage_files()}
         assert all(key in stored for _, key in rows)
 
-        # The dead node's job: the survivors' housekeeper re-queues it, their worker completes it.
-        time.sleep(2.5)
+        # The dead node's job: the survivors' housekeeper re-queues it (once its
+        # heartbeat is older than the timeout, an age the housekeeper counts), their
+        # worker completes it.
+        wait_seconds_passed(killed, HEARTBEAT + 0.5)
         servers.housekeeper_pass(nodes[0])
         worker_factory(nodes[0])
         job = wait_job(nodes[1], job["ID"], timeout=90)
@@ -124,12 +168,15 @@ def test_a_rolling_restart_behind_haproxy_fails_no_request(node_factory, tmp_pat
     backends = [balancer.Backend(f"node{i}", "127.0.0.1", node.port, servers.free_port())
                 for i, node in enumerate(nodes, 1)]
     config = tmp_path / "haproxy.cfg"
-    config.write_text(balancer.config(backends, port, servers.free_port()))
+    statistics_port = servers.free_port()
+    config.write_text(balancer.config(backends, port, servers.free_port()) + STATISTICS.format(port=statistics_port))
     haproxy = balancer.start(config, open(tmp_path / "haproxy.log", "w"))
     front = f"http://127.0.0.1:{port}"
+    statistics = f"http://127.0.0.1:{statistics_port}"
     try:
         wait_for(lambda: servers.request(front + "/readyz", auth=False)[0] == 200, what="HAProxy up")
-        time.sleep(1.5)  # every node has passed its first checks
+        wait_for(lambda: list(haproxy_view(statistics).values()) == [("UP", "L7OK")] * 3,
+                 what="every node past its first checks")
         stored = []
 
         def uploader(tag):
@@ -152,6 +199,7 @@ def test_a_rolling_restart_behind_haproxy_fails_no_request(node_factory, tmp_pat
             return status == 200, status
 
         load = Load()
+        streams = ("upload-a", "upload-b", "query")
         for tag in ("a", "b"):
             load.run(f"upload-{tag}", uploader(tag))
         load.run("query", querier)
@@ -159,14 +207,17 @@ def test_a_rolling_restart_behind_haproxy_fails_no_request(node_factory, tmp_pat
             status, _ = servers.request_json(front + f"/cluster/nodes/node{i}/drain", method="POST")
             assert status == 200
             wait_for(lambda: servers.request(node.url + "/readyz", auth=False)[0] == 503, what="draining")
-            time.sleep(1.5)  # HAProxy saw it (checks every 0.5 s) and sends it nothing new
+            # HAProxy saw it and sends it nothing new.
+            wait_for(lambda: haproxy_view(statistics)[f"node{i}"][0] == "DOWN", what=f"node{i} out of HAProxy")
             node.stop()
             node.start()
             status, _ = servers.request_json(front + f"/cluster/nodes/node{i}/undrain", method="POST")
             assert status == 200
             wait_for(lambda: servers.request(node.url + "/readyz", auth=False)[0] == 200, what="ready")
-            time.sleep(1.5)  # back in HAProxy's rotation
-        time.sleep(1)
+            wait_for(lambda: haproxy_view(statistics)[f"node{i}"][0] == "UP", what=f"node{i} back in HAProxy")
+        with load.lock:
+            restored = dict(load.counts)
+        wait_for(lambda: progressed(load, restored, streams, 5), what="5 more requests of each kind")
         load.stop()
         assert load.failures == []
         assert load.counts["query"] > 20 and load.counts["upload-a"] > 20, load.counts
@@ -208,7 +259,7 @@ def test_a_one_gigabyte_upload_keeps_the_process_small(server_factory, tmp_path)
         nonlocal peak
         while not done.is_set():
             peak = max(peak, sum(p.memory_info().rss for p in workers))
-            time.sleep(0.05)
+            done.wait(0.05)  # a sample every 50 ms until the upload has ended
 
     sampler = threading.Thread(target=sample)
     sampler.start()

@@ -4,13 +4,12 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import psutil
 
 from tests import servers
-from tests.cluster.conftest import wait_for
 from tests.dicomgen import make_instance
+from tests.waiting import wait_for
 
 
 def test_make_cluster_starts_nodes_behind_haproxy_and_stops_them(tmp_path):
@@ -40,7 +39,7 @@ def test_make_cluster_starts_nodes_behind_haproxy_and_stops_them(tmp_path):
 
         front = f"http://127.0.0.1:{http}"
         wait_for(lambda: len([n for n in servers.request_json(front + "/cluster/nodes")[1] if n["Status"] == "up"]) == 2,
-                 timeout=30, what="two nodes up")
+                 what="two nodes up")
         nodes = servers.request_json(front + "/cluster/nodes")[1]
         assert sorted((n["Name"], n["Url"], n["DicomPort"]) for n in nodes) == [
             ("node1", f"http://127.0.0.1:{http + 1}", dicom + 1), ("node2", f"http://127.0.0.1:{http + 2}", dicom + 2)]
@@ -57,9 +56,16 @@ def test_make_cluster_starts_nodes_behind_haproxy_and_stops_them(tmp_path):
         launcher.send_signal(signal.SIGINT)
         launcher.wait(90)
         log.close()
-    time.sleep(1)
+    wait_for(lambda: not any(_alive(child) for child in children), what="every process of the cluster ended")
     for child in children:
-        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, child
+        assert not _alive(child), child
+
+
+def _alive(process):
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _free(port):

@@ -43,7 +43,7 @@ class RemotePacs:
         self.port = port
 
     def _store(self, event):
-        time.sleep(self.delay)
+        time.sleep(self.delay)  # a simulated slow peer: a delay of the fake, not synchronisation
         self.received.append(event.dataset)
         return 0x0000
 

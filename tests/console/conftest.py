@@ -10,13 +10,11 @@ the module runs in well under two minutes.
 import io
 import os
 import shutil
-import time
 import zipfile
 
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.waiting import wait_for  # noqa: F401  (the tests import it from here)
 from tests import servers
 
 CHROMIUM = "/usr/bin/chromium"

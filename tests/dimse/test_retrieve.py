@@ -2,9 +2,7 @@
 
 import os
 import re
-import socket
 import subprocess
-import time
 
 import pydicom
 import pytest
@@ -20,6 +18,7 @@ from pynetdicom.sop_class import (
 from tests import servers
 from tests.dicomgen import make_instance, pydicom_test_files, uid
 from tests.dimse.conftest import DCMTK_ENV, TIMEOUT, dcmtk, dcmtk_executable, post_instance
+from tests.waiting import wait_for
 
 STUDY = uid("retrieve", "study-1")
 OTHER_STUDY = uid("retrieve", "study-2")
@@ -58,22 +57,22 @@ class StoreSCP:
             [dcmtk_executable("storescp"), "-v", "-aet", aet, "+xa", "-od", str(directory), str(self.port)],
             env=DCMTK_ENV, stdout=self.log, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 10
-        while True:
-            assert self.process.poll() is None, "storescp exited"
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "storescp did not start within 10 s"
-                time.sleep(0.1)
 
-    def received(self, count, timeout=10):
-        """The datasets received, once there are `count` of them (or the timeout passed)."""
-        deadline = time.monotonic() + timeout
-        while len(self.files()) < count and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.2)  # a file being written has its final name only once complete
+        def listening():
+            assert self.process.poll() is None, "storescp exited"
+            return servers.accepts_connections(self.port)
+
+        wait_for(listening, what="storescp listening")
+
+    def received(self, count):
+        """The datasets received, once there are `count` of them.
+
+        Called once the retrieve has answered: storescp answers each C-STORE after
+        writing its file (the status it answers is the write's), and the final
+        retrieve response comes after every sub-operation's answer, so the files
+        present are complete.
+        """
+        wait_for(lambda: len(self.files()) >= count, what=f"{count} files received by storescp")
         return [pydicom.dcmread(path) for path in self.files()]
 
     def files(self):
@@ -202,7 +201,7 @@ def test_c_move_to_an_unknown_destination_fails_with_0xA801(node, destination):
     finally:
         assoc.release()
     assert statuses == [0xA801]
-    assert destination.received(0, timeout=0) == []
+    assert destination.received(0) == []
 
 
 def test_c_move_of_an_unknown_study_moves_nothing_and_succeeds(node, destination):
@@ -212,7 +211,7 @@ def test_c_move_of_an_unknown_study_moves_nothing_and_succeeds(node, destination
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert re.search(r"Received Final Move Response \(Success\)", output), output
-    assert destination.received(0, timeout=0) == []
+    assert destination.received(0) == []
 
 
 # --- C-GET ------------------------------------------------------------------------

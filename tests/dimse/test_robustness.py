@@ -10,14 +10,16 @@ import time
 import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import CTImageStorage, Verification
 
+from tests import servers
 from tests.dicomgen import make_instance, uid
 from tests.dimse.conftest import LISTENER_DEFAULTS, association, fast_stop
+from tests.waiting import wait_for, wait_seconds_passed
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +101,9 @@ def test_an_association_flood_is_shed_and_the_listener_serves_again(server, list
 
 
 def partial_store(assoc, dataset, fraction=0.5):
-    """Send the C-STORE-RQ command and the first `fraction` of the dataset's P-DATA, no more."""
+    """Send the C-STORE-RQ command and the first `fraction` of the dataset's P-DATA,
+    no more; return once all of it is on the connection, ahead of whatever the
+    test does next (its own thread sends what the association queues)."""
     context = next(cx for cx in assoc.accepted_contexts if cx.abstract_syntax == CTImageStorage)
     request = C_STORE()
     request.MessageID = 1
@@ -110,8 +114,12 @@ def partial_store(assoc, dataset, fraction=0.5):
     message = C_STORE_RQ()
     message.primitive_to_message(request)
     fragments = list(message.encode_msg(context.context_id, 16384))
-    for fragment in fragments[: int(len(fragments) * fraction)]:
+    sent = []
+    assoc.bind(evt.EVT_PDU_SENT, lambda event: sent.append(event))
+    part = fragments[: int(len(fragments) * fraction)]
+    for fragment in part:
         assoc.dul.send_pdu(fragment)
+    wait_for(lambda: len(sent) >= len(part), what=f"{len(part)} P-DATA PDUs sent")
     return len(fragments)
 
 
@@ -124,8 +132,7 @@ def test_association_aborted_mid_store_stores_nothing_and_listener_keeps_serving
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
     assoc = ae.associate("127.0.0.1", listener.port)
     assert assoc.is_established
-    assert partial_store(assoc, dataset) > 10
-    time.sleep(0.5)  # let the listener take in the half message
+    assert partial_store(assoc, dataset) > 10  # the half message is on the wire, the A-ABORT after it
     assoc.abort()
 
     assert listener.process.poll() is None, listener.output()[-2000:]
@@ -147,8 +154,7 @@ def test_connection_dropped_mid_store_stores_nothing_and_listener_keeps_serving(
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
     assoc = ae.associate("127.0.0.1", listener.port)
     assert assoc.is_established
-    partial_store(assoc, dataset)
-    time.sleep(0.5)
+    partial_store(assoc, dataset)  # the half message is on the wire, the end of the connection after it
     assoc.dul.socket.socket.shutdown(socket.SHUT_RDWR)  # no A-ABORT: the TCP connection just ends
     assoc.abort()
     assert listener.process.poll() is None, listener.output()[-2000:]
@@ -169,18 +175,9 @@ def wait_exit(listener, timeout):
         return None
 
 
-def refuses_connections(port, within=10.0):
-    """True once a TCP connection to the port is refused (polled for `within` seconds)."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2):
-                pass
-        except OSError:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
+def refuses_connections(port):
+    """True once a TCP connection to the port is refused."""
+    return wait_for(lambda: not servers.accepts_connections(port), what=f"port {port} refusing connections")
 
 
 def test_sigterm_when_idle_exits_0_within_seconds(server, listener_factory):
@@ -189,7 +186,8 @@ def test_sigterm_when_idle_exits_0_within_seconds(server, listener_factory):
     up = time.monotonic()
     try:
         assert echo_succeeds(listener.port)
-        time.sleep(max(0.0, up + 4 - time.monotonic()))
+        # Idle for longer than its PACS_DICOM_TIMEOUT (3 s): time itself is the condition.
+        wait_seconds_passed(up, 4)
         listener.process.send_signal(signal.SIGTERM)
         sent = time.monotonic()
         assert wait_exit(listener, 2) == 0, listener.output()[-2000:]

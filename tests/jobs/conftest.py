@@ -3,12 +3,12 @@ RQ worker and housekeeper processes sharing PostgreSQL and Redis."""
 
 import hashlib
 import io
-import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 from tests import servers
 from tests.dicomgen import make_instance, uid
+from tests.waiting import wait_for
 
 
 def md5(data):
@@ -44,14 +44,18 @@ def upload(server, files):
 
 def wait_job(server, job_id, states=("Success", "Failure", "Cancelled"), timeout=60):
     """The job's description once its State is one of `states`."""
-    deadline = time.monotonic() + timeout
-    while True:
+    last = {}
+
+    def reached():
         status, job = servers.request_json(f"{server.url}/jobs/{job_id}")
         assert status == 200, job
-        if job["State"] in states:
-            return job
-        assert time.monotonic() < deadline, f"job {job_id} still {job['State']} after {timeout} s: {job}"
-        time.sleep(0.1)
+        last["job"] = job
+        return job if job["State"] in states else None
+
+    try:
+        return wait_for(reached, timeout=timeout, what=f"job {job_id} in state {' or '.join(states)}")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; last seen: {last.get('job')}") from None
 
 
 def zip_members(data):

@@ -10,6 +10,7 @@ import pytest
 from tests import servers
 from tests.jobs.conftest import md5, study_files, upload
 from tests.services import EmbeddedRedis
+from tests.waiting import wait_for, wait_seconds_passed
 
 
 def timed_delete(server, study):
@@ -20,11 +21,8 @@ def timed_delete(server, study):
     return elapsed
 
 
-def wait_files(server, count, timeout=30):
-    deadline = time.monotonic() + timeout
-    while len(server.storage_files()) != count:
-        assert time.monotonic() < deadline, f"{len(server.storage_files())} files, expected {count}"
-        time.sleep(0.1)
+def wait_files(server, count):
+    wait_for(lambda: len(server.storage_files()) == count, what=f"{count} files in storage")
 
 
 def bystander_checksums(server, study):
@@ -50,7 +48,7 @@ def test_deleting_2000_instances_answers_as_fast_as_one_and_the_files_follow(ser
     # 2,000 files inline would take seconds.
     assert many < max(4 * one, one + 0.25), (one, many)
     assert servers.request_json(f"{server.url}/studies/{big}")[0] == 404
-    wait_files(server, 5, timeout=30)
+    wait_files(server, 5)
     assert server.sql("SELECT count(*) FROM file_deletion") == [(0,)]
     assert bystander_checksums(server, bystander) == sorted(md5(f) for f in bystander_files)
 
@@ -66,13 +64,18 @@ def test_files_deleted_while_redis_is_down_are_removed_by_the_housekeeper(server
         redis.stop()
 
         timed_delete(server, doomed)
+        deleted = time.monotonic()
         assert servers.request_json(f"{server.url}/studies/{doomed}")[0] == 404
-        time.sleep(1)
+        # The DELETE answers after its attempt to queue the removal: it failed, so
+        # no worker can hear of it, now or later.
+        assert "file removal not queued" in server.output()
         assert len(server.storage_files()) == 43  # no worker heard of it
         assert server.sql("SELECT count(*) FROM file_deletion") == [(40,)]
 
         redis = EmbeddedRedis(tmp_path / "redis")  # Redis is back, empty
-        time.sleep(3.2)  # outbox rows older than 3 housekeeper intervals are the housekeeper's
+        # Outbox rows older than 3 housekeeper intervals (3 s) are the housekeeper's:
+        # an age the housekeeper counts itself.
+        wait_seconds_passed(deleted, 3.2)
         servers.housekeeper_pass(server)
         assert len(server.storage_files()) == 3
         assert server.sql("SELECT count(*) FROM file_deletion") == [(0,)]

@@ -2,14 +2,16 @@
 resumes and cancels it; pause and cancel take effect between items."""
 
 import json
-import time
 
 import pydicom
 import pytest
+import redis
+import rq
 
 from tests import servers
 from tests.cluster.test_modalities_rest import RemotePacs
 from tests.jobs.conftest import study_files, upload, wait_job
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -25,6 +27,18 @@ def action(server, job_id, verb):
 
 def state(server, job_id):
     return servers.request_json(f"{server.url}/jobs/{job_id}")[1]["State"]
+
+
+def queued_runs(server):
+    """Ids of the runs (RQ jobs) waiting in the node's job queue."""
+    connection = redis.Redis.from_url(server.env["REDIS_URL"])
+    return rq.Queue(f"{server.env['PACS_QUEUE_PREFIX']}-jobs", connection=connection).job_ids
+
+
+def run_done(server, run_id):
+    """Whether a worker has finished with the run: RQ forgets it then (runs are
+    queued with result_ttl=0)."""
+    return not rq.job.Job.exists(run_id, connection=redis.Redis.from_url(server.env["REDIS_URL"]))
 
 
 def test_a_job_of_one_node_is_listed_paused_resumed_and_cancelled_through_another(two_nodes, worker_factory):
@@ -43,8 +57,10 @@ def test_a_job_of_one_node_is_listed_paused_resumed_and_cancelled_through_anothe
 
     assert action(second, job_id, "pause") == (200, {})
     assert state(first, job_id) == "Paused"
+    (run,) = queued_runs(first)  # what the archive request queued
     worker_factory(first)
-    time.sleep(1)
+    # Once the worker is done with the queued run it has decided about the job.
+    wait_for(lambda: run_done(first, run), what="the worker done with the queued run")
     assert state(first, job_id) == "Paused"  # a worker does not take a paused job
     assert action(first, job_id, "resume") == (200, {})
     assert wait_job(second, job_id)["State"] == "Success"
@@ -62,8 +78,10 @@ def test_a_job_of_one_node_is_listed_paused_resumed_and_cancelled_through_anothe
     assert status == 404
 
 
-def test_a_running_send_is_paused_between_items_and_resumed_where_it_stopped(two_nodes, worker_factory):
+def test_a_running_send_is_paused_between_items_and_resumed_where_it_stopped(two_nodes, worker_factory, tmp_path):
     first, second = two_nodes
+    # Each C-STORE takes the slow peer 0.1 s: once the send goes on, the pause is
+    # read (at most PROGRESS_INTERVAL later) long before the last of the 30.
     remote = RemotePacs(servers.free_port(), delay=0.1)
     try:
         files = study_files("ctl-b", 30)
@@ -72,20 +90,30 @@ def test_a_running_send_is_paused_between_items_and_resumed_where_it_stopped(two
                                          body=json.dumps({"AET": "REMOTE", "Host": "127.0.0.1",
                                                           "Port": remote.port}).encode())
         assert status == 200
-        worker_factory(first)
+        # The run stops after its 5th instance while the hold file exists: the
+        # pause is asked of a send that is certainly in the middle of its work.
+        hold = tmp_path / "hold"
+        hold.write_text("5")
+        worker_factory(first, PACS_TEST_JOB_HOLD_FILE=hold)
         status, answer = servers.request_json(f"{first.url}/modalities/remote/store", method="POST",
                                               body=json.dumps({"Resources": [study], "Asynchronous": True}).encode())
         assert status == 200, answer
         job_id = answer["ID"]
-        deadline = time.monotonic() + 30
-        while len(remote.received) < 5:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+
+        def held():
+            job = servers.request_json(f"{first.url}/jobs/{job_id}")[1]
+            assert job["State"] in ("Pending", "Running"), job
+            return job["State"] == "Running" and job["Progress"] >= 5 * 100 // 30
+
+        wait_for(held, what="the send held after its 5th instance")
         assert action(second, job_id, "pause") == (200, {})
+        hold.unlink()
         job = wait_job(first, job_id, states=("Paused",))
         assert 0 < job["Progress"] < 100
         sent_when_paused = len(remote.received)
-        time.sleep(0.5)
+        # The run released its association before it wrote Paused; once the peer
+        # has seen the association end, everything the run sent has been counted.
+        wait_for(lambda: not remote.server.active_associations, what="the paused send's association ended")
         assert len(remote.received) == sent_when_paused < 30  # nothing more is sent while paused
 
         assert action(second, job_id, "resume") == (200, {})
