@@ -16,7 +16,7 @@ from django.utils import timezone
 from archive import resources
 from archive.models import Attachment, Change, ChangeType, Metadata
 from archive.storage import get_storage
-from pacsweb import db
+from archive import db
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # Orthanc's instance metadata that the archive sets itself: read-only.

@@ -18,7 +18,7 @@ from django.utils import timezone
 from archive import resources
 from archive.models import Attachment, Change, ChangeType, FileDeletion, Level, Series, Study, Instance
 from archive.storage import get_storage
-from pacsweb import db
+from archive import db
 
 log = logging.getLogger("pacsweb.deletion")
 

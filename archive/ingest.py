@@ -35,7 +35,8 @@ from archive.identifiers import (
 )
 from archive.models import Attachment, Change, ChangeType, Instance, Level, Patient, Series, Study
 from archive.storage import get_storage
-from pacsweb import db, metrics
+from archive import db
+from cluster import metrics
 
 log = logging.getLogger(__name__)
 

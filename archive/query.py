@@ -16,7 +16,7 @@ from django.db.models.functions import Coalesce
 
 from archive import tags
 from archive.models import Instance, Level, Patient, Series, Study
-from pacsweb import metrics
+from cluster import metrics
 
 LEVELS = (Level.PATIENT, Level.STUDY, Level.SERIES, Level.INSTANCE)
 MODELS = {Level.PATIENT: Patient, Level.STUDY: Study, Level.SERIES: Series, Level.INSTANCE: Instance}

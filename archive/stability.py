@@ -12,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from archive.models import Change, ChangeType, Level, Patient, Series, Study
-from pacsweb import db
+from archive import db
 
 LEVELS = [(Level.SERIES, Series, ChangeType.STABLE_SERIES), (Level.STUDY, Study, ChangeType.STABLE_STUDY),
           (Level.PATIENT, Patient, ChangeType.STABLE_PATIENT)]

@@ -76,7 +76,7 @@ REQUEST_TIMEOUT = 300
 STORE_TIMEOUT = 900
 IDLE_WINDOW = 15  # seconds of idle node whose database activity (heartbeats) is subtracted
 STATS_FLUSH = 11  # seconds: an idle backend reports its transaction counts within 10 s (PGSTAT_IDLE_INTERVAL)
-REPLAY = re.compile(r" conflicted \(.*\), replay \d+ in ")  # pacsweb.db's INFO line on a replayed transaction
+REPLAY = re.compile(r" conflicted \(.*\), replay \d+ in ")  # archive.db's INFO line on a replayed transaction
 
 
 def main():

@@ -29,7 +29,7 @@ from rq import Queue
 
 from cluster import registry
 from cluster.models import FINISHED, Job, JobState
-from pacsweb import db
+from archive import db
 
 log = logging.getLogger("pacsweb.jobs")
 

@@ -19,7 +19,7 @@ from django.db import connection
 from django.utils import timezone
 
 from cluster.models import NodeProcess, NodeState
-from pacsweb import db
+from archive import db
 
 log = logging.getLogger("pacsweb.registry")
 

@@ -119,14 +119,14 @@ def _modality(name):
 
 
 def modality_peer(modality):
-    from archive.dimse import scu  # noqa: PLC0415 (pynetdicom: only the processes that talk DICOM load it)
+    from archive import scu  # noqa: PLC0415 (pynetdicom: only the processes that talk DICOM load it)
 
     return scu.Peer(modality.aet, modality.host, modality.port, modality.local_aet, modality.timeout)
 
 
 @job_type("DicomModalityStore", queue="transfers")
 def modality_store_job(context):
-    from archive.dimse import scu  # noqa: PLC0415
+    from archive import scu  # noqa: PLC0415
 
     modality = _modality(context.params["modality"])
     instances = context.params["instances"]
@@ -245,7 +245,7 @@ def peer_store_job(context):
 
 
 def _retrieve(context, method):
-    from archive.dimse import scu  # noqa: PLC0415
+    from archive import scu  # noqa: PLC0415
 
     modality = _modality(context.params["modality"])
     identifiers = context.params["identifiers"]

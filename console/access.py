@@ -20,8 +20,8 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from pacsweb.access import ADMIN, UPLOADER, VIEWER, console_roles, has_role
-from pacsweb.audit import record
-from pacsweb.db import DatabaseBusy
+from archive.audit import record
+from archive.db import DatabaseBusy
 
 log = logging.getLogger("pacsweb.console")
 
@@ -128,7 +128,7 @@ def failure(request, status, title, message, kind=PAGE):
 
 
 def audit(request, action, level="", resource="", status=200, **details):
-    """Record a console action in the audit trail (pacsweb.audit), as the access
+    """Record a console action in the audit trail (archive.audit), as the access
     middleware records the same action made over REST: the console's own pages
     do not pass through it."""
     record("user", request.user.get_username(), action, address=request.META.get("REMOTE_ADDR", ""),

@@ -6,8 +6,8 @@ from django import forms
 from django.db import IntegrityError
 
 from archive.models import Series
-from cluster import rest as cluster_rest
-from cluster.modalities import OPERATIONS, InvalidModality, parse_modality
+from api.rest import network as cluster_rest
+from archive.modalities import OPERATIONS, InvalidModality, parse_modality
 from cluster.models import Modality, Peer
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -96,7 +96,7 @@ def _check_name(value):
 
 
 class ModalityForm(forms.Form):
-    """A modality, validated by cluster.modalities.parse_modality (the REST route's rules)."""
+    """A modality, validated by archive.modalities.parse_modality (the REST route's rules)."""
 
     name = forms.CharField(max_length=64, help_text="A short name for this node, e.g. ct1.")
     aet = forms.CharField(max_length=16, label="AE title")

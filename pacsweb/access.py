@@ -20,7 +20,8 @@ from django.contrib.auth import authenticate
 from django.http import JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 
-from pacsweb import audit, throttle, tokens
+from archive import audit, tokens
+from cluster import throttle
 
 VIEWER = "viewer"
 UPLOADER = "uploader"

@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "django_rq",
     "archive",
     "cluster",
+    "dicom",
     "console",
 ]
 
@@ -101,7 +102,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-AUTHENTICATION_BACKENDS = ["pacsweb.throttle.ThrottledModelBackend"]
+AUTHENTICATION_BACKENDS = ["cluster.throttle.ThrottledModelBackend"]
 # Failed logins of one user name within 5 minutes before it is locked for 5 minutes.
 LOGIN_FAILURES = envint("PACS_LOGIN_FAILURES", 10)
 

@@ -2,11 +2,11 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
-from archive.dicomweb.wado import wado_uri
-from archive.rest import annotations, archives, images, instances, resources, system
-from cluster import health
-from cluster import jobs_rest, nodes_rest, security_rest
-from cluster import rest as cluster_rest
+from api.dicomweb.wado import wado_uri
+from api.rest import annotations, archives, images, instances, resources, system
+from api import health
+from api.rest import jobs as jobs_rest, nodes as nodes_rest, security as security_rest
+from api.rest import network as cluster_rest
 
 RESOURCE = r"(?P<plural>patients|studies|series|instances)/(?P<public_id>[^/]+)"
 
@@ -52,7 +52,7 @@ urlpatterns = [
     re_path(r"^jobs/(?P<job_id>[^/]+)/(?P<action>[a-z]+)$", jobs_rest.job_action),
     path("tools/find", resources.find),
     path("changes", resources.changes),
-    path("dicom-web/", include("archive.dicomweb.urls")),
+    path("dicom-web/", include("api.dicomweb.urls")),
     path("wado", wado_uri),
     path("modalities", cluster_rest.modalities),
     path("modalities/<str:name>", cluster_rest.modality),

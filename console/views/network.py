@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
 
-from archive.dimse import scu
+from archive import scu
 from cluster.models import Modality, Peer
 from cluster.tasks import PeerClient, PeerError, modality_peer
 from console.access import FRAGMENT, audit, console_view, is_htmx

@@ -6,8 +6,8 @@ from django.shortcuts import redirect, render
 
 from cluster.models import ApiToken
 from console.access import audit, console_view, newest_first
-from pacsweb import audit as trail
-from pacsweb import tokens
+from archive import audit as trail
+from archive import tokens
 
 PAGE_SIZE = 50
 

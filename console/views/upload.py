@@ -16,9 +16,9 @@ from django.http import JsonResponse
 from django.shortcuts import render
 
 from archive import ingest
-from archive.rest import instances as rest_instances
-from archive.rest.bodies import spool
-from archive.rest.errors import status_for
+from api.rest import instances as rest_instances
+from api.rest.bodies import spool
+from api.rest.errors import status_for
 from console.access import JSON, audit, console_view
 
 log = logging.getLogger("pacsweb.console")

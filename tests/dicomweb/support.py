@@ -1,6 +1,6 @@
 """Arranging DICOMweb tests: storing files, building and reading multipart bodies.
 
-The multipart reader here is deliberately independent of archive.dicomweb's own
+The multipart reader here is deliberately independent of api.dicomweb's own
 parser, so a test never checks the server with the server's code.
 """
 

@@ -32,7 +32,7 @@ def client(server):
     with session:
         if session.get(server.url + "/dicom-web/studies").status_code == 404:
             pytest.skip("pacsweb/urls.py does not route /dicom-web/ yet: add "
-                        'path("dicom-web/", include("archive.dicomweb.urls")) and path("wado", wado_uri)')
+                        'path("dicom-web/", include("api.dicomweb.urls")) and path("wado", wado_uri)')
         yield DICOMwebClient(server.url + "/dicom-web", session=session)
 
 

@@ -2,11 +2,11 @@
 
 from django.urls import include, path
 
-from archive.dicomweb.wado import wado_uri
+from api.dicomweb.wado import wado_uri
 from pacsweb.urls import urlpatterns as project_urlpatterns
 
 urlpatterns = [
     *project_urlpatterns,
-    path("dicom-web/", include("archive.dicomweb.urls")),
+    path("dicom-web/", include("api.dicomweb.urls")),
     path("wado", wado_uri),
 ]

@@ -18,7 +18,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from archive.management.commands.run import Command as NodeCommand
+from cluster.management.commands.run import Command as NodeCommand
 from cluster import balancer
 from cluster.embedded import EmbeddedPostgres, EmbeddedRedis
 

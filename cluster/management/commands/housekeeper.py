@@ -21,7 +21,7 @@ from archive import deletion, stability
 from archive.storage import get_storage
 from cluster import jobs, registry, tasks
 from cluster.models import Lease
-from pacsweb import db
+from archive import db
 
 log = logging.getLogger("pacsweb.housekeeper")
 

@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from cluster.models import ApiToken
-from pacsweb import tokens
+from archive import tokens
 
 
 class Command(BaseCommand):

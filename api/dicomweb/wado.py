@@ -24,11 +24,11 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 from pydicom.valuerep import BYTES_VR
 
 from archive import render
-from archive.dicomweb import DICOM_JSON, accepts_dicom_json, element_json, matches, media_ranges, studies_url
+from api.dicomweb import DICOM_JSON, accepts_dicom_json, element_json, matches, media_ranges, studies_url
 from archive.ingest import UID_PATTERN
 from archive.models import Attachment, Instance
-from archive.rest import instances as rest_instances
-from archive.rest.errors import error_response, rest_view
+from api.rest import instances as rest_instances
+from api.rest.errors import error_response, rest_view
 from archive.storage import CHUNK, get_storage
 
 DICOM = "application/dicom"

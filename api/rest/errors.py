@@ -11,9 +11,9 @@ import logging
 from django.http import JsonResponse
 
 from archive.ingest import ConflictingInstance, RejectedInstance
-from archive.rest.bodies import BodyTooLarge, BodyTooSlow
+from api.rest.bodies import BodyTooLarge, BodyTooSlow
 from archive.storage import MissingFile, StorageError
-from pacsweb.db import DatabaseBusy
+from archive.db import DatabaseBusy
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from archive import annotations, resources
-from archive.rest import orthanc_tags
-from archive.rest.errors import error_response, rest_view
-from archive.rest.bodies import spool
+from api.rest import orthanc_tags
+from api.rest.errors import error_response, rest_view
+from api.rest.bodies import spool
 from archive.storage import get_storage
 
 

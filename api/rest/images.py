@@ -5,7 +5,7 @@ from django.views.decorators.http import require_GET
 
 from archive import render
 from archive.models import Attachment
-from archive.rest.errors import error_response, not_found, rest_view
+from api.rest.errors import error_response, not_found, rest_view
 from archive.storage import get_storage
 
 

@@ -4,7 +4,7 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from archive.rest.errors import error_response, rest_view
+from api.rest.errors import error_response, rest_view
 from cluster import registry
 from cluster.models import NodeProcess, NodeState
 

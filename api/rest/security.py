@@ -7,9 +7,10 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from archive.rest.errors import error_response, rest_view
+from api.rest.errors import error_response, rest_view
 from cluster.models import ApiToken
-from pacsweb import audit, metrics, tokens
+from archive import audit, tokens
+from cluster import metrics
 
 
 @csrf_exempt

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_http_methods
 from archive import query, resources
 from archive.deletion import UnknownResource, delete_resource
 from archive.models import Attachment, Change, Instance, Level
-from archive.rest.errors import error_response, rest_view
+from api.rest.errors import error_response, rest_view
 
 LEVEL_NAMES = {"patient": Level.PATIENT, "study": Level.STUDY, "series": Level.SERIES, "instance": Level.INSTANCE}
 

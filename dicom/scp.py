@@ -24,8 +24,8 @@ from pynetdicom.transport import AssociationSocket, ThreadedAssociationServer
 from archive import ingest, query
 from archive.models import Attachment, Instance, Level
 from archive.storage import StorageError, get_storage
-from pacsweb import audit
-from pacsweb.db import DatabaseBusy
+from archive import audit
+from archive.db import DatabaseBusy
 
 log = logging.getLogger(__name__)
 

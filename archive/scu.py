@@ -28,7 +28,7 @@ from archive.models import Attachment, Instance, Level
 from archive.storage import get_storage
 
 # Importing scp sets TCP_NODELAY on the sockets pynetdicom opens.
-from archive.dimse import scp  # noqa: F401
+from dicom import scp  # noqa: F401
 
 log = logging.getLogger(__name__)
 

@@ -14,14 +14,14 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from archive.dimse import scu
+from archive import scu
 from archive.models import Attachment, Instance, Level, Patient, Series, Study
-from archive.rest.errors import error_response, rest_view
+from api.rest.errors import error_response, rest_view
 from cluster import jobs
-from cluster.jobs_rest import BadJobOptions, job_options, submitted
+from api.rest.jobs import BadJobOptions, job_options, submitted
 from cluster.models import DicomQuery, JobState, Modality, Peer
 from cluster.tasks import PeerClient, PeerError, modality_peer
-from cluster.modalities import InvalidModality, parse_modality
+from archive.modalities import InvalidModality, parse_modality
 
 QUERY_HISTORY = 100  # Orthanc's QueryRetrieveSize
 LEVELS = {"patient": Level.PATIENT, "study": Level.STUDY, "series": Level.SERIES, "instance": Level.INSTANCE,

@@ -12,10 +12,10 @@ from django.views.decorators.http import require_http_methods
 
 from archive import archives
 from archive.resources import LEVEL_OF_PLURAL, MODELS
-from archive.rest.errors import error_response, rest_view
+from api.rest.errors import error_response, rest_view
 from archive.storage import MissingFile, get_storage
 from cluster import jobs
-from cluster.jobs_rest import BadJobOptions, job_options, parse_body, submitted
+from api.rest.jobs import BadJobOptions, job_options, parse_body, submitted
 from cluster.models import Job
 
 

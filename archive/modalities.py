@@ -24,7 +24,7 @@ class InvalidModality(Exception):
 
 
 class ModalityAccess:
-    """pacsweb's AccessPolicy for archive.dimse.scp, backed by the database."""
+    """pacsweb's AccessPolicy for dicom.scp, backed by the database."""
 
     def known(self, aet, address):
         candidates = list(Modality.objects.filter(aet=aet))

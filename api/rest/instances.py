@@ -9,8 +9,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from archive import ingest
 from archive.models import Attachment
-from archive.rest.bodies import spool, spool_stream
-from archive.rest.errors import error_response, not_found, rest_view, status_for
+from api.rest.bodies import spool, spool_stream
+from api.rest.errors import error_response, not_found, rest_view, status_for
 from archive.storage import get_storage
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -21,7 +21,7 @@ ZIP_MAGIC = b"PK\x03\x04"
 def instances(request):
     """GET lists instances (Orthanc's /instances); POST stores."""
     if request.method == "GET":
-        from archive.rest.resources import listing
+        from api.rest.resources import listing
 
         return listing(request, "instances")
     return upload(request)

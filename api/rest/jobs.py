@@ -7,7 +7,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from archive.resources import orthanc_time
-from archive.rest.errors import error_response, rest_view
+from api.rest.errors import error_response, rest_view
 from cluster import jobs
 from cluster.models import FINISHED, Job
 

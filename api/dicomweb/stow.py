@@ -14,11 +14,11 @@ from django.utils.http import parse_header_parameters
 from pydicom.dataset import Dataset
 
 from archive import ingest
-from archive.dicomweb import dicom_json_response, studies_url
-from archive.rest.errors import error_response, rest_view
-from archive.rest.bodies import BodyTooLarge, spool
+from api.dicomweb import dicom_json_response, studies_url
+from api.rest.errors import error_response, rest_view
+from api.rest.bodies import BodyTooLarge, spool
 from archive.storage import CHUNK, StorageError
-from pacsweb.db import DatabaseBusy
+from archive.db import DatabaseBusy
 
 log = logging.getLogger(__name__)
 

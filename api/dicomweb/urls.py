@@ -1,6 +1,6 @@
 """Routes under /dicom-web/ (the path Orthanc's DICOMweb plugin uses), PS3.18 §10.
 
-Included with `path("dicom-web/", include("archive.dicomweb.urls"))`; WADO-URI
+Included with `path("dicom-web/", include("api.dicomweb.urls"))`; WADO-URI
 (`wado.wado_uri`) is routed at /wado by the project's URLconf.
 """
 
@@ -8,7 +8,7 @@ from django.http import HttpResponseNotAllowed
 from django.urls import re_path
 from django.views.decorators.csrf import csrf_exempt
 
-from archive.dicomweb import qido, stow, wado
+from api.dicomweb import qido, stow, wado
 
 app_name = "dicomweb"
 

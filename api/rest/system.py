@@ -6,7 +6,7 @@ from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
 from archive.models import Attachment, Instance, Patient, Series, Study
-from archive.rest.errors import rest_view
+from api.rest.errors import rest_view
 
 # The Orthanc REST API level our routes follow (Orthanc 1.10 reports 16 in
 # /system; clients such as pyorthanc read it to pick their calls).

@@ -13,11 +13,16 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 
 from archive import query
-from archive.dicomweb import (
-    DICOM_JSON, accepts_dicom_json, dicom_json_response, element_json, studies_url, unparsed_json,
+from api.dicomweb import (
+    DICOM_JSON,
+    accepts_dicom_json,
+    dicom_json_response,
+    element_json,
+    studies_url,
+    unparsed_json,
 )
 from archive.models import Level
-from archive.rest.errors import error_response, rest_view
+from api.rest.errors import error_response, rest_view
 
 ORDER = [Level.STUDY, Level.SERIES, Level.INSTANCE]
 # PS3.18 Table 10.6.3-3, -4 and -5: the attributes returned whatever the

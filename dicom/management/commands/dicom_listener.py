@@ -31,9 +31,9 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from archive.dimse import scp
+from dicom import scp
 from cluster import registry
-from cluster.modalities import InvalidModality, ModalityAccess, load_modalities_file
+from archive.modalities import InvalidModality, ModalityAccess, load_modalities_file
 
 log = logging.getLogger("pacsweb.dicom")
 
@@ -66,7 +66,7 @@ class ArchiveAE(AE):
             return self._policy.known_aets() or ["\\"]
         finally:
             # Read in the association's thread: give its connection back to the
-            # pool now (see archive.dimse.scp.releasing).
+            # pool now (see dicom.scp.releasing).
             connection.close()
 
     @require_calling_aet.setter

@@ -15,7 +15,7 @@ import time
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection, transaction
 
-from pacsweb import metrics
+from cluster import metrics
 
 log = logging.getLogger(__name__)
 
