@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from archive.errors import InvalidName, ReadOnlyItem, StaleRevision, UnknownItem, UnknownResource  # noqa: F401 (raised here, caught by name)
 from archive import resources
 from archive.models import Attachment, Change, ChangeType, Metadata
 from archive.storage import get_storage
@@ -22,26 +23,6 @@ NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # Orthanc's instance metadata that the archive sets itself: read-only.
 SYSTEM_METADATA = ("ReceptionDate", "RemoteAET", "RemoteIP", "CalledAET", "Origin", "TransferSyntax",
                    "SopClassUid", "IndexInSeries", "MainDicomTagsSignature")
-
-
-class UnknownResource(Exception):
-    pass
-
-
-class UnknownItem(Exception):
-    pass
-
-
-class StaleRevision(Exception):
-    """The If-Match revision is not the current one: someone else wrote first."""
-
-
-class ReadOnlyItem(Exception):
-    pass
-
-
-class InvalidName(Exception):
-    pass
 
 
 @dataclass(frozen=True)

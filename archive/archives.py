@@ -24,13 +24,10 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, MediaStorageDirectoryStorage, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
+from archive.errors import UnknownResource  # noqa: F401 (raised here, caught by name)
 from archive.models import Attachment, Instance, Level
 from archive.resources import BY_ANCESTOR, MODELS
 from archive.storage import CHUNK, get_storage
-
-
-class UnknownResource(Exception):
-    pass
 
 
 @dataclass

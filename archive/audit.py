@@ -70,7 +70,7 @@ def record_request(request, response, actor_kind, actor):
 
 def record(actor_kind, actor, action, address="", method="", path="", status=None, level="", resource="",
            details=None):
-    from cluster.models import AuditEvent  # noqa: PLC0415 (models load after settings)
+    from archive.models import AuditEvent  # noqa: PLC0415 (models load after settings)
 
     try:
         AuditEvent.objects.create(at=timezone.now(), actor_kind=actor_kind, actor=str(actor)[:160],
@@ -91,7 +91,7 @@ ACTIONS = ("store", "read", "query", "export", "send", "retrieve", "delete", "an
 def events(filters, since=None, until=None):
     """The trail, newest first, narrowed by `filters` ({FILTERS name: value}; empty values
     ignored) and by the half-open time range [since, until)."""
-    from cluster.models import AuditEvent  # noqa: PLC0415
+    from archive.models import AuditEvent  # noqa: PLC0415
 
     rows = AuditEvent.objects.order_by("-at", "-id")
     for parameter, field in FILTERS.items():

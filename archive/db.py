@@ -15,7 +15,9 @@ import time
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection, transaction
 
-from cluster import metrics
+from archive.errors import DatabaseBusy  # noqa: F401 (raised here, caught by name)
+from archive import signals
+
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +29,6 @@ RETRYABLE_SQLSTATES = {"40001", "40P01", "23505"}
 # from colliding again in lockstep.
 BACKOFF_STEP = 0.05
 BACKOFF_MAX = 1.0
-
-
-class DatabaseBusy(Exception):
-    """The unit of work still conflicted after PACS_TX_RETRIES replays.
-
-    Answered 503 with Retry-After over HTTP, 0xA700 over DICOM.
-    """
-
-    retry_after = 1
 
 
 class Retry(Exception):
@@ -79,9 +72,9 @@ def run(unit, *args, read_only=False, retries=None, **kwargs):
             attempt += 1
             if attempt > retries:
                 log.warning("%s gave up after %d replays: %s", _name(unit), retries, error)
-                metrics.count("pacs_database_busy_total")
+                signals.count("pacs_database_busy_total")
                 raise DatabaseBusy(str(error)) from error
-            metrics.count("pacs_transaction_replays_total")
+            signals.count("pacs_transaction_replays_total")
             delay = min(BACKOFF_MAX, BACKOFF_STEP * attempt) * random.uniform(0.5, 1.5)
             log.info("%s conflicted (%s), replay %d in %.0f ms", _name(unit), _short(error), attempt, delay * 1000)
             time.sleep(delay)

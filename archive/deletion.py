@@ -15,19 +15,16 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from archive.errors import UnknownResource  # noqa: F401 (raised here, caught by name)
 from archive import resources
 from archive.models import Attachment, Change, ChangeType, FileDeletion, Level, Series, Study, Instance
 from archive.storage import get_storage
-from archive import db
+from archive import db, signals
 
 log = logging.getLogger("pacsweb.deletion")
 
 CHILD_MODELS = {Level.PATIENT: Study, Level.STUDY: Series, Level.SERIES: Instance}
 BATCH = 500
-
-
-class UnknownResource(Exception):
-    pass
 
 
 def delete_resource(level, public_id):
@@ -100,20 +97,10 @@ def _release(cursor, ids_sql, params, now):
 
 
 def queue_removal(outbox_ids):
-    """Hand outbox rows to the deletion workers; what Redis cannot take now the
-    housekeeper removes later (redrive)."""
-    if not outbox_ids:
-        return
-    from cluster.jobs import queue  # noqa: PLC0415 (cluster builds on archive)
-    import redis  # noqa: PLC0415
-
-    try:
-        deletions = queue("deletions")
-        for start in range(0, len(outbox_ids), BATCH):
-            deletions.enqueue(remove_files, outbox_ids[start:start + BATCH], job_timeout=600, result_ttl=0,
-                              failure_ttl=3600)
-    except redis.exceptions.RedisError as error:
-        log.warning("file removal not queued (%s): the housekeeper will remove the files", error)
+    """Tell the runtime that the files of these outbox rows may go (signals.files_released);
+    whatever is not taken now the housekeeper removes later (redrive)."""
+    if outbox_ids:
+        signals.files_released.send(sender=None, outbox_ids=outbox_ids)
 
 
 def remove_files(outbox_ids=None, older_than=None, limit=BATCH):

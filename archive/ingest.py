@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import re
+import zipfile
 import zlib
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ from django.utils import timezone
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+from archive.errors import ArchiveError, ConflictingInstance, RejectedInstance  # noqa: F401 (raised here, caught by name)
 from archive import tags
 from archive.identifiers import (
     instance_public_id,
@@ -34,9 +36,9 @@ from archive.identifiers import (
     study_public_id,
 )
 from archive.models import Attachment, Change, ChangeType, Instance, Level, Patient, Series, Study
+from archive.spool import spool
 from archive.storage import get_storage
-from archive import db
-from cluster import metrics
+from archive import db, signals
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +49,6 @@ ALREADY_STORED = "AlreadyStored"
 # pixel data of a 2 GB multi-frame never enters memory.
 DEFER_SIZE = 4096
 UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-
-
-class RejectedInstance(Exception):
-    """The input cannot be stored as it is; the message says why. Nothing was written."""
-
-
-class ConflictingInstance(RejectedInstance):
-    """The SOP Instance UID is already stored under another patient, study or series."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +108,7 @@ def store(source, origin):
     try:
         parsed = parse(stream)
     except RejectedInstance:
-        metrics.count("pacs_instances_rejected_total", origin=origin.kind)
+        signals.count("pacs_instances_rejected_total", origin=origin.kind)
         raise
     stream.seek(start)
     storage = get_storage()
@@ -126,9 +120,45 @@ def store(source, origin):
         raise
     if result.status != SUCCESS:
         storage.delete(stored.key)
-    metrics.count("pacs_instances_stored_total" if result.status == SUCCESS else "pacs_instances_already_stored_total",
+    signals.count("pacs_instances_stored_total" if result.status == SUCCESS else "pacs_instances_already_stored_total",
                   origin=origin.kind)
     return result
+
+
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+@dataclass(frozen=True)
+class ZipMember:
+    """One file of a stored ZIP: what storing it gave, or the error that refused it."""
+
+    name: str
+    result: StoreResult | None = None
+    error: ArchiveError | None = None
+
+
+def store_zip(stream, origin):
+    """Store each file of a ZIP archive (a seekable stream) through store(); a
+    ZipMember per file, in the archive's order. A member that is refused does not
+    stop the others. Raises RejectedInstance when the archive cannot be read."""
+    try:
+        archive = zipfile.ZipFile(stream)
+    except zipfile.BadZipFile as error:
+        raise RejectedInstance(f"the body looks like a ZIP archive but cannot be read: {error}")
+    members = []
+    with archive:
+        for member in archive.infolist():
+            if member.is_dir():
+                continue
+            try:
+                with archive.open(member) as packed, spool(packed) as data:
+                    members.append(ZipMember(member.filename, result=store(data, origin)))
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as error:
+                refused = RejectedInstance(f"the ZIP member cannot be extracted: {error}")
+                members.append(ZipMember(member.filename, error=refused))
+            except ArchiveError as error:
+                members.append(ZipMember(member.filename, error=error))
+    return members
 
 
 def parse(stream):

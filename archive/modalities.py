@@ -1,4 +1,5 @@
-"""The modality table as the DICOM listener's access policy, and its loading.
+"""The modality table as the DICOM listener's access policy, and its loading;
+the rules of a modality's and of a peer's definition.
 
 Orthanc's rules: a calling AE title that matches a modality (and its host, when
 PACS_DICOM_CHECK_MODALITY_HOST is on) is known and gets what its Allow* flags
@@ -12,15 +13,12 @@ import socket
 
 from django.conf import settings
 
-from cluster.models import Modality
+from archive.errors import InvalidModality, InvalidPeer  # noqa: F401 (raised here, caught by name)
+from archive.models import Modality
 
 log = logging.getLogger(__name__)
 
 OPERATIONS = ("echo", "find", "move", "get", "store")
-
-
-class InvalidModality(Exception):
-    """A modality definition that cannot be used; the message says why."""
 
 
 class ModalityAccess:
@@ -107,3 +105,30 @@ def load_modalities_file(path):
         Modality.objects.update_or_create(name=name, defaults=fields)
         names.append(name)
     return names
+
+
+def parse_peer(body):
+    """The Peer fields of an Orthanc peer definition: {"Url", "Username", "Password",
+    "HttpHeaders", "Timeout"} or [url, username, password]."""
+    if isinstance(body, list) and 1 <= len(body) <= 3 and all(isinstance(v, str) for v in body):
+        body = dict(zip(("Url", "Username", "Password"), body))
+    if not isinstance(body, dict):
+        raise InvalidPeer('expected {"Url": ..., "Username": ..., "Password": ...} or [url, username, password]')
+    url = body.get("Url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise InvalidPeer("Url must be an http:// or https:// address")
+    fields = {"url": url if url.endswith("/") else url + "/"}
+    for key, field in (("Username", "username"), ("Password", "password")):
+        value = body.get(key) or ""
+        if not isinstance(value, str):
+            raise InvalidPeer(f"{key} must be a string")
+        fields[field] = value
+    headers = body.get("HttpHeaders") or {}
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise InvalidPeer("HttpHeaders must map header names to strings")
+    fields["http_headers"] = headers
+    timeout = body.get("Timeout", 0)
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0:
+        raise InvalidPeer("Timeout must be a whole number of seconds")
+    fields["timeout"] = timeout
+    return fields

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 
-from archive import tags
+from archive.errors import InvalidQuery  # noqa: F401 (raised here, caught by name)
+from archive import signals, tags
 from archive.models import Instance, Level, Patient, Series, Study
-from cluster import metrics
 
 LEVELS = (Level.PATIENT, Level.STUDY, Level.SERIES, Level.INSTANCE)
 MODELS = {Level.PATIENT: Patient, Level.STUDY: Study, Level.SERIES: Series, Level.INSTANCE: Instance}
@@ -58,10 +58,6 @@ COMPUTED = {
 }
 
 
-class InvalidQuery(Exception):
-    """The query cannot be run as given (unknown level, malformed range)."""
-
-
 @dataclass
 class Query:
     level: str
@@ -88,7 +84,7 @@ def find(query, return_keys=()):
     """
     if query.level not in LEVELS:
         raise InvalidQuery(f"unknown query level {query.level!r}")
-    metrics.count("pacs_queries_total", level=query.level)
+    signals.count("pacs_queries_total", level=query.level)
     model = MODELS[query.level]
     queryset = model.objects.all()
     related = [path.rstrip("_") for lvl, path in PATHS[query.level].items() if path]

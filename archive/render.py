@@ -17,18 +17,12 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, pixel_array
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
+from archive.errors import NoSuchFrame, RenderError  # noqa: F401 (raised here, caught by name)
+
 JPEG = "image/jpeg"
 PNG = "image/png"
 MEDIA_TYPES = (JPEG, PNG)
 WINDOW_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
-
-
-class RenderError(Exception):
-    """The pixel data cannot be rendered (no image, a codec that is missing, corrupt data)."""
-
-
-class NoSuchFrame(RenderError):
-    """The frame asked for is not in the instance."""
 
 
 @dataclass(frozen=True)

@@ -23,22 +23,19 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
+from archive.errors import DicomNetworkError  # noqa: F401 (raised here, caught by name)
 from archive import ingest
 from archive.models import Attachment, Instance, Level
 from archive.storage import get_storage
 
-# Importing scp sets TCP_NODELAY on the sockets pynetdicom opens.
-from dicom import scp  # noqa: F401
+# Importing dimse sets TCP_NODELAY on the sockets pynetdicom opens.
+from archive import dimse
 
 log = logging.getLogger(__name__)
 
 LEVEL_NAMES = {Level.PATIENT: "PATIENT", Level.STUDY: "STUDY", Level.SERIES: "SERIES", Level.INSTANCE: "IMAGE"}
 UNIQUE_KEY = {Level.PATIENT: "PatientID", Level.STUDY: "StudyInstanceUID",
               Level.SERIES: "SeriesInstanceUID", Level.INSTANCE: "SOPInstanceUID"}
-
-
-class DicomNetworkError(Exception):
-    """The remote AE could not be reached, refused the association, or failed the operation."""
 
 
 @dataclass(frozen=True)
@@ -194,10 +191,10 @@ def get(peer, level, identifiers):
         try:
             ingest.store(event.encoded_dataset(include_meta=True), origin)
         except ingest.RejectedInstance as error:
-            return scp._status(scp.CANNOT_UNDERSTAND, str(error))
+            return dimse.status(dimse.CANNOT_UNDERSTAND, str(error))
         except Exception as error:  # the peer must get a status, whatever failed
             log.error("C-GET sub-operation from %s failed: %s", peer.aet, error)
-            return scp._status(scp.OUT_OF_RESOURCES, str(error))
+            return dimse.status(dimse.OUT_OF_RESOURCES, str(error))
         return 0x0000
 
     assoc = _associate(ae, peer, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, received)])

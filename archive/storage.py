@@ -16,19 +16,13 @@ from pathlib import Path
 
 from django.conf import settings
 
+from archive.errors import MissingFile, StorageError  # noqa: F401 (raised here, caught by name)
+
 CHUNK = 1024 * 1024
 TEMP_DIR = "tmp"
 TEMP_SUFFIX = ".part"
 # Asynchronous archives, beside the DICOM files so that every node sees them.
 ARCHIVE_DIR = "archives"
-
-
-class StorageError(Exception):
-    """The storage area could not complete an operation (disk full, unreachable mount)."""
-
-
-class MissingFile(StorageError):
-    """No file is stored under the key."""
 
 
 @dataclass(frozen=True)

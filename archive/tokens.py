@@ -21,7 +21,7 @@ def _digest(secret):
 
 def create(user, name):
     """A new token of the user; returns (token string, ApiToken row)."""
-    from cluster.models import ApiToken  # noqa: PLC0415
+    from archive.models import ApiToken  # noqa: PLC0415
 
     if not name or len(name) > 64:
         raise ValueError("a token needs a name of 1 to 64 characters")
@@ -37,7 +37,7 @@ def create(user, name):
 
 def user_of(token):
     """The active user a token belongs to, or None (unknown, revoked, malformed)."""
-    from cluster.models import ApiToken  # noqa: PLC0415
+    from archive.models import ApiToken  # noqa: PLC0415
 
     scheme, _, rest = token.partition("_")
     prefix, _, secret = rest.partition("_")
@@ -55,7 +55,7 @@ def user_of(token):
 
 def revoke(prefix):
     """Revoke the token; False when no active token has that prefix."""
-    from cluster.models import ApiToken  # noqa: PLC0415
+    from archive.models import ApiToken  # noqa: PLC0415
 
     return ApiToken.objects.filter(prefix=prefix, revoked_at__isnull=True).update(revoked_at=timezone.now()) == 1
 

@@ -6,5 +6,11 @@ class ClusterConfig(AppConfig):
     verbose_name = "Cluster"
 
     def ready(self):
-        # Registers the job types: a worker must know every type it may be given.
-        from cluster import tasks  # noqa: F401
+        # Registers the job types (a worker must know every type it may be given)
+        # and connects the runtime to what the core signals: its counters, and the
+        # files its deletions release.
+        from archive import signals
+        from cluster import metrics, tasks
+
+        signals.counted.connect(metrics.count_signal, dispatch_uid="cluster-metrics")
+        signals.files_released.connect(tasks.queue_file_removal, dispatch_uid="cluster-deletions")

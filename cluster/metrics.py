@@ -10,6 +10,11 @@ from the database and the queues when scraped. A counter that cannot be written
 import logging
 
 from django.conf import settings
+from django.db.models import Count, Sum
+
+from archive.models import FileDeletion, Instance, Patient, Series, Study
+from cluster.jobs import queue, redis_connection
+from cluster.models import Job, NodeProcess
 
 log = logging.getLogger("pacsweb.metrics")
 
@@ -30,21 +35,18 @@ def _key():
 def count(name, amount=1, **labels):
     field = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
     try:
-        from cluster.jobs import redis_connection  # noqa: PLC0415 (cluster builds on pacsweb)
-
         redis_connection().hincrby(_key(), field, amount)
     except Exception as error:
         log.debug("metric %s not counted: %s", field, error)
 
 
+def count_signal(sender, name, amount, labels, **kwargs):
+    """Receiver of archive.signals.counted: the core's counts go to the cluster's hash."""
+    count(name, amount, **labels)
+
+
 def render():
     """The exposition text."""
-    from django.db.models import Count, Sum
-
-    from archive.models import FileDeletion, Instance, Patient, Series, Study
-    from cluster.jobs import queue, redis_connection
-    from cluster.models import Job, NodeProcess
-
     lines = []
 
     def metric(name, kind, help_text, samples):

@@ -1,4 +1,5 @@
-"""The job types: archives and media, sends to modalities and peers, retrieves.
+"""The job types: archives and media, sends to modalities and peers, retrieves;
+and the removal of deleted files by the deletion workers.
 
 Each body reads its parameters, works item by item from context.position (so a
 resumed or re-queued job goes on where it stopped), and reports each item with
@@ -11,13 +12,15 @@ import logging
 import ssl
 from urllib.parse import urlsplit
 
+import redis
 from django.conf import settings
 from django.utils import timezone
 
-from archive.models import Attachment
+from archive import deletion
+from archive.models import Attachment, Modality, Peer
 from archive.storage import MissingFile, get_storage
-from cluster.jobs import JobFailed, job_type
-from cluster.models import Job, Modality, Peer
+from cluster.jobs import JobFailed, job_type, queue
+from cluster.models import Job
 
 log = logging.getLogger("pacsweb.jobs")
 
@@ -27,6 +30,22 @@ UNKNOWN_RESOURCE = (17, "Unknown resource")
 
 def _mb(size):
     return size // (1024 * 1024)
+
+
+# --- deleted files ---------------------------------------------------------------
+
+
+def queue_file_removal(sender, outbox_ids, **kwargs):
+    """Receiver of archive.signals.files_released: hand the outbox rows to the
+    deletion workers in batches; what Redis cannot take now the housekeeper
+    removes later (deletion.redrive)."""
+    try:
+        deletions = queue("deletions")
+        for start in range(0, len(outbox_ids), deletion.BATCH):
+            deletions.enqueue(deletion.remove_files, outbox_ids[start:start + deletion.BATCH], job_timeout=600,
+                              result_ttl=0, failure_ttl=3600)
+    except redis.exceptions.RedisError as error:
+        log.warning("file removal not queued (%s): the housekeeper will remove the files", error)
 
 
 # --- archives ------------------------------------------------------------------

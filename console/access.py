@@ -1,11 +1,11 @@
 """How the console's refusals and failures look, and what a view knows of its user.
 
-Who may do what is decided before a view runs, by pacsweb.access (its
-CONSOLE_ROUTES table, by route name, checked by the access middleware as it
-checks every REST route): viewer reads, uploader reads and stores, admin does
-everything. Every view is wrapped by console_view(), which says what the view
-answers (a page, an htmx fragment, JSON) so that a refusal comes back in a form
-the caller can show, and turns failures into pages. What the console does to
+Every view is wrapped by console_view(), which declares the role each method
+needs (a page a viewer reads and nobody posts to, unless it says otherwise) and
+what the view answers (a page, an htmx fragment, JSON), so that a refusal comes
+back in a form the caller can show; it turns failures into pages. The access
+middleware checks those roles before the view runs, as it checks every REST
+route: viewer reads, uploader reads and stores, admin does everything. What the console does to
 patient data or the configuration goes to the audit trail (audit() below), as
 over REST.
 """
@@ -19,9 +19,9 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from pacsweb.access import ADMIN, UPLOADER, VIEWER, console_roles, has_role
+from archive.roles import ADMIN, UPLOADER, VIEWER, has_role
 from archive.audit import record
-from archive.db import DatabaseBusy
+from archive.errors import DatabaseBusy, MissingFile
 
 log = logging.getLogger("pacsweb.console")
 
@@ -56,10 +56,12 @@ def is_htmx(request):
     return request.headers.get("HX-Request") == "true"
 
 
-def console_view(kind=PAGE):
-    """Wrap a console view: what it answers (`kind`: a page, an htmx fragment or
-    JSON, read by the access middleware for its refusals), the user's roles for
-    its templates, and failures as pages rather than stack traces."""
+def console_view(kind=PAGE, **roles):
+    """Wrap a console view: the role each method needs (`GET=`, `POST=`; None:
+    the method is not answered; by default a viewer reads and nobody posts), what
+    it answers (`kind`: a page, an htmx fragment or JSON, read by the access
+    middleware for its refusals), the user's roles for its templates, and failures
+    as pages rather than stack traces."""
 
     def decorate(view):
         @functools.wraps(view)
@@ -79,6 +81,7 @@ def console_view(kind=PAGE):
                                "for the administrator; try again, or go back.", kind)
 
         wrapper.console_kind = kind
+        wrapper.roles = {"GET": VIEWER, "POST": None, **roles}
         return wrapper
 
     return decorate
@@ -127,6 +130,15 @@ def failure(request, status, title, message, kind=PAGE):
                   status=status)
 
 
+def refusal_words(error):
+    """What the console tells its user of an archive error (the words the REST API uses)."""
+    if isinstance(error, DatabaseBusy):
+        return "the database is busy with concurrent writers; retry shortly"
+    if isinstance(error, MissingFile):
+        return "the stored file of this resource is missing from the storage area"
+    return str(error)
+
+
 def audit(request, action, level="", resource="", status=200, **details):
     """Record a console action in the audit trail (archive.audit), as the access
     middleware records the same action made over REST: the console's own pages
@@ -134,16 +146,6 @@ def audit(request, action, level="", resource="", status=200, **details):
     record("user", request.user.get_username(), action, address=request.META.get("REMOTE_ADDR", ""),
            method=request.method, path=request.path[:500], status=status, level=level, resource=resource,
            details={"via": "console", **details})
-
-
-def route_roles():
-    """{route pattern: {"GET": role, "POST": role}} of every console route, from
-    pacsweb.access's table; None for a route whose view is not a console view."""
-    from console import urls  # noqa: PLC0415
-
-    return {str(pattern.pattern): console_roles(pattern.name)
-            if hasattr(pattern.callback, "console_kind") or pattern.name in ("login", "logout") else None
-            for pattern in urls.urlpatterns}
 
 
 def newest_first(request, rows, size):

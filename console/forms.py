@@ -6,9 +6,8 @@ from django import forms
 from django.db import IntegrityError
 
 from archive.models import Series
-from api.rest import network as cluster_rest
-from archive.modalities import OPERATIONS, InvalidModality, parse_modality
-from cluster.models import Modality, Peer
+from archive.modalities import OPERATIONS, InvalidModality, InvalidPeer, parse_modality, parse_peer
+from archive.models import Modality, Peer
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 WILDCARDS = ("*", "?")
@@ -186,8 +185,8 @@ class PeerForm(forms.Form):
                 "Timeout": data.get("timeout") or 0,
                 "HttpHeaders": self.instance.http_headers if self.instance else {}}
         try:
-            self.parsed = cluster_rest._parse_peer(body)
-        except cluster_rest.BadRequest as error:
+            self.parsed = parse_peer(body)
+        except InvalidPeer as error:
             raise forms.ValidationError(str(error))
         return data
 

@@ -2,14 +2,15 @@
 
 from django.urls import path, re_path
 
+from archive.roles import OPEN, allow
 from console.views import auth, changes, cluster, home, jobs, network, security, studies, upload
 
 app_name = "console"
 
 urlpatterns = [
     path("", home.home, name="home"),
-    path("login/", auth.LoginPage.as_view(), name="login"),
-    path("logout/", auth.LogoutPage.as_view(), name="logout"),
+    path("login/", allow(GET=OPEN, POST=OPEN)(auth.LoginPage.as_view()), name="login"),
+    path("logout/", allow(GET=None, POST=OPEN)(auth.LogoutPage.as_view()), name="logout"),
     path("studies/", studies.study_list, name="studies"),
     path("studies/<str:public_id>/", studies.study_detail, name="study"),
     path("studies/<str:public_id>/delete", studies.study_delete, name="study-delete"),
@@ -42,3 +43,10 @@ urlpatterns = [
     # Anything else under /ui/: the console's own "not found" page (or the address with its slash).
     re_path(r"^.*$", home.not_found, name="not-found"),
 ]
+
+
+def route_roles():
+    """{route pattern: {"GET": role, "POST": role}} of every console route (None:
+    a route whose view declares no roles)."""
+    return {str(pattern.pattern): {method: pattern.callback.roles.get(method) for method in ("GET", "POST")}
+            if hasattr(pattern.callback, "roles") else None for pattern in urlpatterns}

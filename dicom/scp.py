@@ -19,9 +19,13 @@ import pydicom
 from django.db import close_old_connections, connection
 from pydicom.dataset import Dataset
 from pynetdicom import evt
-from pynetdicom.transport import AssociationSocket, ThreadedAssociationServer
+from pynetdicom.transport import ThreadedAssociationServer
 
 from archive import ingest, query
+from archive.dimse import (
+    CANCEL, CANNOT_UNDERSTAND, IDENTIFIER_DOES_NOT_MATCH, NOT_AUTHORIZED, OUT_OF_RESOURCES,
+    PENDING, SUCCESS, UNABLE_TO_PROCESS, status as _status,
+)
 from archive.models import Attachment, Instance, Level
 from archive.storage import StorageError, get_storage
 from archive import audit
@@ -29,15 +33,6 @@ from archive.db import DatabaseBusy
 
 log = logging.getLogger(__name__)
 
-SUCCESS = 0x0000
-PENDING = 0xFF00
-CANCEL = 0xFE00
-NOT_AUTHORIZED = 0x0124  # PS3.7 C.5.x, valid for every DIMSE service
-OUT_OF_RESOURCES = 0xA700
-CANNOT_UNDERSTAND = 0xC000
-IDENTIFIER_DOES_NOT_MATCH = 0xA900
-MOVE_DESTINATION_UNKNOWN = 0xA801
-UNABLE_TO_PROCESS = 0xC001
 
 LEVELS = {"PATIENT": Level.PATIENT, "STUDY": Level.STUDY, "SERIES": Level.SERIES, "IMAGE": Level.INSTANCE}
 UNIQUE_KEYS = {
@@ -330,13 +325,6 @@ def _set(dataset, keyword, text):
         setattr(dataset, keyword, None)
 
 
-def _status(code, comment):
-    status = Dataset()
-    status.Status = code
-    status.ErrorComment = comment[:64]
-    return status
-
-
 # Every association runs its handlers in its own thread, with that thread's own
 # Django connection. Give it back (to the pool) when each request is answered:
 # pynetdicom's connection-closed event fires in another thread, and a connection
@@ -413,17 +401,3 @@ class NoDelayServer(ThreadedAssociationServer):
         if self.ae.network_timeout is not None:
             client.settimeout(self.ae.network_timeout)
         return client, address
-
-
-_create_socket = AssociationSocket._create_socket
-
-
-def _create_nodelay_socket(self, address):
-    # pynetdicom leaves Nagle's algorithm on for the associations we open (C-MOVE
-    # sub-operations, sends): small PDUs would wait ~40 ms for the peer's ACK.
-    sock = _create_socket(self, address)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-AssociationSocket._create_socket = _create_nodelay_socket

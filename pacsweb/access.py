@@ -1,17 +1,14 @@
-"""Who may do what: authentication and roles, enforced here for every route.
+"""Who may do what: authentication here, and the roles each route's view
+declares (archive.roles), enforced here for every route.
 
 REST and DICOMweb clients authenticate with HTTP Basic or an API token; a
-browser with its console session. Roles are Django groups: viewer (read),
-uploader (read and store), admin (everything; superusers are admins). Only the
-load balancer's probes (and the sign-in page) are open. REST routes get their
-role from required_role(), console pages from CONSOLE_ROUTES: no view checks a
-role itself.
+browser with its console session. Only the load balancer's probes (and the
+sign-in page) are open. No view checks a role itself.
 """
 
 import base64
 import binascii
 import hashlib
-import re
 import threading
 import time
 
@@ -21,23 +18,13 @@ from django.http import JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 
 from archive import audit, tokens
+from archive.roles import OPEN, has_role, required
 from cluster import throttle
-
-VIEWER = "viewer"
-UPLOADER = "uploader"
-ADMIN = "admin"
-ROLES = (VIEWER, UPLOADER, ADMIN)
+from console import access as console
 
 OPEN_PATHS = {"/healthz", "/readyz"}
 # Pages with their own login (the Django admin, the console) and their assets.
 SESSION_PREFIXES = ("/admin/", "/ui/", "/static/")
-# Writes that store instances: what an uploader may do beyond reading.
-STORE_ROUTES = {("POST", "/instances")}
-STORE_PREFIXES = ("/dicom-web/studies",)
-# POSTs that only read (Orthanc puts queries in POST bodies).
-READ_POSTS = {"/tools/find", "/tools/lookup", "/tools/create-archive", "/tools/create-media",
-              "/tools/create-media-extended"}
-READ_POST_PATTERN = re.compile(r"^/(patients|studies|series)/[^/]+/(archive|media)$")
 
 # Checking a password costs a deliberate ~0.3 s of PBKDF2; a script storing
 # thousands of files sends the same credentials each time. Remember a success
@@ -47,74 +34,6 @@ READ_POST_PATTERN = re.compile(r"^/(patients|studies|series)/[^/]+/(archive|medi
 CREDENTIAL_CACHE_SECONDS = 60
 _credential_cache = {}
 _cache_lock = threading.Lock()
-
-
-# Reads only administrators may make: the audit trail and the token list.
-ADMIN_READS = ("/audit", "/tokens")
-
-
-# The console (/ui/), by route name: the role its GET and its POST need; None:
-# that method is not allowed there; OPEN: no sign-in. A route not listed is a
-# page a viewer reads and nobody posts to. The same rule as REST: reading is a
-# viewer's, storing an uploader's, everything else an admin's.
-OPEN = "open"
-CONSOLE_PAGE = (VIEWER, None)
-CONSOLE_ROUTES = {
-    "login": (OPEN, OPEN),
-    "logout": (None, OPEN),
-    "study-delete": (ADMIN, ADMIN),  # the GET is the confirmation page
-    "study-prepare": (None, VIEWER),  # an archive to download: a read
-    "study-send": (None, ADMIN),
-    "upload": (UPLOADER, UPLOADER),
-    "upload-file": (None, UPLOADER),
-    "job-action": (None, ADMIN),
-    "node-action": (None, ADMIN),
-    "modality-new": (ADMIN, ADMIN),
-    "modality-edit": (ADMIN, ADMIN),
-    "modality-delete": (None, ADMIN),
-    "modality-echo": (None, ADMIN),
-    "peer-new": (ADMIN, ADMIN),
-    "peer-edit": (ADMIN, ADMIN),
-    "peer-delete": (None, ADMIN),
-    "peer-test": (None, ADMIN),
-    "audit": (ADMIN, None),  # who read which patient's data: for administrators
-    "tokens": (ADMIN, ADMIN),
-    "token-revoke": (None, ADMIN),
-    "not-found": (VIEWER, VIEWER),  # any other address under /ui/: a 404 page once signed in
-}
-
-
-def console_roles(route_name):
-    """{"GET": role, "POST": role} of a console route."""
-    get, post = CONSOLE_ROUTES.get(route_name, CONSOLE_PAGE)
-    return {"GET": get, "POST": post}
-
-
-def required_role(method, path):
-    if path.startswith(ADMIN_READS):
-        return ADMIN
-    if method in ("GET", "HEAD", "OPTIONS"):
-        return VIEWER
-    if method == "POST" and (path in READ_POSTS or READ_POST_PATTERN.match(path)):
-        return VIEWER
-    if (method, path) in STORE_ROUTES or (method == "POST" and path.startswith(STORE_PREFIXES)):
-        return UPLOADER
-    return ADMIN
-
-
-def has_role(user, role):
-    if not user.is_active:
-        return False
-    if user.is_superuser:
-        return True
-    granted = set(user.groups.values_list("name", flat=True))
-    if ADMIN in granted:
-        return True
-    if role == UPLOADER:
-        return UPLOADER in granted
-    if role == VIEWER:
-        return bool(granted & {VIEWER, UPLOADER})
-    return False
 
 
 class AccessMiddleware:
@@ -156,14 +75,8 @@ class AccessMiddleware:
         if user is None:
             return unauthorized("authentication required")
 
-        role = required_role(request.method, path)
-        if not has_role(user, role):
-            return JsonResponse(
-                {"HttpError": "Forbidden", "HttpStatus": 403, "Message": f"the {role} role is required",
-                 "Method": request.method, "Uri": path},
-                status=403,
-            )
         request.user = user
+        request.actor_kind = actor_kind
         # Scripts (Basic, token) send no CSRF token; a session's write was checked above.
         request._dont_enforce_csrf_checks = True
         response = self.get_response(request)
@@ -171,13 +84,24 @@ class AccessMiddleware:
         return response
 
     def process_view(self, request, view_func, view_args, view_kwargs):
-        """The console's roles, once its route is known (CONSOLE_ROUTES)."""
-        if not request.path_info.startswith("/ui/"):
+        """The role the route's view declares for this method (archive.roles)."""
+        path = request.path_info
+        if path.startswith("/ui/"):
+            return self._console_access(request, view_func)
+        if path in OPEN_PATHS or path == "/" or path.startswith(SESSION_PREFIXES) or \
+                getattr(request, "actor_kind", None) is None:
             return None
-        from console import access as console  # noqa: PLC0415 (the console builds on this module)
+        role = required(view_func, request.method)
+        if role is None or has_role(request.user, role):
+            return None  # a method the route does not answer: its view says 405
+        return JsonResponse(
+            {"HttpError": "Forbidden", "HttpStatus": 403, "Message": f"the {role} role is required",
+             "Method": request.method, "Uri": path},
+            status=403,
+        )
 
-        match = request.resolver_match
-        roles = console_roles(match.url_name if match else None)
+    def _console_access(self, request, view_func):
+        roles = getattr(view_func, "roles", {"GET": None, "POST": None})
         method = "GET" if request.method == "HEAD" else request.method
         role = roles.get(method)
         # The form a refusal takes: the console's views say what they answer.

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from django.utils.http import parse_header_parameters
 from pydicom.dataset import Dataset
 
+from archive.roles import UPLOADER, allow
 from archive import ingest
 from api.dicomweb import dicom_json_response, studies_url
 from api.rest.errors import error_response, rest_view
-from api.rest.bodies import BodyTooLarge, spool
+from api.rest.bodies import spool
+from archive.errors import BodyTooLarge
 from archive.storage import CHUNK, StorageError
 from archive.db import DatabaseBusy
 
@@ -55,6 +57,7 @@ class Outcome:
     reason: str = ""
 
 
+@allow(POST=UPLOADER)
 @rest_view
 def store(request, study=None):
     """POST /studies and /studies/{study}: answer with the Store Instances Response (PS3.18 Annex I)."""

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from archive.roles import VIEWER, allow
 from archive import archives
 from archive.resources import LEVEL_OF_PLURAL, MODELS
 from api.rest.errors import error_response, rest_view
@@ -38,6 +39,7 @@ def _answer(request, resources, media, filename):
     return response
 
 
+@allow(POST=VIEWER)
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 @rest_view
@@ -48,6 +50,7 @@ def resource_archive(request, plural, public_id, media=False):
     return _answer(request, [public_id], media, f"{public_id}.zip")
 
 
+@allow(POST=VIEWER)
 @csrf_exempt
 @require_http_methods(["POST"])
 @rest_view

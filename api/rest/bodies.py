@@ -1,27 +1,14 @@
 """Request bodies in temporary files that vanish when closed."""
 
-import tempfile
-
 from django.conf import settings
 
-SPOOL_IN_MEMORY = 8 * 1024 * 1024
-# What a read raises when the client stayed silent past the socket's timeout.
-SILENT = (BlockingIOError, TimeoutError)
-
-
-class BodyTooLarge(Exception):
-    """The request body goes past PACS_MAX_UPLOAD_MB."""
-
-
-class BodyTooSlow(Exception):
-    """The client stopped sending its body for PACS_CLIENT_TIMEOUT seconds."""
+from archive import spool as spooling
 
 
 def spool(request):
-    """The request body in a temporary file that vanishes when closed (or on a crash:
-    it is unlinked from the start), held in memory while small. Raises BodyTooLarge
-    and BodyTooSlow."""
-    return spool_stream(_Capped(_body_stream(request), settings.MAX_UPLOAD_BYTES))
+    """The request body, spooled (archive.spool); raises BodyTooLarge past
+    PACS_MAX_UPLOAD_MB and BodyTooSlow when the client stalls."""
+    return spooling.spool(_body_stream(request), settings.MAX_UPLOAD_BYTES)
 
 
 def _body_stream(request):
@@ -32,34 +19,3 @@ def _body_stream(request):
     if "CONTENT_LENGTH" not in request.META and request.META.get("wsgi.input_terminated"):
         return request.META["wsgi.input"]
     return request
-
-
-class _Capped:
-    """A body reader that refuses to go past the upload limit, whatever Content-Length said."""
-
-    def __init__(self, stream, limit):
-        self._stream = stream
-        self._left = limit
-
-    def read(self, size):
-        try:
-            chunk = self._stream.read(size)
-        except OSError as error:
-            # The listening socket's receive timeout (deploy/gunicorn.conf.py) ran out;
-            # Django reports it as an UnreadablePostError caused by it.
-            if not isinstance(error, SILENT) and not isinstance(error.__cause__, SILENT):
-                raise
-            raise BodyTooSlow(f"the client sent nothing for {settings.CLIENT_TIMEOUT} s "
-                              "(PACS_CLIENT_TIMEOUT) in the middle of its body") from error
-        self._left -= len(chunk)
-        if self._left < 0:
-            raise BodyTooLarge(f"the body is larger than PACS_MAX_UPLOAD_MB ({settings.MAX_UPLOAD_BYTES // 2**20} MB)")
-        return chunk
-
-
-def spool_stream(stream):
-    target = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=settings.FILE_UPLOAD_TEMP_DIR)
-    while chunk := stream.read(1024 * 1024):
-        target.write(chunk)
-    target.seek(0)
-    return target

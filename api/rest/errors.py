@@ -10,10 +10,9 @@ import logging
 
 from django.http import JsonResponse
 
-from archive.ingest import ConflictingInstance, RejectedInstance
-from api.rest.bodies import BodyTooLarge, BodyTooSlow
-from archive.storage import MissingFile, StorageError
-from archive.db import DatabaseBusy
+from archive.errors import (
+    BodyTooLarge, BodyTooSlow, ConflictingInstance, DatabaseBusy, MissingFile, RejectedInstance, StorageError,
+)
 
 log = logging.getLogger(__name__)
 

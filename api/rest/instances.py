@@ -1,21 +1,18 @@
 """POST /instances and GET /instances/{id}/file (Orthanc-compatible)."""
 
-import zipfile
-
 from django.conf import settings
 from django.http import FileResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
+from archive.roles import UPLOADER, allow
 from archive import ingest
 from archive.models import Attachment
-from api.rest.bodies import spool, spool_stream
+from api.rest.bodies import spool
 from api.rest.errors import error_response, not_found, rest_view, status_for
 from archive.storage import get_storage
 
-ZIP_MAGIC = b"PK\x03\x04"
-
-
+@allow(POST=UPLOADER)
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def instances(request):
@@ -37,41 +34,23 @@ def upload(request):
         kind="RestApi", remote_ip=request.META.get("REMOTE_ADDR", ""), username=request.user.get_username()
     )
     with spool(request) as body:
-        if body.read(4) == ZIP_MAGIC:
+        if body.read(4) == ingest.ZIP_MAGIC:
             body.seek(0)
-            return _store_zip(request, body, origin)
+            return _zip_answer(ingest.store_zip(body, origin))
         body.seek(0)
         result = ingest.store(body, origin)
     return JsonResponse(_describe(result))
 
 
-def _store_zip(request, body, origin):
-    try:
-        archive = zipfile.ZipFile(body)
-    except zipfile.BadZipFile as error:
-        return error_response(request, 400, f"the body looks like a ZIP archive but cannot be read: {error}")
-    answers, failures = [], 0
-    with archive:
-        for member in archive.infolist():
-            if member.is_dir():
-                continue
-            try:
-                with archive.open(member) as packed, spool_stream(packed) as data:
-                    answers.append(_describe(ingest.store(data, origin)))
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as error:
-                failures += 1
-                answers.append(_failure(member.filename, f"the ZIP member cannot be extracted: {error}"))
-            except Exception as error:
-                mapped = status_for(error)
-                if mapped is None:
-                    raise
-                failures += 1
-                answers.append(_failure(member.filename, mapped[1]))
+def _zip_answer(members):
+    answers = [_describe(member.result) if member.result else _failure(member.name, (status_for(member.error) or (500, str(member.error)))[1])
+               for member in members]
     # Orthanc 1.10 answers 200 with a list of the stored members only, silently
     # dropping the others: a script cannot tell that part of its upload was lost.
     # pacsweb keeps the list, adds an entry for each refused member, and answers
     # 400 when any member was refused (the good members stay stored).
-    return JsonResponse(answers, safe=False, status=400 if failures else 200)
+    failed = any(member.error for member in members)
+    return JsonResponse(answers, safe=False, status=400 if failed else 200)
 
 
 def _describe(result):

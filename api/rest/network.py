@@ -14,19 +14,19 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from archive import scu
-from archive.models import Attachment, Instance, Level, Patient, Series, Study
+from archive import scu, sends
+from archive.models import Level
 from api.rest.errors import error_response, rest_view
 from cluster import jobs
 from api.rest.jobs import BadJobOptions, job_options, submitted
-from cluster.models import DicomQuery, JobState, Modality, Peer
+from archive.models import DicomQuery, Modality, Peer
+from cluster.models import JobState
 from cluster.tasks import PeerClient, PeerError, modality_peer
-from archive.modalities import InvalidModality, parse_modality
+from archive.modalities import InvalidModality, InvalidPeer, parse_modality, parse_peer
 
 QUERY_HISTORY = 100  # Orthanc's QueryRetrieveSize
 LEVELS = {"patient": Level.PATIENT, "study": Level.STUDY, "series": Level.SERIES, "instance": Level.INSTANCE,
           "image": Level.INSTANCE}
-MODELS = {Level.PATIENT: Patient, Level.STUDY: Study, Level.SERIES: Series, Level.INSTANCE: Instance}
 OPERATIONS = ["configuration", "echo", "move", "query", "store"]
 
 
@@ -43,7 +43,7 @@ def rest(*methods):
         def wrapper(request, *args, **kwargs):
             try:
                 return view(request, *args, **kwargs)
-            except (BadRequest, InvalidModality) as error:
+            except (BadRequest, InvalidModality, InvalidPeer) as error:
                 return error_response(request, 400, str(error))
             except scu.DicomNetworkError as error:
                 return error_response(request, 502, str(error), orthanc=(9, "Error in the network protocol"))
@@ -200,31 +200,15 @@ def modality_store(request, name):
     """Send resources (ids of any level) with C-STORE, as a DicomModalityStore job."""
     modality = _modality(request, name)
     body = _body(request)
-    resources = _resources_of(request, body)
-    instances = _instances_of(request, resources)
-    content = {
-        "Description": "REST API", "FailedInstancesCount": 0, "InstancesCount": len(instances),
-        "LocalAet": modality.local_aet or settings.AE_TITLE, "ParentResources": resources,
-        "RemoteAet": modality.aet,
-    }
-    return _run_job(request, "DicomModalityStore", {"modality": modality.name, "instances": instances},
-                    content, body)
+    send = _send(request, sends.to_modality, modality, _resources_of(request, body))
+    return _run_job(request, send.type, send.params, send.content, body)
 
 
-def _instances_of(request, resources):
-    ids = set()
-    for public_id in resources:
-        for level, model in MODELS.items():
-            row = model.objects.filter(public_id=public_id).values("pk").first()
-            if row is None:
-                continue
-            parent = {Level.PATIENT: "series__study__patient_id", Level.STUDY: "series__study_id",
-                      Level.SERIES: "series_id", Level.INSTANCE: "pk"}[level]
-            ids.update(Instance.objects.filter(**{parent: row["pk"]}).values_list("public_id", flat=True))
-            break
-        else:
-            raise _NotFound(request, f"resource {public_id} is not in the archive")
-    return sorted(ids)
+def _send(request, describe_job, target, resources):
+    try:
+        return describe_job(target, resources, "REST API")
+    except sends.UnknownResource as error:
+        raise _NotFound(request, str(error))
 
 
 def _level(value):
@@ -401,31 +385,6 @@ def _describe_peer(peer):
     }
 
 
-def _parse_peer(body):
-    if isinstance(body, list) and 1 <= len(body) <= 3 and all(isinstance(v, str) for v in body):
-        body = dict(zip(("Url", "Username", "Password"), body))
-    if not isinstance(body, dict):
-        raise BadRequest('expected {"Url": ..., "Username": ..., "Password": ...} or [url, username, password]')
-    url = body.get("Url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise BadRequest("Url must be an http:// or https:// address")
-    fields = {"url": url if url.endswith("/") else url + "/"}
-    for key, field in (("Username", "username"), ("Password", "password")):
-        value = body.get(key) or ""
-        if not isinstance(value, str):
-            raise BadRequest(f"{key} must be a string")
-        fields[field] = value
-    headers = body.get("HttpHeaders") or {}
-    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-        raise BadRequest("HttpHeaders must map header names to strings")
-    fields["http_headers"] = headers
-    timeout = body.get("Timeout", 0)
-    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0:
-        raise BadRequest("Timeout must be a whole number of seconds")
-    fields["timeout"] = timeout
-    return fields
-
-
 def _peer_row(request, name):
     peer = Peer.objects.filter(name=name).first()
     if peer is None:
@@ -442,7 +401,7 @@ def peers(request):
 @_handle_not_found
 @rest("GET", "PUT", "DELETE")
 def peer(request, name):
-    return _named_item(request, name, Peer, lambda: _parse_peer(_body(request)), lambda: _peer_row(request, name),
+    return _named_item(request, name, Peer, lambda: parse_peer(_body(request)), lambda: _peer_row(request, name),
                        PEER_OPERATIONS)
 
 
@@ -473,13 +432,5 @@ def peer_system(request, name):
 def peer_store(request, name):
     row = _peer_row(request, name)
     body = _body(request)
-    resources = _resources_of(request, body)
-    instances = _instances_of(request, resources)
-    size = sum(Attachment.objects.filter(resource_id__in=instances, name=Attachment.DICOM)
-               .values_list("size", flat=True))
-    content = {
-        "Description": "REST API", "FailedInstancesCount": 0, "InstancesCount": len(instances),
-        "ParentResources": resources, "Peer": [row.url, row.username, ""], "Compress": False,
-        "Size": str(size), "SizeMB": size // (1024 * 1024),
-    }
-    return _run_job(request, "OrthancPeerStore", {"peer": row.name, "instances": instances}, content, body)
+    send = _send(request, sends.to_peer, row, _resources_of(request, body))
+    return _run_job(request, send.type, send.params, send.content, body)

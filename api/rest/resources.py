@@ -8,6 +8,7 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from archive.roles import VIEWER, allow
 from archive import query, resources
 from archive.deletion import UnknownResource, delete_resource
 from archive.models import Attachment, Change, Instance, Level
@@ -131,6 +132,7 @@ def statistics(request, plural, public_id):
     return JsonResponse(answer)
 
 
+@allow(POST=VIEWER)
 @csrf_exempt
 @require_http_methods(["POST"])
 @rest_view

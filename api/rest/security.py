@@ -7,12 +7,14 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from archive.roles import ADMIN, allow
 from api.rest.errors import error_response, rest_view
-from cluster.models import ApiToken
+from archive.models import ApiToken
 from archive import audit, tokens
 from cluster import metrics
 
 
+@allow(GET=ADMIN)
 @csrf_exempt
 @require_http_methods(["GET"])
 @rest_view
@@ -37,6 +39,7 @@ def audit_list(request):
     } for event in rows[offset:offset + limit]], safe=False)
 
 
+@allow(GET=ADMIN)
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 @rest_view
@@ -62,6 +65,7 @@ def token_list(request):
     return JsonResponse(dict(tokens.describe(row), Token=token))
 
 
+@allow(GET=ADMIN)
 @csrf_exempt
 @require_http_methods(["DELETE"])
 @rest_view

@@ -11,6 +11,7 @@ from django.utils import timezone
 from archive.models import FileDeletion
 from cluster import registry
 from cluster.models import NodeProcess, NodeState
+from archive.roles import ADMIN
 from console.access import audit, console_view, is_htmx
 
 # Files waiting in the deletion outbox beyond this many: the workers are not keeping up.
@@ -74,7 +75,7 @@ def cluster_page(request):
     return render(request, "console/cluster.html", context)
 
 
-@console_view()
+@console_view(GET=None, POST=ADMIN)
 def node_action(request, node, action):
     if action not in ("drain", "undrain"):
         raise Http404(f"There is no node action “{action}”.")

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from archive.models import Attachment, Instance, Patient, Series, Study
 from cluster.models import Job, JobState
+from archive.roles import VIEWER
 from console import search
 from console.access import console_view, failure
 from console.views.cluster import overview
@@ -65,7 +66,7 @@ def received_chart(days=CHART_DAYS):
             "height": CHART_HEIGHT, "plot": plot, "labels": labels, "days": days}
 
 
-@console_view()
+@console_view(GET=VIEWER, POST=VIEWER)
 def not_found(request):
     """Any other address under /ui/: the same address with a slash, or a clear 404."""
     if not request.path.endswith("/"):

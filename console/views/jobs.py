@@ -9,6 +9,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from cluster import jobs
 from cluster.models import FINISHED, Job, JobState
+from archive.roles import ADMIN
 from console.access import FRAGMENT, audit, console_view, is_htmx
 
 WAITING = 15  # seconds a Pending job may wait before the page says so
@@ -92,7 +93,7 @@ def job_progress(request, job_id):
     return render(request, "console/_job_progress.html", progress_context(job))
 
 
-@console_view()
+@console_view(GET=None, POST=ADMIN)
 def job_action(request, job_id, action):
     if action not in ACTIONS:
         raise Http404(f"There is no job action “{action}”.")

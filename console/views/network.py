@@ -9,8 +9,9 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 
 from archive import scu
-from cluster.models import Modality, Peer
+from archive.models import Modality, Peer
 from cluster.tasks import PeerClient, PeerError, modality_peer
+from archive.roles import ADMIN
 from console.access import FRAGMENT, audit, console_view, is_htmx
 from console.forms import ModalityForm, PeerForm
 
@@ -27,7 +28,7 @@ def _modality(name):
     return modality
 
 
-@console_view()
+@console_view(GET=ADMIN, POST=ADMIN)
 def modality_edit(request, name=None):
     instance = _modality(name) if name else None
     form = ModalityForm(request.POST or None, instance=instance)
@@ -40,7 +41,7 @@ def modality_edit(request, name=None):
                                                           "instance": instance})
 
 
-@console_view()
+@console_view(GET=None, POST=ADMIN)
 def modality_delete(request, name):
     deleted, _ = Modality.objects.filter(name=name).delete()
     if deleted:
@@ -51,7 +52,7 @@ def modality_delete(request, name):
     return redirect("console:modalities")
 
 
-@console_view(kind=FRAGMENT)
+@console_view(kind=FRAGMENT, GET=None, POST=ADMIN)
 def modality_echo(request, name):
     modality = _modality(name)
     started = time.monotonic()
@@ -86,7 +87,7 @@ def _peer(name):
     return peer
 
 
-@console_view()
+@console_view(GET=ADMIN, POST=ADMIN)
 def peer_edit(request, name=None):
     instance = _peer(name) if name else None
     form = PeerForm(request.POST or None, instance=instance)
@@ -98,7 +99,7 @@ def peer_edit(request, name=None):
     return render(request, "console/peer_form.html", {"section": "peers", "form": form, "instance": instance})
 
 
-@console_view()
+@console_view(GET=None, POST=ADMIN)
 def peer_delete(request, name):
     deleted, _ = Peer.objects.filter(name=name).delete()
     if deleted:
@@ -109,7 +110,7 @@ def peer_delete(request, name):
     return redirect("console:peers")
 
 
-@console_view(kind=FRAGMENT)
+@console_view(kind=FRAGMENT, GET=None, POST=ADMIN)
 def peer_test(request, name):
     """GET /system of the peer, as GET /peers/{name}/system does."""
     peer = _peer(name)

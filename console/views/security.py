@@ -4,7 +4,8 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.shortcuts import redirect, render
 
-from cluster.models import ApiToken
+from archive.models import ApiToken
+from archive.roles import ADMIN
 from console.access import audit, console_view, newest_first
 from archive import audit as trail
 from archive import tokens
@@ -12,7 +13,7 @@ from archive import tokens
 PAGE_SIZE = 50
 
 
-@console_view()
+@console_view(GET=ADMIN)
 def audit_list(request):
     filters = {name: request.GET.get(name, "").strip() for name in trail.FILTERS}
     problems = []
@@ -34,7 +35,7 @@ def audit_list(request):
     })
 
 
-@console_view()
+@console_view(GET=ADMIN, POST=ADMIN)
 def token_list(request):
     users = get_user_model().objects.filter(is_active=True).order_by("username")
     created = None
@@ -57,7 +58,7 @@ def token_list(request):
                                                    "created": created})
 
 
-@console_view()
+@console_view(GET=None, POST=ADMIN)
 def token_revoke(request, prefix):
     if tokens.revoke(prefix):
         audit(request, "configure", token=prefix, revoked=True)

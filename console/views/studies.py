@@ -7,11 +7,13 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from archive import annotations, query, resources
+from archive import annotations, query, resources, sends
 from archive.deletion import UnknownResource, delete_resource
 from archive.models import Instance, Level
 from cluster import jobs
-from cluster.models import Job, Modality, Peer
+from archive.models import Modality, Peer
+from cluster.models import Job
+from archive.roles import ADMIN, VIEWER
 from console import search
 from console.access import FRAGMENT, audit, console_view, failure, is_htmx
 from console.forms import PatientSearchForm, StudySearchForm
@@ -116,7 +118,7 @@ def study_detail(request, public_id):
     })
 
 
-@console_view()
+@console_view(GET=ADMIN, POST=ADMIN)
 def study_delete(request, public_id):
     row = _study(public_id)
     if request.method == "POST":
@@ -137,7 +139,7 @@ def study_delete(request, public_id):
     })
 
 
-@console_view(kind=FRAGMENT)
+@console_view(kind=FRAGMENT, GET=None, POST=VIEWER)
 def study_prepare(request, public_id):
     """A ZIP or a DICOMDIR of the study, built by a job (viewers may create archives)."""
     _study(public_id)
@@ -147,34 +149,28 @@ def study_prepare(request, public_id):
     return _job_started(request, public_id, job)
 
 
-@console_view(kind=FRAGMENT)
+@console_view(kind=FRAGMENT, GET=None, POST=ADMIN)
 def study_send(request, public_id):
     """Send the study to a modality (C-STORE) or a peer (HTTP), as a job with progress."""
-    row = _study(public_id)
+    _study(public_id)
     target = request.POST.get("target", "")
     kind, _, name = target.partition(":")
-    instances = sorted(Instance.objects.filter(series__study=row).values_list("public_id", flat=True))
     if kind == "modality":
         modality = Modality.objects.filter(name=name).first()
         if modality is None:
             raise Http404(f"The modality “{name}” is not configured (any more).")
-        # The parameters and content the REST route gives a DicomModalityStore job.
-        content = {"Description": "Console", "FailedInstancesCount": 0, "InstancesCount": len(instances),
-                   "LocalAet": modality.local_aet or settings.AE_TITLE, "ParentResources": [public_id],
-                   "RemoteAet": modality.aet}
-        job = jobs.submit("DicomModalityStore", {"modality": modality.name, "instances": instances}, content=content)
+        send = sends.to_modality(modality, [public_id], "Console")
     elif kind == "peer":
         peer = Peer.objects.filter(name=name).first()
         if peer is None:
             raise Http404(f"The peer “{name}” is not configured (any more).")
-        content = {"Description": "Console", "FailedInstancesCount": 0, "InstancesCount": len(instances),
-                   "ParentResources": [public_id], "Peer": [peer.url, peer.username, ""], "Compress": False}
-        job = jobs.submit("OrthancPeerStore", {"peer": peer.name, "instances": instances}, content=content)
+        send = sends.to_peer(peer, [public_id], "Console")
     else:
         if is_htmx(request):
             return failure(request, 400, "Not sent", "Choose where to send the study.", FRAGMENT)
         messages.error(request, "Choose where to send the study.")
         return redirect("console:study", public_id=public_id)
+    job = jobs.submit(send.type, send.params, content=send.content)
     audit(request, "send", level=Level.STUDY, resource=public_id, job=job.id, target=target)
     return _job_started(request, public_id, job)
 

@@ -1,4 +1,4 @@
-"""Upload: DICOM files or ZIPs of them, through the ingest path of POST /instances.
+"""Upload: DICOM files or ZIPs of them, through the ingest path (ingest.store, ingest.store_zip).
 
 The page's script sends each file on its own (POST /ui/upload/file, the raw
 bytes, with the session and the CSRF token) and shows its progress; without
@@ -7,19 +7,18 @@ through what POST /instances does: a ZIP member by member, anything else as one
 DICOM file, refused with the same words.
 """
 
-import json
 import logging
-import zipfile
 from urllib.parse import unquote
 
+from django.conf import settings
 from django.http import JsonResponse
 from django.shortcuts import render
 
 from archive import ingest
-from api.rest import instances as rest_instances
-from api.rest.bodies import spool
-from api.rest.errors import status_for
-from console.access import JSON, audit, console_view
+from archive.errors import ArchiveError
+from archive.roles import UPLOADER
+from archive.spool import spool
+from console.access import JSON, audit, console_view, refusal_words
 
 log = logging.getLogger("pacsweb.console")
 
@@ -36,16 +35,14 @@ def store_file(request, stream, name):
     if not head:
         return [_rejected(name, "the file is empty")]
     try:
-        if head == rest_instances.ZIP_MAGIC:
-            answer = rest_instances._store_zip(request, stream, origin)
-            return _zip_results(name, json.loads(answer.content), _members(stream))
+        if head == ingest.ZIP_MAGIC:
+            return _zip_results(name, ingest.store_zip(stream, origin))
         return [_result(name, ingest.store(stream, origin))]
-    except Exception as error:
-        mapped = status_for(error)
-        if mapped is None:
-            log.exception("console upload of %s failed", name)
-            return [_rejected(name, "the server could not store it (the error was logged)")]
-        return [_rejected(name, mapped[1])]
+    except ArchiveError as error:
+        return [_rejected(name, refusal_words(error))]
+    except Exception:
+        log.exception("console upload of %s failed", name)
+        return [_rejected(name, "the server could not store it (the error was logged)")]
 
 
 def _result(name, result):
@@ -57,31 +54,10 @@ def _rejected(name, detail):
     return {"name": name, "status": REJECTED, "detail": detail, "study": None}
 
 
-def _members(stream):
-    """The names of the files of a ZIP, in the order POST /instances answers them."""
-    try:
-        stream.seek(0)
-        with zipfile.ZipFile(stream) as archive:
-            return [member.filename for member in archive.infolist() if not member.is_dir()]
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return []
-
-
-def _zip_results(name, answer, members):
-    if isinstance(answer, dict):  # the ZIP itself could not be read
-        return [_rejected(name, answer.get("Details") or "the ZIP archive cannot be read")]
-    results = []
-    for index, entry in enumerate(answer):
-        member = entry.get("Member") or (members[index] if index < len(members) else entry.get("ID", ""))
-        if entry.get("Status") == "Failure":
-            results.append(_rejected(f"{name} › {member}", entry.get("Details", "")))
-        else:
-            results.append({"name": f"{name} › {member}",
-                            "status": STORED if entry["Status"] == ingest.SUCCESS else ALREADY,
-                            "detail": "", "study": entry.get("ParentStudy")})
-    if not results:
-        results.append(_rejected(name, "the ZIP archive holds no file"))
-    return results
+def _zip_results(name, members):
+    results = [_result(f"{name} › {member.name}", member.result) if member.result
+               else _rejected(f"{name} › {member.name}", refusal_words(member.error)) for member in members]
+    return results or [_rejected(name, "the ZIP archive holds no file")]
 
 
 def summarize(results):
@@ -95,7 +71,7 @@ def summarize(results):
             "studies": studies, "failures": [r for r in results if r["status"] == REJECTED]}
 
 
-@console_view()
+@console_view(GET=UPLOADER, POST=UPLOADER)
 def upload_page(request):
     """The upload page; its form's POST (no JavaScript) stores every chosen file."""
     results = None
@@ -114,18 +90,15 @@ def upload_page(request):
     })
 
 
-@console_view(kind=JSON)
+@console_view(kind=JSON, GET=None, POST=UPLOADER)
 def upload_file(request):
     """One file from the page's script: the request body; its name in X-File-Name."""
     name = unquote(request.headers.get("X-File-Name", "file"))[:300]
     try:
-        with spool(request) as body:
+        with spool(request, settings.MAX_UPLOAD_BYTES) as body:
             results = store_file(request, body, name)
-    except Exception as error:
-        mapped = status_for(error)
-        if mapped is None:
-            raise
-        results = [_rejected(name, mapped[1])]
+    except ArchiveError as error:
+        results = [_rejected(name, refusal_words(error))]
     _audit_store(request, results)
     return JsonResponse({"results": results})
 

@@ -12,11 +12,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
-from archive.models import Study
-from cluster.models import Job, JobState, Modality, Peer
+from archive.models import Modality, Peer, Study
+from cluster.models import Job, JobState
 from console import search
-from console.access import route_roles
-from pacsweb.access import ADMIN, OPEN, UPLOADER, VIEWER
+from console.urls import route_roles
+from archive.roles import ADMIN, OPEN, UPLOADER, VIEWER
 from tests import servers
 from tests.console.phantom import ct_series
 from tests.dicomgen import make_instance
@@ -51,7 +51,7 @@ def store(client, data, name="file.dcm"):
     return response.json()["results"]
 
 
-def test_every_console_route_has_the_roles_it_needs_in_the_one_table():
+def test_every_console_route_declares_the_roles_it_needs():
     table = route_roles()
     for pattern, roles in table.items():
         if pattern in PUBLIC_ROUTES:
@@ -371,7 +371,7 @@ def test_cluster_warnings(db):
 
 
 def test_console_actions_go_to_the_audit_trail(admin):
-    from cluster.models import AuditEvent
+    from archive.models import AuditEvent
 
     _studies(admin, SPECS[:1])
     study = Study.objects.get().public_id
@@ -406,7 +406,7 @@ def test_audit_page_shows_the_trail_filtered(admin):
 
 
 def test_tokens_are_created_shown_once_and_revoked_from_the_console(admin, django_user_model):
-    from cluster.models import ApiToken, AuditEvent
+    from archive.models import ApiToken, AuditEvent
 
     django_user_model.objects.create_superuser("admin", password=servers.ADMIN_PASSWORD)
     page = admin.post("/ui/tokens/", {"name": "nightly-export", "user": "admin"})

@@ -3,7 +3,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from cluster.models import ApiToken
+from archive.models import ApiToken
 from archive import tokens
 
 

@@ -1,0 +1,97 @@
+"""The one exception hierarchy of the core.
+
+Every failure a caller can act on has its own type here; each transport maps
+them once (api/rest/errors.py to HTTP statuses and Orthanc's JSON errors,
+dicom/scp.py to DIMSE statuses, console/access.py to pages). The modules that
+raise them re-export their own (`ingest.RejectedInstance` is this one).
+"""
+
+
+class ArchiveError(Exception):
+    """Something the archive refused or could not do; the message says what."""
+
+
+# --- input -------------------------------------------------------------------
+
+
+class RejectedInstance(ArchiveError):
+    """The input cannot be stored as it is; the message says why. Nothing was written."""
+
+
+class ConflictingInstance(RejectedInstance):
+    """The SOP Instance UID is already stored under another patient, study or series."""
+
+
+class BodyTooLarge(ArchiveError):
+    """The input goes past PACS_MAX_UPLOAD_MB."""
+
+
+class BodyTooSlow(ArchiveError):
+    """The client stopped sending its input for PACS_CLIENT_TIMEOUT seconds."""
+
+
+class InvalidQuery(ArchiveError):
+    """The query cannot be run as given (unknown level, malformed range)."""
+
+
+class InvalidModality(ArchiveError):
+    """A modality definition that cannot be used; the message says why."""
+
+
+class InvalidPeer(ArchiveError):
+    """A peer definition that cannot be used; the message says why."""
+
+
+class InvalidName(ArchiveError):
+    """A metadata or attachment name outside the ones a user may write."""
+
+
+# --- what is (not) there -------------------------------------------------------
+
+
+class UnknownResource(ArchiveError):
+    """A patient, study, series or instance that is not in the archive."""
+
+
+class UnknownItem(ArchiveError):
+    """A metadata item or attachment the resource does not have."""
+
+
+class ReadOnlyItem(ArchiveError):
+    """An item the archive keeps itself (the DICOM file, its computed metadata)."""
+
+
+class StaleRevision(ArchiveError):
+    """The If-Match revision is not the current one: someone else wrote first."""
+
+
+# --- the machinery -------------------------------------------------------------
+
+
+class StorageError(ArchiveError):
+    """The storage area could not complete an operation (disk full, unreachable mount)."""
+
+
+class MissingFile(StorageError):
+    """No file is stored under the key."""
+
+
+class DatabaseBusy(ArchiveError):
+    """The unit of work still conflicted after PACS_TX_RETRIES replays.
+
+    Answered 503 with Retry-After over HTTP, 0xA700 over DICOM.
+    """
+
+    retry_after = 1
+
+
+class RenderError(ArchiveError):
+    """The pixel data cannot be rendered (no image, a codec that is missing, corrupt data)."""
+
+
+class NoSuchFrame(RenderError):
+    """The frame asked for is not in the instance."""
+
+
+class DicomNetworkError(ArchiveError):
+    """The remote AE could not be reached, refused the association, or failed the operation."""

@@ -1,0 +1,50 @@
+"""Inputs (request bodies, ZIP members) in temporary files that vanish when closed."""
+
+import tempfile
+
+from django.conf import settings
+
+from archive.errors import BodyTooLarge, BodyTooSlow
+
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
+# What a read raises when the client stayed silent past the socket's timeout.
+SILENT = (BlockingIOError, TimeoutError)
+
+
+def spool(stream, limit=None):
+    """What `stream` (anything with read()) gives, in a temporary file that vanishes
+    when closed (or on a crash: it is unlinked from the start), held in memory while
+    small. With a `limit` in bytes, raises BodyTooLarge past it, and BodyTooSlow
+    when the source stays silent past its socket's timeout."""
+    return spool_stream(_Capped(stream, limit) if limit is not None else stream)
+
+
+class _Capped:
+    """A body reader that refuses to go past the upload limit, whatever Content-Length said."""
+
+    def __init__(self, stream, limit):
+        self._stream = stream
+        self._left = limit
+
+    def read(self, size):
+        try:
+            chunk = self._stream.read(size)
+        except OSError as error:
+            # The listening socket's receive timeout (deploy/gunicorn.conf.py) ran out;
+            # Django reports it as an UnreadablePostError caused by it.
+            if not isinstance(error, SILENT) and not isinstance(error.__cause__, SILENT):
+                raise
+            raise BodyTooSlow(f"the client sent nothing for {settings.CLIENT_TIMEOUT} s "
+                              "(PACS_CLIENT_TIMEOUT) in the middle of its body") from error
+        self._left -= len(chunk)
+        if self._left < 0:
+            raise BodyTooLarge(f"the body is larger than PACS_MAX_UPLOAD_MB ({settings.MAX_UPLOAD_BYTES // 2**20} MB)")
+        return chunk
+
+
+def spool_stream(stream):
+    target = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=settings.FILE_UPLOAD_TEMP_DIR)
+    while chunk := stream.read(1024 * 1024):
+        target.write(chunk)
+    target.seek(0)
+    return target
