@@ -7,7 +7,6 @@ else retries. Because a unit may run several times it must touch nothing outside
 the database: files are written before it, and removed after a final failure.
 """
 
-import functools
 import logging
 import random
 import time
@@ -50,7 +49,7 @@ def is_conflict(error):
     return False
 
 
-def run(unit, *args, read_only=False, retries=None, **kwargs):
+def run(unit, *args, retries=None, **kwargs):
     """Run unit(*args, **kwargs) in its own transaction and return what it returns.
 
     Replays on conflict with a growing, jittered backoff; raises DatabaseBusy when
@@ -62,9 +61,6 @@ def run(unit, *args, read_only=False, retries=None, **kwargs):
     while True:
         try:
             with transaction.atomic(durable=True):
-                if read_only and connection.vendor == "postgresql":
-                    with connection.cursor() as cursor:
-                        cursor.execute("SET TRANSACTION READ ONLY")
                 return unit(*args, **kwargs)
         except (DatabaseError, Retry) as error:
             if not is_conflict(error):
@@ -78,20 +74,6 @@ def run(unit, *args, read_only=False, retries=None, **kwargs):
             delay = min(BACKOFF_MAX, BACKOFF_STEP * attempt) * random.uniform(0.5, 1.5)
             log.info("%s conflicted (%s), replay %d in %.0f ms", _name(unit), _short(error), attempt, delay * 1000)
             time.sleep(delay)
-
-
-def unit_of_work(read_only=False):
-    """Decorator form of run(): calling the function runs it as a replayed unit."""
-
-    def decorate(function):
-        @functools.wraps(function)
-        def wrapper(*args, **kwargs):
-            return run(function, *args, read_only=read_only, **kwargs)
-
-        wrapper.unit = function
-        return wrapper
-
-    return decorate
 
 
 def insert_unless_exists(cursor, model, conflict, **values):

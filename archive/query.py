@@ -65,6 +65,8 @@ class Query:
     case_sensitive_names: bool = False
     limit: int | None = None
     offset: int = 0
+    # Columns (a "-" prefix reverses) the answer is sorted by before the primary key.
+    order: tuple = ()
 
 
 @dataclass
@@ -82,12 +84,65 @@ def find(query, return_keys=()):
     Fetches at most limit + 1 rows so the caller can tell whether more exist;
     `more` is True when the limit cut the answer.
     """
+    queryset, wanted = _matching(query, return_keys)
+    end = None if query.limit is None else query.offset + query.limit + 1
+    rows = list(queryset[query.offset:end])
+    more = query.limit is not None and len(rows) > query.limit
+    if more:
+        rows = rows[: query.limit]
+    return _matches(query.level, rows, wanted), more
+
+
+@dataclass
+class Page:
+    """One page of the matches of a query, and how many there are in all."""
+
+    matches: list
+    total: int
+    number: int
+    size: int
+
+    @property
+    def pages(self):
+        return max(1, -(-self.total // self.size))
+
+    @property
+    def has_previous(self):
+        return self.number > 1
+
+    @property
+    def has_next(self):
+        return self.number < self.pages
+
+    @property
+    def first_index(self):
+        return (self.number - 1) * self.size + 1 if self.total else 0
+
+    @property
+    def last_index(self):
+        return min(self.total, self.number * self.size)
+
+
+def find_page(query, return_keys=(), page=1, size=25):
+    """Page `page` (from 1, clamped to the last) of `size` matches of the query,
+    in its order; the total is counted in the database, and LIMIT / OFFSET run
+    there too: a page costs the same few queries whatever the archive's size."""
+    queryset, wanted = _matching(query, return_keys)
+    total = queryset.count()
+    page = min(max(1, page), max(1, -(-total // size)))
+    offset = (page - 1) * size
+    rows = list(queryset[offset:offset + size])
+    return Page(_matches(query.level, rows, wanted), total, page, size)
+
+
+def _matching(query, return_keys):
+    """The matching rows of the query, annotated with the counts asked for and
+    ordered; and the set of keys whose values the answer needs."""
     if query.level not in LEVELS:
         raise InvalidQuery(f"unknown query level {query.level!r}")
     signals.count("pacs_queries_total", level=query.level)
-    model = MODELS[query.level]
-    queryset = model.objects.all()
-    related = [path.rstrip("_") for lvl, path in PATHS[query.level].items() if path]
+    queryset = MODELS[query.level].objects.all()
+    related = [path.rstrip("_") for path in PATHS[query.level].values() if path]
     if related:
         queryset = queryset.select_related(*related)
     for keyword, value in query.criteria.items():
@@ -96,15 +151,12 @@ def find(query, return_keys=()):
             queryset = queryset.filter(condition)
     wanted = set(return_keys) | set(query.criteria)
     queryset = _annotate_counts(queryset, query.level, wanted)
-    queryset = queryset.order_by("pk")
-    end = None if query.limit is None else query.offset + query.limit + 1
-    rows = list(queryset[query.offset:end])
-    more = query.limit is not None and len(rows) > query.limit
-    if more:
-        rows = rows[: query.limit]
-    extra = _aggregates(query.level, rows, wanted)
-    matches = [Match(query.level, row, _values(query.level, row, wanted, extra)) for row in rows]
-    return matches, more
+    return queryset.order_by(*query.order, "pk"), wanted
+
+
+def _matches(level, rows, wanted):
+    extra = _aggregates(level, rows, wanted)
+    return [Match(level, row, _values(level, row, wanted, extra)) for row in rows]
 
 
 def _condition(level, keyword, value, case_sensitive_names):

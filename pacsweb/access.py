@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.http import JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
+from django.urls import Resolver404, resolve
 
 from archive import audit, tokens
 from archive.roles import OPEN, has_role, required
@@ -75,8 +76,14 @@ class AccessMiddleware:
         if user is None:
             return unauthorized("authentication required")
 
+        role = required(_view_of(request), request.method)
+        if role is not None and not has_role(user, role):
+            return JsonResponse(
+                {"HttpError": "Forbidden", "HttpStatus": 403, "Message": f"the {role} role is required",
+                 "Method": request.method, "Uri": path},
+                status=403,
+            )
         request.user = user
-        request.actor_kind = actor_kind
         # Scripts (Basic, token) send no CSRF token; a session's write was checked above.
         request._dont_enforce_csrf_checks = True
         response = self.get_response(request)
@@ -84,21 +91,10 @@ class AccessMiddleware:
         return response
 
     def process_view(self, request, view_func, view_args, view_kwargs):
-        """The role the route's view declares for this method (archive.roles)."""
-        path = request.path_info
-        if path.startswith("/ui/"):
+        """The console's roles, once its route is known (the view declares them)."""
+        if request.path_info.startswith("/ui/"):
             return self._console_access(request, view_func)
-        if path in OPEN_PATHS or path == "/" or path.startswith(SESSION_PREFIXES) or \
-                getattr(request, "actor_kind", None) is None:
-            return None
-        role = required(view_func, request.method)
-        if role is None or has_role(request.user, role):
-            return None  # a method the route does not answer: its view says 405
-        return JsonResponse(
-            {"HttpError": "Forbidden", "HttpStatus": 403, "Message": f"the {role} role is required",
-             "Method": request.method, "Uri": path},
-            status=403,
-        )
+        return None
 
     def _console_access(self, request, view_func):
         roles = getattr(view_func, "roles", {"GET": None, "POST": None})
@@ -114,6 +110,15 @@ class AccessMiddleware:
             return console.sign_in(request, kind)
         if not has_role(request.user, role):
             return console.refused(request, role, kind)
+        return None
+
+
+def _view_of(request):
+    """The view the request's route names; None where no route matches (the
+    default rule then applies: reading is a viewer's, anything else an admin's)."""
+    try:
+        return resolve(request.path_info, getattr(request, "urlconf", None)).func
+    except Resolver404:
         return None
 
 

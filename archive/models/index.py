@@ -133,8 +133,6 @@ class ChangeType(models.TextChoices):
     DELETED = "Deleted"
     UPDATED_ATTACHMENT = "UpdatedAttachment"
     UPDATED_METADATA = "UpdatedMetadata"
-    JOB_SUCCESS = "JobSuccess"
-    JOB_FAILURE = "JobFailure"
 
 
 class Change(models.Model):
