@@ -5,16 +5,13 @@ import zipfile
 
 import pytest
 
+from tests.storing import post_instance
 from tests.dicomgen import make_instance
 
 
 def snapshot(api, storage_dir):
     files = sorted(p.name for p in storage_dir.rglob("*") if p.is_file())
     return api.get("/statistics").json(), files
-
-
-def post(api, body):
-    return api.generic("POST", "/instances", body, content_type="application/dicom")
 
 
 @pytest.mark.parametrize(
@@ -33,18 +30,18 @@ def post(api, body):
          "uid-path-chars", "uid-too-long"],
 )
 def test_bad_body_is_refused_with_reason_and_nothing_written(api, storage_dir, body, words):
-    post(api, make_instance(patient_id="KEEP"))
+    post_instance(api, make_instance(patient_id="KEEP"))
     before = snapshot(api, storage_dir)
-    response = post(api, body)
+    response = post_instance(api, body)
     assert response.status_code == 400
     assert words.lower() in response.json()["Details"].lower()
     assert snapshot(api, storage_dir) == before
 
 
 def test_known_sop_uid_under_another_patient_is_refused(api, storage_dir):
-    post(api, make_instance(patient_id="ONE", sop_uid="1.2.3.4.5"))
+    post_instance(api, make_instance(patient_id="ONE", sop_uid="1.2.3.4.5"))
     before = snapshot(api, storage_dir)
-    response = post(api, make_instance(patient_id="TWO", sop_uid="1.2.3.4.5"))
+    response = post_instance(api, make_instance(patient_id="TWO", sop_uid="1.2.3.4.5"))
     assert response.status_code == 409
     assert "already stored under another" in response.json()["Details"]
     assert snapshot(api, storage_dir) == before
@@ -69,7 +66,7 @@ def test_zip_with_one_bad_member_stores_the_good_ones_and_names_the_bad(api, sto
 
 def test_corrupt_zip_is_refused(api, storage_dir):
     body = b"PK\x03\x04" + b"\x00" * 64
-    response = post(api, body)
+    response = post_instance(api, body)
     assert response.status_code == 400
     assert "ZIP" in response.json()["Details"]
     assert snapshot(api, storage_dir)[0]["CountInstances"] == 0
@@ -77,5 +74,5 @@ def test_corrupt_zip_is_refused(api, storage_dir):
 
 def test_oversized_body_is_refused_before_reading(api, settings):
     settings.MAX_UPLOAD_BYTES = 1000
-    response = post(api, make_instance())
+    response = post_instance(api, make_instance())
     assert response.status_code == 413

@@ -5,13 +5,12 @@ import json
 import pytest
 from django.core.management import call_command
 
+from tests.storing import store_instance
 from tests.dicomgen import make_instance, uid
 
 
 def store(api, **kwargs):
-    response = api.generic("POST", "/instances", make_instance(rows=8, columns=8, **kwargs), content_type="application/dicom")
-    assert response.status_code == 200, response.content
-    return response.json()
+    return store_instance(api, make_instance(rows=8, columns=8, **kwargs))
 
 
 def study_of(api, count, patient_id="P1", study_key="s1"):

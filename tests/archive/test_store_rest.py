@@ -5,16 +5,13 @@ import io
 import zipfile
 
 from archive.identifiers import instance_public_id, patient_public_id, series_public_id, study_public_id
+from tests.storing import post_instance
 from tests.dicomgen import make_instance, uid
-
-
-def post(api, body):
-    return api.generic("POST", "/instances", body, content_type="application/dicom")
 
 
 def test_store_answers_orthanc_shape_with_orthanc_ids(api):
     study_uid, series_uid, sop_uid = uid("s"), uid("se"), uid("i")
-    response = post(api, make_instance(patient_id="P-42", study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid))
+    response = post_instance(api, make_instance(patient_id="P-42", study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid))
     assert response.status_code == 200
     answer = response.json()
     instance_id = instance_public_id("P-42", study_uid, series_uid, sop_uid)
@@ -38,9 +35,9 @@ def test_public_id_is_sha1_in_five_groups_as_in_orthanc():
 
 def test_second_store_of_same_file_is_already_stored_and_changes_nothing(api):
     data = make_instance()
-    first = post(api, data).json()
+    first = post_instance(api, data).json()
     stats_before = api.get("/statistics").json()
-    second = post(api, data)
+    second = post_instance(api, data)
     assert second.status_code == 200
     assert second.json() == {**first, "Status": "AlreadyStored"}
     assert api.get("/statistics").json() == stats_before
@@ -48,7 +45,7 @@ def test_second_store_of_same_file_is_already_stored_and_changes_nothing(api):
 
 def test_stored_file_is_streamed_back_unchanged(api):
     data = make_instance(rows=256, columns=256)
-    instance_id = post(api, data).json()["ID"]
+    instance_id = post_instance(api, data).json()["ID"]
     response = api.get(f"/instances/{instance_id}/file")
     assert response.status_code == 200
     assert response["Content-Type"] == "application/dicom"
@@ -83,7 +80,7 @@ def test_statistics_counts_resources_and_bytes(api):
         for n in range(2):
             data = make_instance(patient_id=patient, instance_number=n + 1)
             sizes += len(data)
-            assert post(api, data).status_code == 200
+            assert post_instance(api, data).status_code == 200
     stats = api.get("/statistics").json()
     assert stats["CountPatients"] == 2
     assert stats["CountStudies"] == 2
@@ -104,7 +101,7 @@ def test_system_reports_node_and_dicom_identity(api, settings):
 def test_main_dicom_tags_and_normalized_columns_are_indexed(api, django_assert_max_num_queries):
     from archive.models import Instance, Patient, Series, Study
 
-    post(api, make_instance(patient_name="Müller^Anna", accession_number=" acc-9 ", modality="mr"))
+    post_instance(api, make_instance(patient_name="Müller^Anna", accession_number=" acc-9 ", modality="mr"))
     patient = Patient.objects.get()
     assert patient.main_dicom_tags["PatientName"] == "Müller^Anna"
     assert patient.patient_name_norm == "MULLER^ANNA"
@@ -120,9 +117,9 @@ def test_main_dicom_tags_and_normalized_columns_are_indexed(api, django_assert_m
 def test_changes_are_logged_once_per_new_resource(api):
     from archive.models import Change
 
-    post(api, make_instance(instance_number=1))
-    post(api, make_instance(instance_number=2))
-    post(api, make_instance(instance_number=2))
+    post_instance(api, make_instance(instance_number=1))
+    post_instance(api, make_instance(instance_number=2))
+    post_instance(api, make_instance(instance_number=2))
     kinds = sorted(Change.objects.values_list("change_type", flat=True))
     assert kinds == ["NewInstance", "NewInstance", "NewPatient", "NewSeries", "NewStudy"]
 
@@ -134,7 +131,7 @@ def test_real_world_files_from_pydicom_are_stored_or_refused_with_reason(api):
     stored = refused = 0
     for path in pydicom_test_files():
         with open(path, "rb") as f:
-            response = post(api, f.read())
+            response = post_instance(api, f.read())
         assert response.status_code in (200, 400, 409), (path, response.status_code)
         if response.status_code == 200:
             stored += 1

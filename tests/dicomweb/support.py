@@ -10,15 +10,9 @@ import json
 import pydicom
 
 from tests.dicomgen import make_instance, pydicom_test_files, uid
+from tests.storing import store_instance as store  # noqa: F401 (the DICOMweb tests import it from here)
 
 BOUNDARY = "pacsweb-test-boundary"
-
-
-def store(api, data):
-    """Store one file through the Orthanc-compatible POST /instances."""
-    response = api.generic("POST", "/instances", data, content_type="application/dicom")
-    assert response.status_code == 200, response.content
-    return response.json()
 
 
 def study(api, count=1, patient_id="P1", key="s1", **kwargs):

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import time
-import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pydicom
 import pytest
 from pynetdicom import AE
 
+from tests.storing import store_on as post_instance, store_zip_on as post_zip  # noqa: F401
 from tests import servers
 
 # Settings every listener of this suite starts with (the production defaults).
@@ -121,25 +121,6 @@ def module_node(tmp_path_factory):
 
 
 # --- seeding and checking through REST -------------------------------------------
-
-
-def post_instance(server, data):
-    status, answer = servers.request_json(server.url + "/instances", method="POST", body=data,
-                                          headers={"Content-Type": "application/dicom"})
-    assert status == 200, answer
-    return answer
-
-
-def post_zip(server, files):
-    """Store many files in one request (a ZIP of them)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for n, data in enumerate(files):
-            archive.writestr(f"{n:05d}.dcm", data)
-    status, answer = servers.request_json(server.url + "/instances", method="POST", body=buffer.getvalue(),
-                                          headers={"Content-Type": "application/zip"}, timeout=300)
-    assert status == 200, answer
-    return answer
 
 
 def statistics(server):
