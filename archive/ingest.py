@@ -61,6 +61,16 @@ class Origin:
     called_aet: str = ""
     username: str = ""
 
+    @classmethod
+    def http(cls, address, username):
+        """An upload over HTTP (POST /instances, STOW-RS, the console's upload)."""
+        return cls(kind="RestApi", remote_ip=address, username=username)
+
+    @classmethod
+    def dicom(cls, calling_aet, address, called_aet=""):
+        """A C-STORE received from a DICOM peer (on the listener, or during a C-GET)."""
+        return cls(kind="DicomProtocol", remote_aet=calling_aet, remote_ip=address, called_aet=called_aet)
+
 
 @dataclass(frozen=True)
 class StoreResult:

@@ -185,7 +185,7 @@ def get(peer, level, identifiers):
     for context in StoragePresentationContexts[:127]:
         ae.add_requested_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES[:4])
         roles.append(build_role(context.abstract_syntax, scp_role=True))
-    origin = ingest.Origin(kind="DicomProtocol", remote_aet=peer.aet, remote_ip=peer.host)
+    origin = ingest.Origin.dicom(peer.aet, peer.host)
 
     def received(event):
         try:

@@ -95,8 +95,7 @@ def handle_store(event, policy):
     if not _allowed(event, policy, "store"):
         return NOT_AUTHORIZED
     aet, address = _peer(event)
-    origin = ingest.Origin(kind="DicomProtocol", remote_aet=aet, remote_ip=address,
-                           called_aet=event.assoc.acceptor.ae_title.strip())
+    origin = ingest.Origin.dicom(aet, address, called_aet=event.assoc.acceptor.ae_title.strip())
     try:
         # The bytes as received, with the file meta pynetdicom builds from the
         # presentation context: parsed once, by the ingest path.

@@ -66,8 +66,7 @@ def store(request, study=None):
         with spool(request) as body:
             parts = parse(body, boundary)
             _check_media_types(request.META["CONTENT_TYPE"], parts)
-            origin = ingest.Origin(kind="RestApi", remote_ip=request.META.get("REMOTE_ADDR", ""),
-                                   username=request.user.get_username())
+            origin = ingest.Origin.http(request.META.get("REMOTE_ADDR", ""), request.user.get_username())
             base = studies_url(request)
             outcomes = [_store_part(_PartReader(body, part), study, origin, base) for part in parts]
     except UnsupportedMedia as error:

@@ -30,9 +30,7 @@ def upload(request):
     length = int(request.META.get("CONTENT_LENGTH") or 0)
     if length > settings.MAX_UPLOAD_BYTES:
         return error_response(request, 413, f"the body is larger than PACS_MAX_UPLOAD_MB ({settings.MAX_UPLOAD_BYTES // 2**20} MB)")
-    origin = ingest.Origin(
-        kind="RestApi", remote_ip=request.META.get("REMOTE_ADDR", ""), username=request.user.get_username()
-    )
+    origin = ingest.Origin.http(request.META.get("REMOTE_ADDR", ""), request.user.get_username())
     with spool(request) as body:
         if body.read(4) == ingest.ZIP_MAGIC:
             body.seek(0)

@@ -28,8 +28,7 @@ STORED, ALREADY, REJECTED = "Stored", "Already stored", "Rejected"
 def store_file(request, stream, name):
     """Store one uploaded file (a DICOM file or a ZIP); one result per DICOM file in it:
     {"name", "status", "detail", "study"}."""
-    origin = ingest.Origin(kind="RestApi", remote_ip=request.META.get("REMOTE_ADDR", ""),
-                           username=request.user.get_username())
+    origin = ingest.Origin.http(request.META.get("REMOTE_ADDR", ""), request.user.get_username())
     head = stream.read(4)
     stream.seek(0)
     if not head:
