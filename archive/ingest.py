@@ -105,21 +105,24 @@ class ParsedInstance:
         )
 
 
-def store(source, origin):
+def store(source, origin, parsed=None):
     """Store one DICOM Part 10 file (bytes or a seekable binary file object).
 
     Returns a StoreResult whose status is SUCCESS or ALREADY_STORED. Raises
     RejectedInstance for input that cannot be stored, db.DatabaseBusy when the
     index stayed contended past the replay bound, storage.StorageError when the
     storage area failed; in every one of these cases nothing is left behind.
+    A caller that had to read the header first (STOW-RS checks the study of a
+    part) passes what parse() gave it, so the file is parsed once.
     """
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
     start = stream.tell()
-    try:
-        parsed = parse(stream)
-    except RejectedInstance:
-        signals.count("pacs_instances_rejected_total", origin=origin.kind)
-        raise
+    if parsed is None:
+        try:
+            parsed = parse(stream)
+        except RejectedInstance:
+            signals.count("pacs_instances_rejected_total", origin=origin.kind)
+            raise
     stream.seek(start)
     storage = get_storage()
     stored = storage.put(stream)

@@ -206,8 +206,8 @@ class _PartReader(io.RawIOBase):
 
 def _store_part(part, study, origin, base):
     """Store one part; an Outcome says how it went (PS3.18 Annex I)."""
-    # The header is read before store() reads it again: the UIDs decide
-    # whether the part may be stored at all, and the answer names them.
+    # The header is read first, and handed to store(): the UIDs decide whether
+    # the part may be stored at all, and the answer names them.
     try:
         parsed = ingest.parse(part)
     except ingest.RejectedInstance as error:
@@ -218,7 +218,7 @@ def _store_part(part, study, origin, base):
                        reason=f"the instance belongs to study {parsed.study_uid}, not {study}")
     part.seek(0)
     try:
-        ingest.store(part, origin)
+        ingest.store(part, origin, parsed)
     except ingest.ConflictingInstance as error:
         # Annex I has no code for "this UID already names another object".
         failure, reason = PROCESSING_FAILURE, str(error)
