@@ -15,6 +15,8 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from archive.models import AuditEvent
+
 log = logging.getLogger("pacsweb.audit")
 
 RESOURCE = re.compile(r"^/(patients|studies|series|instances)/([^/]+)")
@@ -70,8 +72,6 @@ def record_request(request, response, actor_kind, actor):
 
 def record(actor_kind, actor, action, address="", method="", path="", status=None, level="", resource="",
            details=None):
-    from archive.models import AuditEvent  # noqa: PLC0415 (models load after settings)
-
     try:
         AuditEvent.objects.create(at=timezone.now(), actor_kind=actor_kind, actor=str(actor)[:160],
                                   address=address or "", action=action, method=method, path=path, status=status,
@@ -91,8 +91,6 @@ ACTIONS = ("store", "read", "query", "export", "send", "retrieve", "delete", "an
 def events(filters, since=None, until=None):
     """The trail, newest first, narrowed by `filters` ({FILTERS name: value}; empty values
     ignored) and by the half-open time range [since, until)."""
-    from archive.models import AuditEvent  # noqa: PLC0415
-
     rows = AuditEvent.objects.order_by("-at", "-id")
     for parameter, field in FILTERS.items():
         if filters.get(parameter):

@@ -11,6 +11,8 @@ import secrets
 
 from django.utils import timezone
 
+from archive.models import ApiToken
+
 PREFIX_BYTES = 4  # 8 hex characters: enough to find the row, useless to guess
 SCHEME = "pacs"
 
@@ -21,8 +23,6 @@ def _digest(secret):
 
 def create(user, name):
     """A new token of the user; returns (token string, ApiToken row)."""
-    from archive.models import ApiToken  # noqa: PLC0415
-
     if not name or len(name) > 64:
         raise ValueError("a token needs a name of 1 to 64 characters")
     while True:
@@ -37,8 +37,6 @@ def create(user, name):
 
 def user_of(token):
     """The active user a token belongs to, or None (unknown, revoked, malformed)."""
-    from archive.models import ApiToken  # noqa: PLC0415
-
     scheme, _, rest = token.partition("_")
     prefix, _, secret = rest.partition("_")
     if scheme != SCHEME or not prefix or not secret:
@@ -55,8 +53,6 @@ def user_of(token):
 
 def revoke(prefix):
     """Revoke the token; False when no active token has that prefix."""
-    from archive.models import ApiToken  # noqa: PLC0415
-
     return ApiToken.objects.filter(prefix=prefix, revoked_at__isnull=True).update(revoked_at=timezone.now()) == 1
 
 

@@ -11,6 +11,8 @@ from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import PermissionDenied
 
+from cluster.jobs import redis_connection
+
 log = logging.getLogger("pacsweb.access")
 
 WINDOW = 300  # seconds a lock lasts after the last failure
@@ -26,8 +28,6 @@ def _keys(username, address):
 
 
 def _redis():
-    from cluster.jobs import redis_connection  # noqa: PLC0415
-
     return redis_connection()
 
 

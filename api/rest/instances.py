@@ -10,6 +10,7 @@ from archive import ingest
 from archive.models import Attachment
 from api.rest.bodies import spool
 from api.rest.errors import error_response, not_found, rest_view, status_for
+from api.rest.resources import listing
 from archive.storage import get_storage
 
 @allow(POST=UPLOADER)
@@ -18,8 +19,6 @@ from archive.storage import get_storage
 def instances(request):
     """GET lists instances (Orthanc's /instances); POST stores."""
     if request.method == "GET":
-        from api.rest.resources import listing
-
         return listing(request, "instances")
     return upload(request)
 
