@@ -225,6 +225,18 @@ def _prepare(value, normalized):
     return tags.normalize(value) if normalized else value
 
 
+# The computed counters (PS3.4 C.6.1.1.x): the level that answers each, and the
+# annotation _annotate_counts gives its rows.
+COUNTERS = {
+    "NumberOfPatientRelatedStudies": (Level.PATIENT, "n_studies"),
+    "NumberOfPatientRelatedSeries": (Level.PATIENT, "n_series"),
+    "NumberOfPatientRelatedInstances": (Level.PATIENT, "n_instances"),
+    "NumberOfStudyRelatedSeries": (Level.STUDY, "n_series"),
+    "NumberOfStudyRelatedInstances": (Level.STUDY, "n_instances"),
+    "NumberOfSeriesRelatedInstances": (Level.SERIES, "n_instances"),
+}
+
+
 def _annotate_counts(queryset, level, wanted):
     annotations = {}
     if level == Level.PATIENT:
@@ -283,12 +295,11 @@ def _values(level, row, wanted, extra):
             chain[parent_level] = current
     values = {}
     for keyword in wanted:
-        if keyword in ("NumberOfPatientRelatedStudies",):
-            values[keyword] = str(row.n_studies)
-        elif keyword in ("NumberOfPatientRelatedSeries", "NumberOfStudyRelatedSeries"):
-            values[keyword] = str(getattr(row, "n_series", ""))
-        elif keyword.endswith("RelatedInstances"):
-            values[keyword] = str(getattr(row, "n_instances", ""))
+        if keyword in COUNTERS:
+            # A counter is answered at its own level only (_annotate_counts); asked
+            # at another level it stays empty, as Orthanc leaves it.
+            counter_level, attribute = COUNTERS[keyword]
+            values[keyword] = str(getattr(row, attribute)) if counter_level == level else ""
         elif keyword in ("ModalitiesInStudy", "SOPClassesInStudy"):
             values[keyword] = "\\".join(sorted(extra.get((keyword, row.pk), ())))
         elif keyword in ("SOPClassUID",) and level == Level.INSTANCE:
