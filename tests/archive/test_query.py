@@ -1,0 +1,144 @@
+"""query.find and query.find_page: the one matching engine, called directly."""
+
+import pytest
+
+from archive import ingest, query
+from archive.errors import InvalidQuery
+from archive.models import Level
+from archive.query import Query
+from tests.dicomgen import make_instance, uid
+
+UPLOAD = ingest.Origin.http("127.0.0.1", "admin")
+
+PEOPLE = [
+    # patient id, name, study date, modality
+    ("P1", "DOE^JANE", "20200315", "CT"),
+    ("P2", "DOE^JOHN", "20201231", "MR"),
+    ("P3", "SMITH^ANNA", "20210102", "CT"),
+]
+
+
+@pytest.fixture
+def archive(db, storage_dir):
+    for patient_id, name, date, modality in PEOPLE:
+        ingest.store(make_instance(patient_id=patient_id, patient_name=name, study_date=date, modality=modality),
+                     UPLOAD)
+
+
+def found(level, criteria, **options):
+    matches, _ = query.find(Query(level, criteria, **options), return_keys=["PatientID"])
+    return sorted(m.values["PatientID"] for m in matches)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("doe*", ["P1", "P2"]),
+    ("DOE^J*", ["P1", "P2"]),
+    ("*anna", ["P3"]),
+    ("doe^jo?n", ["P2"]),
+    ("d?e^*e", ["P1"]),
+    ("doe^jane", ["P1"]),
+    ("doe", []),
+])
+def test_patient_name_wildcards_match_case_insensitively(archive, name, expected):
+    assert found(Level.PATIENT, {"PatientName": name}) == expected
+
+
+def test_case_sensitive_names_match_the_spelling_as_stored(archive):
+    assert found(Level.PATIENT, {"PatientName": "doe*"}, case_sensitive_names=True) == []
+    assert found(Level.PATIENT, {"PatientName": "DOE*"}, case_sensitive_names=True) == ["P1", "P2"]
+
+
+@pytest.mark.parametrize("dates, expected", [
+    ("20200101-20201231", ["P1", "P2"]),
+    ("20201231-", ["P2", "P3"]),
+    ("-20200315", ["P1"]),
+    ("20200315", ["P1"]),
+])
+def test_study_date_ranges_include_their_bounds(archive, dates, expected):
+    assert found(Level.STUDY, {"StudyDate": dates}) == expected
+
+
+def test_range_without_bounds_is_invalid(archive):
+    with pytest.raises(InvalidQuery):
+        query.find(Query(Level.STUDY, {"StudyDate": "-"}))
+
+
+def test_list_of_uids_matches_each_of_them(archive):
+    studies = "\\".join([uid("P1", "study"), uid("P3", "study")])
+    assert found(Level.STUDY, {"StudyInstanceUID": studies}) == ["P1", "P3"]
+
+
+def test_keys_of_the_levels_above_restrict_the_answer(archive):
+    assert found(Level.SERIES, {"PatientName": "DOE*", "Modality": "CT"}) == ["P1"]
+
+
+def test_limit_cuts_the_answer_and_says_there_is_more(archive):
+    matches, more = query.find(Query(Level.PATIENT, limit=2))
+    assert (len(matches), more) == (2, True)
+    matches, more = query.find(Query(Level.PATIENT, limit=3))
+    assert (len(matches), more) == (3, False)
+
+
+def test_unknown_level_is_an_invalid_query(archive):
+    with pytest.raises(InvalidQuery):
+        query.find(Query("Equipment", {"PatientName": "DOE*"}))
+    with pytest.raises(InvalidQuery):
+        query.find_page(Query("Equipment"))
+
+
+def page_of(number, size=2, order=("-study_date",)):
+    page = query.find_page(Query(Level.STUDY, order=order), return_keys=["PatientID"], page=number, size=size)
+    return page, [m.values["PatientID"] for m in page.matches]
+
+
+def test_find_page_sorts_by_the_order_columns_and_counts_the_total(archive):
+    first, patients = page_of(1)
+    assert patients == ["P3", "P2"]
+    assert (first.total, first.pages, first.has_previous, first.has_next) == (3, 2, False, True)
+    assert (first.first_index, first.last_index) == (1, 2)
+
+    second, patients = page_of(2)
+    assert patients == ["P1"]
+    assert (second.has_previous, second.has_next, second.first_index, second.last_index) == (True, False, 3, 3)
+
+    assert page_of(1, order=("study_date",))[1] == ["P1", "P2"]
+
+
+def test_find_page_clamps_the_page_number(archive):
+    beyond, patients = page_of(99)
+    assert (beyond.number, patients) == (2, ["P1"])
+    before, patients = page_of(0)
+    assert (before.number, patients) == (1, ["P3", "P2"])
+
+
+def test_empty_answer_is_one_empty_page(db):
+    page = query.find_page(Query(Level.STUDY, {"PatientName": "NOBODY"}), page=3)
+    assert (page.matches, page.total, page.number, page.pages, page.first_index) == ([], 0, 1, 1, 0)
+
+
+@pytest.mark.parametrize("level, criteria", [
+    (Level.PATIENT, {"PatientName": "doe*"}),
+    (Level.STUDY, {"StudyDate": "20201231-"}),
+    (Level.SERIES, {"Modality": "CT"}),
+    (Level.INSTANCE, {"PatientID": "P2"}),
+    (Level.STUDY, {}),
+])
+def test_find_and_find_page_agree_on_the_matches(archive, level, criteria):
+    matches, _ = query.find(Query(level, criteria))
+    page = query.find_page(Query(level, criteria), size=100)
+    assert [m.row.pk for m in page.matches] == [m.row.pk for m in matches]
+    assert page.total == len(matches) > 0
+
+
+def test_patient_counters_asked_at_study_level_are_the_patients_or_empty(archive):
+    ingest.store(make_instance(patient_id="P1", patient_name="DOE^JANE", study_uid=uid("P1", "second study")), UPLOAD)
+    # Study Root C-FIND may carry them at the study level (PS3.4 Table C.6-5); Orthanc
+    # computes them at the patient level only and leaves them empty elsewhere.
+    keys = ["NumberOfPatientRelatedStudies", "NumberOfPatientRelatedSeries", "NumberOfStudyRelatedSeries"]
+    matches, _ = query.find(Query(Level.STUDY, {"PatientID": "P1"}), return_keys=keys)
+
+    assert len(matches) == 2
+    for match in matches:
+        assert match.values["NumberOfStudyRelatedSeries"] == "1"
+        assert match.values["NumberOfPatientRelatedStudies"] in ("", "2")
+        assert match.values["NumberOfPatientRelatedSeries"] in ("", "2")
