@@ -13,7 +13,7 @@ import pydicom
 from tests import servers
 from tests.cluster.conftest import c_store
 from tests.dicomgen import make_instance, uid
-from tests.jobs.conftest import study_files, wait_job
+from tests.cluster.jobs.conftest import study_files, wait_job
 from tests.waiting import wait_for, wait_seconds_passed
 
 

@@ -18,7 +18,7 @@ from tests import servers
 from tests.cluster.conftest import Load, c_store
 from tests.cluster.test_modalities_rest import RemotePacs
 from tests.dicomgen import make_instance, uid
-from tests.jobs.conftest import md5, study_files, upload, wait_job
+from tests.cluster.jobs.conftest import md5, study_files, upload, wait_job
 from tests.waiting import wait_for, wait_seconds_passed
 
 HEARTBEAT = 2  # PACS_JOB_HEARTBEAT_TIMEOUT of the nodes killed under load (seconds)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests import servers
-from tests.jobs.conftest import md5, study_files, upload
+from tests.cluster.jobs.conftest import md5, study_files, upload
 from tests.services import EmbeddedRedis
 from tests.waiting import wait_for, wait_seconds_passed
 

@@ -17,7 +17,7 @@ from pynetdicom.sop_class import (
 
 from tests import servers
 from tests.dicomgen import make_instance, pydicom_test_files, uid
-from tests.dimse.conftest import DCMTK_ENV, TIMEOUT, dcmtk, dcmtk_executable, post_instance
+from tests.dicom.conftest import DCMTK_ENV, TIMEOUT, dcmtk, dcmtk_executable, post_instance
 from tests.waiting import wait_for
 
 STUDY = uid("retrieve", "study-1")

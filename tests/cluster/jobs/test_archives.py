@@ -10,7 +10,7 @@ import pytest
 from pydicom.fileset import FileSet
 
 from tests import servers
-from tests.jobs.conftest import md5, study_files, upload, wait_job, zip_members
+from tests.cluster.jobs.conftest import md5, study_files, upload, wait_job, zip_members
 from tests.waiting import wait_seconds_passed
 
 

@@ -18,7 +18,7 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 
 from tests import servers
 from tests.dicomgen import make_instance, uid
-from tests.dimse.conftest import LISTENER_DEFAULTS, association, fast_stop
+from tests.dicom.conftest import LISTENER_DEFAULTS, association, fast_stop
 from tests.waiting import wait_for, wait_seconds_passed
 
 

@@ -13,7 +13,7 @@ from pynetdicom.sop_class import (
 )
 
 from tests.dicomgen import make_instance, uid
-from tests.dimse.conftest import TIMEOUT, association, dcmtk, post_instance
+from tests.dicom.conftest import TIMEOUT, association, dcmtk, post_instance
 
 STUDY_UID = uid("access", "study")
 MODALITIES = {

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from tests.dicomgen import make_instance
-from tests.dicomweb.support import dataset, store
+from tests.api.dicomweb.support import dataset, store
 
-pytestmark = pytest.mark.urls("tests.dicomweb.urls_for_tests")
+pytestmark = pytest.mark.urls("tests.api.dicomweb.urls_for_tests")
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 
 from tests import servers
 from tests.waiting import wait_for, wait_seconds_passed
-from tests.jobs.conftest import md5, study_files, upload, wait_job, zip_members
+from tests.cluster.jobs.conftest import md5, study_files, upload, wait_job, zip_members
 
 HEARTBEAT = 2  # PACS_JOB_HEARTBEAT_TIMEOUT of these nodes (seconds)
 

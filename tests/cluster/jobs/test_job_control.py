@@ -10,7 +10,7 @@ import rq
 
 from tests import servers
 from tests.cluster.test_modalities_rest import RemotePacs
-from tests.jobs.conftest import study_files, upload, wait_job
+from tests.cluster.jobs.conftest import study_files, upload, wait_job
 from tests.waiting import wait_for
 
 

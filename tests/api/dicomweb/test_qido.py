@@ -3,9 +3,9 @@
 import pytest
 
 from tests.dicomgen import make_instance, uid
-from tests.dicomweb.support import pydicom_file, store, study, tag, value
+from tests.api.dicomweb.support import pydicom_file, store, study, tag, value
 
-pytestmark = pytest.mark.urls("tests.dicomweb.urls_for_tests")
+pytestmark = pytest.mark.urls("tests.api.dicomweb.urls_for_tests")
 
 STUDY_REQUIRED = {"StudyDate", "StudyTime", "AccessionNumber", "InstanceAvailability", "ModalitiesInStudy",
                   "ReferringPhysicianName", "PatientName", "PatientID", "PatientBirthDate", "PatientSex",

@@ -3,7 +3,7 @@
 import pytest
 from pynetdicom.sop_class import Verification
 
-from tests.dimse.conftest import association, dcmtk
+from tests.dicom.conftest import association, dcmtk
 
 
 @pytest.fixture(scope="module")

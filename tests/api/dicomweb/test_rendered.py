@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from tests.dicomgen import make_instance, uid
-from tests.dicomweb.support import dataset, pydicom_file, store, variant
+from tests.api.dicomweb.support import dataset, pydicom_file, store, variant
 
-pytestmark = pytest.mark.urls("tests.dicomweb.urls_for_tests")
+pytestmark = pytest.mark.urls("tests.api.dicomweb.urls_for_tests")
 
 
 def stored(api, data):

@@ -5,11 +5,11 @@ import pytest
 from pydicom.encaps import generate_frames
 
 from tests.dicomgen import make_instance, uid
-from tests.dicomweb.support import (
+from tests.api.dicomweb.support import (
     dataset, pydicom_file, read_parts, store, streamed_json, study, tag, value, variant,
 )
 
-pytestmark = pytest.mark.urls("tests.dicomweb.urls_for_tests")
+pytestmark = pytest.mark.urls("tests.api.dicomweb.urls_for_tests")
 
 STUDY, SERIES = uid("P1", "s1"), uid("P1", "s1", "series")
 

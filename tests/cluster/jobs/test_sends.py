@@ -8,7 +8,7 @@ import pytest
 
 from tests import servers
 from tests.cluster.test_modalities_rest import RemotePacs
-from tests.jobs.conftest import md5, study_files, upload, wait_job
+from tests.cluster.jobs.conftest import md5, study_files, upload, wait_job
 
 
 def dataset_bytes(part10):

@@ -12,7 +12,7 @@ from pynetdicom.sop_class import (
 )
 
 from tests.dicomgen import make_instance, uid
-from tests.dimse.conftest import association, dcmtk, post_instance, post_zip
+from tests.dicom.conftest import association, dcmtk, post_instance, post_zip
 
 PATIENTS = {  # PatientID → (PatientName, PatientBirthDate)
     "FIND-001": ("SMITH^JOHN", "19700101"),

@@ -11,7 +11,7 @@ from pynetdicom.sop_class import CTImageStorage
 
 from tests import servers
 from tests.dicomgen import make_instance, pydicom_test_files, uid
-from tests.dimse.conftest import association, dcmtk, instance_ids, statistics, stored_dataset
+from tests.dicom.conftest import association, dcmtk, instance_ids, statistics, stored_dataset
 
 
 @pytest.fixture(scope="module")
