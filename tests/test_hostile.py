@@ -2,7 +2,6 @@
 the index and the storage exactly as before. Then mutated files, at random."""
 
 import hashlib
-import io
 import json
 import socket
 import time

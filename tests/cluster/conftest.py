@@ -6,7 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from pynetdicom import AE, StoragePresentationContexts
 
-from tests import servers
 
 
 @pytest.fixture

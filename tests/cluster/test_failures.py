@@ -16,7 +16,7 @@ import pydicom
 from cluster import balancer
 from tests import servers
 from tests.cluster.conftest import Load, c_store
-from tests.cluster.test_modalities_rest import RemotePacs
+from tests.peers import RemotePacs
 from tests.dicomgen import make_instance, uid
 from tests.cluster.jobs.conftest import md5, study_files, upload, wait_job
 from tests.waiting import wait_for, wait_seconds_passed

@@ -6,7 +6,7 @@ import io
 import zipfile
 
 from tests import servers
-from tests.cluster.test_modalities_rest import RemotePacs
+from tests.peers import RemotePacs
 from tests.console.conftest import make_user, open_context, sign_in, upload
 from tests.console.phantom import ct_series, multiframe
 

@@ -5,7 +5,6 @@ task, by the housekeeper."""
 import statistics
 import time
 
-import pytest
 
 from tests import servers
 from tests.cluster.jobs.conftest import md5, study_files, upload

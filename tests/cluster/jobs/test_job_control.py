@@ -9,7 +9,7 @@ import redis
 import rq
 
 from tests import servers
-from tests.cluster.test_modalities_rest import RemotePacs
+from tests.peers import RemotePacs
 from tests.cluster.jobs.conftest import study_files, upload, wait_job
 from tests.waiting import wait_for
 

@@ -7,7 +7,7 @@ import pydicom
 import pytest
 
 from tests import servers
-from tests.cluster.test_modalities_rest import RemotePacs
+from tests.peers import RemotePacs
 from tests.cluster.jobs.conftest import md5, study_files, upload, wait_job
 
 
