@@ -1,7 +1,7 @@
 """The house in layers (docs/architecture.md): every import points down.
 
     pacsweb/                 wiring: settings, urls, wsgi, the access middleware
-    api/  dicom/  console/   transports; none imports another
+    api/  dicom/  console/  mllp/   transports; none imports another
     cluster/                 the distributed runtime
     archive/                 the core
 
@@ -13,8 +13,8 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-LAYER = {"archive": 0, "cluster": 1, "api": 2, "dicom": 2, "console": 2, "pacsweb": 3}
-TRANSPORTS = {"api", "dicom", "console"}
+LAYER = {"archive": 0, "cluster": 1, "api": 2, "dicom": 2, "console": 2, "mllp": 2, "pacsweb": 3}
+TRANSPORTS = {"api", "dicom", "console", "mllp"}
 # Every layer reads the settings; they are configuration, not code above it.
 EVERYONE_MAY_IMPORT = {"pacsweb.settings"}
 
