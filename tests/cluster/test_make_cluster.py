@@ -54,7 +54,7 @@ def test_make_cluster_starts_nodes_behind_haproxy_and_stops_them(tmp_path):
         assert echo.returncode == 0, echo.stderr
     finally:
         launcher.send_signal(signal.SIGINT)
-        launcher.wait(90)
+        launcher.wait(180)  # every node gives its children 30 s; a loaded machine starts and stops slowly
         log.close()
     wait_for(lambda: not any(_alive(child) for child in children), what="every process of the cluster ended")
     for child in children:

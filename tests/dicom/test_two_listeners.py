@@ -38,7 +38,7 @@ def sender(args):
     ae = AE(ae_title=f"SENDER{index}")
     ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian])
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
-    barrier.wait(60)
+    barrier.wait(300)
     assoc = ae.associate("127.0.0.1", port, ae_title=called)
     if not assoc.is_established:
         return ["not established"]
@@ -66,7 +66,8 @@ def store_in_parallel(listeners):
         jobs = [(listener.port, listener.ae_title, i * PER_LISTENER + j, barrier)
                 for i, listener in enumerate(listeners) for j in range(PER_LISTENER)]
         with context.Pool(len(jobs)) as pool:
-            return pool.map_async(sender, jobs).get(timeout=180)
+            # A bound on failure only: eight spawned interpreters on a loaded 2-core machine are slow.
+            return pool.map_async(sender, jobs).get(timeout=600)
 
 
 def test_eight_associations_on_two_listeners_store_one_study_once(node):
