@@ -36,6 +36,11 @@ RULES = [
     ("PUT", re.compile(r"/(metadata|attachments)/"), "annotate"),
     ("DELETE", re.compile(r"/(metadata|attachments)/"), "annotate"),
     ("POST", re.compile(r"^/tools/find$"), "query"),
+    # The worklist holds patients' orders: who scheduled, cancelled and read them.
+    ("POST", re.compile(r"^/worklists$"), "store"),
+    ("DELETE", re.compile(r"^/worklists/"), "delete"),
+    ("GET", re.compile(r"^/worklists$"), "query"),
+    ("GET", re.compile(r"^/worklists/"), "read"),
     ("GET", re.compile(r"^/dicom-web/(studies|series|instances)$|^/(patients|studies|series|instances)$"), "query"),
     ("GET", re.compile(r"^/(patients|studies|series|instances)/|^/dicom-web/|^/wado$"), "read"),
 ]

@@ -46,6 +46,11 @@ class InvalidName(ArchiveError):
     """A metadata or attachment name outside the ones a user may write."""
 
 
+class InvalidOrder(ArchiveError):
+    """An order (from the RIS over HL7, or over REST) that cannot be applied as given:
+    a key is missing or a value is not one the worklist knows; the message says which."""
+
+
 # --- what is (not) there -------------------------------------------------------
 
 
@@ -55,6 +60,10 @@ class UnknownResource(ArchiveError):
 
 class UnknownItem(ArchiveError):
     """A metadata item or attachment the resource does not have."""
+
+
+class UnknownOrder(ArchiveError):
+    """A cancel, discontinue or status change of an order the worklist does not hold."""
 
 
 class ReadOnlyItem(ArchiveError):
@@ -95,3 +104,27 @@ class NoSuchFrame(RenderError):
 
 class DicomNetworkError(ArchiveError):
     """The remote AE could not be reached, refused the association, or failed the operation."""
+
+
+# --- performed procedure steps and storage commitment --------------------------
+
+
+class InvalidPerformedStep(ArchiveError):
+    """A performed procedure step attribute with a value the step cannot take (a
+    status other than IN PROGRESS at creation, an unknown status)."""
+
+
+class DuplicatePerformedStep(ArchiveError):
+    """A performed procedure step with this SOP Instance UID exists already."""
+
+
+class UnknownPerformedStep(ArchiveError):
+    """No performed procedure step has this SOP Instance UID."""
+
+
+class FinalPerformedStep(ArchiveError):
+    """The step is COMPLETED or DISCONTINUED: it may no longer be updated (PS3.4 F.7.2.2.3)."""
+
+
+class InvalidCommitmentRequest(ArchiveError):
+    """A storage commitment request without a Transaction UID or without references."""

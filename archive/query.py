@@ -1,4 +1,5 @@
-"""One matching engine for C-FIND (and, later, QIDO-RS, /tools/find and the console).
+"""One matching engine for C-FIND, QIDO-RS, /tools/find, the console, and (through
+`condition`) the modality worklist.
 
 A query names a level and DICOM matching keys (keyword → DICOM matching string,
 PS3.4 C.2.2.2): empty is universal matching, `*` and `?` are wildcards, `a-b`,
@@ -146,9 +147,9 @@ def _matching(query, return_keys):
     if related:
         queryset = queryset.select_related(*related)
     for keyword, value in query.criteria.items():
-        condition = _condition(query.level, keyword, value, query.case_sensitive_names)
-        if condition is not None:
-            queryset = queryset.filter(condition)
+        where = _condition(query.level, keyword, value, query.case_sensitive_names)
+        if where is not None:
+            queryset = queryset.filter(where)
     wanted = set(return_keys) | set(query.criteria)
     queryset = _annotate_counts(queryset, query.level, wanted)
     return queryset.order_by(*query.order, "pk"), wanted
@@ -159,9 +160,29 @@ def _matches(level, rows, wanted):
     return [Match(level, row, _values(level, row, wanted, extra)) for row in rows]
 
 
+def condition(lookup, keyword, value, normalized=False):
+    """The condition that `lookup` (a column, or a path to one) matches the DICOM
+    matching string `value` of `keyword` (PS3.4 C.2.2.2): single value, wildcards,
+    range (keywords ending in Date / Time / DateTime), list; None for universal
+    matching. `normalized`: the column holds tags.normalize()d text, and the value
+    is normalised the same way. What matches archive names matches worklist names."""
+    value = _trimmed(value)
+    if _universal(value):
+        return None
+    return _match(lookup, keyword, value, normalized)
+
+
+def _trimmed(value):
+    return (value or "").strip() if not isinstance(value, (list, tuple)) else value
+
+
+def _universal(value):
+    return value in ("", "*", [], ())
+
+
 def _condition(level, keyword, value, case_sensitive_names):
-    value = (value or "").strip() if not isinstance(value, (list, tuple)) else value
-    if value in ("", "*", [], ()):
+    value = _trimmed(value)
+    if _universal(value):
         return None  # universal matching
     if keyword == "ModalitiesInStudy":
         if LEVELS.index(level) > LEVELS.index(Level.STUDY) or level == Level.PATIENT:
@@ -181,8 +202,7 @@ def _condition(level, keyword, value, case_sensitive_names):
         return None  # not indexed: does not restrict (Orthanc does the same)
     if LEVELS.index(tag_level) > LEVELS.index(level):
         return None  # a key below the query level: not a matching key here
-    lookup = PATHS[level][tag_level] + column
-    return _match(lookup, keyword, value, normalized)
+    return condition(PATHS[level][tag_level] + column, keyword, value, normalized)
 
 
 def _match(lookup, keyword, value, normalized):
@@ -193,16 +213,16 @@ def _match(lookup, keyword, value, normalized):
     value = values[0]
     if keyword.endswith(RANGE_KEYWORDS_SUFFIXES) and "-" in value:
         low, _, high = value.partition("-")
-        condition = Q()
+        bounds = Q()
         if low:
-            condition &= Q(**{f"{lookup}__gte": low.strip()})
+            bounds &= Q(**{f"{lookup}__gte": low.strip()})
         if high:
             # A time bound "120000" includes 12:00:00.5 (PS3.4 C.2.2.2.5).
             suffix = ".999999" if keyword.endswith("Time") else ""
-            condition &= Q(**{f"{lookup}__lte": high.strip() + suffix})
+            bounds &= Q(**{f"{lookup}__lte": high.strip() + suffix})
         if not low and not high:
             raise InvalidQuery(f"{keyword}: a range needs at least one bound")
-        return condition
+        return bounds
     value = _prepare(value, normalized)
     if "*" in value or "?" in value:
         body = value.rstrip("*")

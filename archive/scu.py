@@ -6,12 +6,13 @@ enter the archive through the one ingest path.
 """
 
 import logging
-from dataclasses import dataclass
+import queue
+from dataclasses import dataclass, field
 
 import pydicom
 from django.conf import settings
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, build_role, evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
@@ -55,6 +56,16 @@ class TransferReport:
     failed_uids: list = None
 
 
+@dataclass
+class CommitmentResult:
+    """What a peer answered a storage commitment request: the SOP Instance UIDs it
+    committed to, and (SOP Instance UID, Failure Reason) of the others."""
+
+    transaction_uid: str
+    committed: list = field(default_factory=list)
+    failed: list = field(default_factory=list)
+
+
 def _ae(peer):
     ae = AE(ae_title=peer.local_aet or settings.AE_TITLE)
     timeout = peer.timeout or settings.DICOM_TIMEOUT
@@ -82,6 +93,73 @@ def echo(peer):
         assoc.release()
     if not status or status.Status != 0x0000:
         raise DicomNetworkError(f"{peer.aet} answered the C-ECHO with {_code(status)}")
+
+
+def request_commitment(peer, instance_ids):
+    """Ask the peer to commit to the given instances (public ids) and wait, on the
+    same association, for its Storage Commitment Result (PS3.4 J.3); a CommitmentResult.
+
+    Only a result sent on the requesting association is awaited: a peer that
+    always answers on a new association (J.3.3.1.2 allows it) is reported as
+    having sent none within the peer's timeout."""
+    rows = list(Instance.objects.filter(public_id__in=instance_ids).values_list("sop_class_uid", "sop_instance_uid"))
+    information = Dataset()
+    information.TransactionUID = generate_uid()
+    information.ReferencedSOPSequence = [
+        dimse.reference(sop_class, sop_instance) for sop_class, sop_instance in rows]
+    results = queue.Queue()
+
+    def received(event):
+        results.put(event.event_information)
+        return 0x0000, None
+
+    ae = _ae(peer)
+    ae.add_requested_context(dimse.STORAGE_COMMITMENT, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    # With Verification beside it, a peer without storage commitment still
+    # accepts the association, and the error can say what is missing.
+    ae.add_requested_context(Verification)
+    assoc = _associate(ae, peer, evt_handlers=[(evt.EVT_N_EVENT_REPORT, received)])
+    timeout = peer.timeout or settings.DICOM_TIMEOUT
+    try:
+        if not any(cx.abstract_syntax == dimse.STORAGE_COMMITMENT for cx in assoc.accepted_contexts):
+            raise DicomNetworkError(f"{peer.aet} does not accept storage commitment")
+        status, _ = assoc.send_n_action(information, dimse.REQUEST_COMMITMENT, dimse.STORAGE_COMMITMENT,
+                                        dimse.STORAGE_COMMITMENT_INSTANCE)
+        if not status or status.Status != 0x0000:
+            raise DicomNetworkError(f"{peer.aet} answered the storage commitment request with {_code(status)}")
+        try:
+            report = results.get(timeout=timeout)
+        except queue.Empty:
+            raise DicomNetworkError(f"{peer.aet} sent no storage commitment result on the association "
+                                    f"within {timeout} s") from None
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    result = CommitmentResult(str(information.TransactionUID))
+    result.committed = [str(item.ReferencedSOPInstanceUID) for item in report.get("ReferencedSOPSequence", [])]
+    result.failed = [(str(item.ReferencedSOPInstanceUID), int(item.get("FailureReason", 0x0110)))
+                     for item in report.get("FailedSOPSequence", [])]
+    return result
+
+
+def report_commitment(peer, event_type, report):
+    """Send a Storage Commitment Result (PS3.4 J.3.3) on a new association: the
+    event type (dimse.ALL_COMMITTED or FAILURES_EXIST) and its Event Information
+    (dimse.commitment_report)."""
+    ae = _ae(peer)
+    ae.add_requested_context(dimse.STORAGE_COMMITMENT, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    # The requester of this association is the commitment SCP: it asks for the
+    # SCP role of the SOP class (PS3.4 J.3.3.1.2 note 1).
+    role = build_role(dimse.STORAGE_COMMITMENT, scu_role=False, scp_role=True)
+    assoc = _associate(ae, peer, ext_neg=[role])
+    try:
+        status, _ = assoc.send_n_event_report(report, event_type, dimse.STORAGE_COMMITMENT,
+                                              dimse.STORAGE_COMMITMENT_INSTANCE)
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    if not status or status.Status != 0x0000:
+        raise DicomNetworkError(f"{peer.aet} answered the storage commitment report with {_code(status)}")
 
 
 def store(peer, instance_ids, progress=None):

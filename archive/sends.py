@@ -42,15 +42,19 @@ def instances_of(resources):
     return sorted(ids)
 
 
-def to_modality(modality, resources, description):
-    """The DicomModalityStore job (C-STORE) of the resources to a Modality."""
+def to_modality(modality, resources, description, storage_commitment=False):
+    """The DicomModalityStore job (C-STORE) of the resources to a Modality; with
+    storage_commitment, the job then asks the modality to commit to them."""
     instances = instances_of(resources)
     content = {
         "Description": description, "FailedInstancesCount": 0, "InstancesCount": len(instances),
         "LocalAet": modality.local_aet or settings.AE_TITLE, "ParentResources": list(resources),
-        "RemoteAet": modality.aet,
+        "RemoteAet": modality.aet, "StorageCommitment": storage_commitment,
     }
-    return SendJob("DicomModalityStore", {"modality": modality.name, "instances": instances}, content)
+    params = {"modality": modality.name, "instances": instances}
+    if storage_commitment:
+        params["storage_commitment"] = True
+    return SendJob("DicomModalityStore", params, content)
 
 
 def to_peer(peer, resources, description):

@@ -1,8 +1,9 @@
 """HAProxy in front of the nodes of a cluster: the configuration and the process.
 
-HTTP is balanced per request; DICOM per association, in TCP mode. Both check a
-node through its /readyz, so a draining node stops getting new requests and new
-associations while it finishes the running ones.
+HTTP is balanced per request; DICOM per association and HL7 per connection, in
+TCP mode. All three check a node through its /readyz, so a draining node stops
+getting new requests, associations and RIS connections while it finishes the
+running ones.
 """
 
 import os
@@ -17,16 +18,37 @@ class Backend:
     host: str
     http_port: int
     dicom_port: int
+    hl7_port: int | None = None
 
 
-def config(backends, http_port, dicom_port, bind="127.0.0.1", check_interval_ms=500):
-    """The text of an HAProxy configuration for these nodes."""
+def config(backends, http_port, dicom_port, hl7_port=None, bind="127.0.0.1", check_interval_ms=500):
+    """The text of an HAProxy configuration for these nodes (an HL7 frontend when
+    `hl7_port` is given)."""
     http_servers = "\n".join(
         f"    server {b.name} {b.host}:{b.http_port} check inter {check_interval_ms} fall 2 rise 2"
         for b in backends)
     dicom_servers = "\n".join(
         f"    server {b.name} {b.host}:{b.dicom_port} check port {b.http_port} inter {check_interval_ms} fall 2 rise 2"
         for b in backends)
+    hl7 = ""
+    if hl7_port is not None:
+        hl7_servers = "\n".join(
+            f"    server {b.name} {b.host}:{b.hl7_port} check port {b.http_port} "
+            f"inter {check_interval_ms} fall 2 rise 2"
+            for b in backends)
+        hl7 = f"""
+frontend hl7
+    mode tcp
+    bind {bind}:{hl7_port}
+    default_backend nodes_hl7
+
+backend nodes_hl7
+    mode tcp
+    # A RIS holds its MLLP connection open and sends message after message on it:
+    # balance the connections; every node answers every message alike.
+    balance leastconn
+{hl7_servers}
+"""
     return f"""global
     maxconn 4096
 
@@ -66,7 +88,7 @@ backend nodes_dicom
     mode tcp
     balance leastconn
 {dicom_servers}
-"""
+{hl7}"""
 
 
 def executable():

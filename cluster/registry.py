@@ -26,7 +26,9 @@ log = logging.getLogger("pacsweb.registry")
 # Settings every node of one cluster must share; their hash shows drift.
 SHARED_SETTINGS = ("DATABASE_URL_HASH", "REDIS_URL", "STORAGE_DIR", "QUEUE_PREFIX", "TX_ISOLATION", "TX_RETRIES",
                    "STABLE_AGE", "ARCHIVE_CACHE_SIZE", "ARCHIVE_TTL", "JOBS_HISTORY_SIZE", "JOB_HEARTBEAT_TIMEOUT",
-                   "JOB_ATTEMPTS", "ZIP_LEVEL", "VERSION", "AE_TITLE", "DICOM_MAX_PDU", "DICOM_TIMEOUT")
+                   "JOB_ATTEMPTS", "ZIP_LEVEL", "VERSION", "AE_TITLE", "DICOM_MAX_PDU", "DICOM_TIMEOUT",
+                   # Balanced HL7 messages land on any node: all must read an order alike.
+                   "HL7_FIELDS")
 
 
 def settings_hash():

@@ -165,6 +165,26 @@ def modality_store_job(context):
     if report.failed:
         content["FailedInstances"] = report.failed_uids[:100]
         raise JobFailed(f"{modality.aet} refused {report.failed} of {len(instances)} instances", *NETWORK_ERROR)
+    if context.params.get("storage_commitment"):
+        _commit(context, modality, instances)
+
+
+def _commit(context, modality, instances):
+    """Ask the modality to commit to what was sent; the job's content says what it committed."""
+    from archive import scu  # noqa: PLC0415
+
+    try:
+        result = scu.request_commitment(modality_peer(modality), instances)
+    except scu.DicomNetworkError as error:
+        raise JobFailed(f"storage commitment: {error}", *NETWORK_ERROR)
+    content = context.content
+    content["StorageCommitmentTransactionUID"] = result.transaction_uid
+    content["CommittedInstancesCount"] = len(result.committed)
+    content["UncommittedInstances"] = [{"SOPInstanceUID": uid, "FailureReason": f"0x{reason:04X}"}
+                                       for uid, reason in result.failed[:100]]
+    if result.failed:
+        raise JobFailed(f"{modality.aet} did not commit to {len(result.failed)} of {len(instances)} instances",
+                        *NETWORK_ERROR)
 
 
 class PeerError(Exception):

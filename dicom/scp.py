@@ -1,10 +1,11 @@
 """DIMSE service handlers: DICOM in, archive calls out.
 
 As in pynetdicom's qrscp application, a handler translates the DICOM request
-into a call of the archive layer (ingest.store, query.find) and the answer back
-into statuses and datasets; it decides nothing itself. Who may do what is asked
-of an access policy given by the caller (the listener command wires the
-cluster's modality table), so this module knows no model outside the archive.
+into a call of the archive layer (ingest.store, query.find, worklist.find) and
+the answer back into statuses and datasets; it decides nothing itself. Who may
+do what is asked of an access policy given by the caller (the listener command
+wires the cluster's modality table), so this module knows no model outside the
+archive.
 """
 
 import copy
@@ -17,11 +18,12 @@ from typing import Protocol
 
 import pydicom
 from django.db import close_old_connections, connection
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.transport import ThreadedAssociationServer
 
-from archive import ingest, query
+from archive import ingest, query, worklist
 from archive.dimse import (
     CANCEL, CANNOT_UNDERSTAND, IDENTIFIER_DOES_NOT_MATCH, NOT_AUTHORIZED, OUT_OF_RESOURCES,
     PENDING, SUCCESS, UNABLE_TO_PROCESS, status as _status,
@@ -43,6 +45,8 @@ UNIQUE_KEYS = {
 }
 # PS3.4 C.6.1.1.2: a Study Root query has no PATIENT level.
 STUDY_ROOT_PREFIX = "1.2.840.10008.5.1.4.1.2.2."
+# Modality Worklist Information Model - FIND (PS3.4 K.6).
+WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
 MAX_SUBOPERATIONS = 65535
 TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}  # the sub-operation counters are US (PS3.4 C.4.2.3)
 
@@ -130,6 +134,9 @@ def handle_find(event, policy, options):
     if not _allowed(event, policy, "find"):
         yield NOT_AUTHORIZED, None
         return
+    if event.request.AffectedSOPClassUID == WORKLIST_FIND:
+        yield from _find_worklist(event, options)
+        return
     identifier = event.identifier
     try:
         level, criteria, keys = _parse_identifier(identifier, event.request.AffectedSOPClassUID)
@@ -156,6 +163,74 @@ def handle_find(event, policy, options):
         # More matches than PACS_DICOM_MAX_FIND_ANSWERS: say so instead of
         # letting the SCU believe it saw everything.
         yield _status(OUT_OF_RESOURCES, f"more than {limit} matches; refine the query"), None
+
+
+def _find_worklist(event, options):
+    """Modality Worklist C-FIND (PS3.4 K.6.1.2): the matching keys are those of the
+    identifier and of its Scheduled Procedure Step Sequence item; each answer holds
+    the keys asked for, at the level they were asked."""
+    identifier = event.identifier
+    if identifier is None:
+        yield _status(IDENTIFIER_DOES_NOT_MATCH, "the request has no identifier"), None
+        return
+    criteria = _worklist_criteria(identifier)
+    limit = options.max_find_answers or None
+    aet, address = _peer(event)
+    audit.record("ae", aet, "query", address=address, method="C-FIND", level="Worklist",
+                 details={"query": {k: str(v)[:200] for k, v in list(criteria.items())[:20]}})
+    try:
+        items, more = worklist.find(criteria, limit=limit)
+    except query.InvalidQuery as error:
+        yield _status(IDENTIFIER_DOES_NOT_MATCH, str(error)), None
+        return
+    for item in items:
+        _wait_until_sent(event.assoc)
+        if event.is_cancelled:
+            yield CANCEL, None
+            return
+        yield PENDING, _worklist_answer(identifier, worklist.dataset(item))
+    if more:
+        yield _status(OUT_OF_RESOURCES, f"more than {limit} matches; refine the query"), None
+
+
+def _worklist_criteria(identifier):
+    criteria = {}
+    for element in identifier:
+        if element.keyword == "ScheduledProcedureStepSequence" and element.value:
+            for inner in element.value[0]:
+                if inner.keyword and inner.VR != "SQ":
+                    criteria[inner.keyword] = _text_of(inner)
+        elif element.keyword and element.VR != "SQ" and element.keyword != "SpecificCharacterSet":
+            criteria[element.keyword] = _text_of(element)
+    return criteria
+
+
+def _worklist_answer(identifier, item):
+    """The keys the identifier asks for, with the item's values (zero length where it
+    has none: PS3.4 C.4.1.1.3.2); in the character set of the item's dataset."""
+    answer = _asked(identifier, item)
+    answer.SpecificCharacterSet = item.SpecificCharacterSet
+    return answer
+
+
+def _asked(asked, item):
+    answer = Dataset()
+    for element in asked:
+        if element.keyword == "SpecificCharacterSet":
+            continue
+        have = item[element.tag] if element.tag in item else None
+        if element.VR == "SQ":
+            # A sequence asked with an empty item (or none) is asked whole
+            # (universal matching of its items, PS3.4 C.2.2.2.6).
+            inner = element.value[0] if element.value else None
+            items = have.value if have is not None and have.VR == "SQ" else []
+            answer[element.tag] = DataElement(element.tag, "SQ", [
+                _asked(inner, one) if inner is not None and len(inner) else copy.deepcopy(one) for one in items])
+        elif have is not None:
+            answer[element.tag] = copy.deepcopy(have)
+        else:
+            answer[element.tag] = DataElement(element.tag, element.VR, None)
+    return answer
 
 
 def handle_move(event, policy):
@@ -278,15 +353,18 @@ def _parse_identifier(identifier, sop_class_uid):
         if not keyword or keyword in ("QueryRetrieveLevel", "SpecificCharacterSet") or element.VR == "SQ":
             continue
         keys.append(keyword)
-        value = element.value
-        if value is None:
-            text = ""
-        elif isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-            text = "\\".join(str(v) for v in value)
-        else:
-            text = str(value)
-        criteria[keyword] = text
+        criteria[keyword] = _text_of(element)
     return level, criteria, keys
+
+
+def _text_of(element):
+    """A matching key's value as the DICOM matching string it was sent as."""
+    value = element.value
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)
 
 
 def _answer(identifier, level, match, options):

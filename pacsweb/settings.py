@@ -5,6 +5,7 @@ defaults: SQLite and a storage directory under PACS_DATA_DIR, and the Redis that
 the launcher starts on a Unix socket there. The table in README.md lists them all.
 """
 
+import json
 import os
 import secrets
 import socket
@@ -87,6 +88,7 @@ INSTALLED_APPS = [
     "archive",
     "cluster",
     "dicom",
+    "mllp",
     "console",
 ]
 
@@ -280,6 +282,31 @@ DICOM_PROCESSES = envint("PACS_DICOM_PROCESSES", min(4, os.cpu_count() or 1))
 # Optional JSON file of modalities loaded into the database at start, in
 # Orthanc's DicomModalities format: {"name": ["AET", "host", port], ...}.
 MODALITIES_FILE = env("PACS_MODALITIES_FILE")
+
+# --- HL7 listener (orders and patient updates from the RIS, over MLLP) --------
+
+HL7_PORT = envint("PACS_HL7_PORT", 2575)
+
+
+def _hl7_fields(text):
+    # Overrides of the HL7 → worklist field table (mllp/fields.py): a JSON object
+    # of field name → HL7 path or list of paths tried in turn, e.g.
+    # {"scheduled_station_aet": ["OBR-21", "ORC-18"]}. The listener checks the names.
+    if not text:
+        return {}
+    try:
+        fields = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ImproperlyConfigured(f"PACS_HL7_FIELDS is not valid JSON: {error}")
+    if not isinstance(fields, dict) or not all(
+            isinstance(v, str) or (isinstance(v, list) and all(isinstance(p, str) for p in v))
+            for v in fields.values()):
+        raise ImproperlyConfigured('PACS_HL7_FIELDS must map field names to a path or a list of paths, '
+                                   'e.g. {"scheduled_station_aet": ["OBR-21", "ORC-18"]}')
+    return {name: [value] if isinstance(value, str) else value for name, value in fields.items()}
+
+
+HL7_FIELDS = _hl7_fields(env("PACS_HL7_FIELDS"))
 VERSION = "0.1.0"
 
 # --- Web -------------------------------------------------------------------

@@ -7,6 +7,7 @@ from api.rest import annotations, archives, images, instances, resources, system
 from api import health
 from api.rest import jobs as jobs_rest, nodes as nodes_rest, security as security_rest
 from api.rest import network as cluster_rest
+from api.rest import worklists as worklists_rest
 
 RESOURCE = r"(?P<plural>patients|studies|series|instances)/(?P<public_id>[^/]+)"
 
@@ -79,4 +80,6 @@ urlpatterns = [
     path("queries/<str:query_id>/answers/<int:index>/retrieve", cluster_rest.query_retrieve),
     path("queries/<str:query_id>/retrieve", cluster_rest.query_retrieve),
     path("queries/<str:query_id>/<str:attribute>", cluster_rest.query_attribute),
+    path("worklists", worklists_rest.worklist_list),
+    path("worklists/<int:item_id>", worklists_rest.worklist_item),
 ]

@@ -240,6 +240,30 @@ class Listener(_Process):
         wait_for(listening, what=f"the listener on port {self.port}")
 
 
+class Hl7Listener(_Process):
+    """The HL7 listener (MLLP) of a node, as a real process sharing the node's database."""
+
+    stop_timeout = 40
+
+    def __init__(self, server, port=None, **settings):
+        self.server = server
+        self.port = port or free_port()
+        self.env = dict(server.env, PACS_HL7_PORT=str(self.port), **{k: str(v) for k, v in settings.items()})
+        self.log_path = server.data_dir / f"hl7-{self.port}.log"
+        self.log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO / "manage.py"), "hl7_listener", "--bind", "127.0.0.1"],
+            env=self.env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+
+        def listening():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"HL7 listener exited: {self.log_path.read_text()}")
+            return accepts_connections(self.port)
+
+        wait_for(listening, what=f"the HL7 listener on port {self.port}")
+
+
 def wait_until_up(url, process, timeout=60):
     def healthy():
         if process.poll() is not None:

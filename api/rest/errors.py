@@ -11,7 +11,8 @@ import logging
 from django.http import JsonResponse
 
 from archive.errors import (
-    BodyTooLarge, BodyTooSlow, ConflictingInstance, DatabaseBusy, MissingFile, RejectedInstance, StorageError,
+    BodyTooLarge, BodyTooSlow, ConflictingInstance, DatabaseBusy, InvalidOrder, MissingFile, RejectedInstance,
+    StorageError, UnknownOrder,
 )
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,10 @@ def status_for(error):
         return 413, str(error)
     if isinstance(error, BodyTooSlow):
         return 408, str(error)
+    if isinstance(error, InvalidOrder):
+        return 400, str(error)
+    if isinstance(error, UnknownOrder):
+        return 404, str(error)
     return None
 
 

@@ -97,8 +97,10 @@ def describe(modality):
         "AllowGet": modality.allow_get,
         "AllowMove": modality.allow_move,
         "AllowStore": modality.allow_store,
-        "AllowFindWorklist": False,
-        "AllowStorageCommitment": False,
+        # A modality allowed to find queries the worklist too (archive/modalities.py).
+        "AllowFindWorklist": modality.allow_find,
+        # Storage commitment and MPPS are allowed to whoever may store (dicom/workflow.py).
+        "AllowStorageCommitment": modality.allow_store,
         "AllowTranscoding": False,
         "UseDicomTls": False,
         "LocalAet": modality.local_aet or None,
@@ -200,13 +202,17 @@ def modality_store(request, name):
     """Send resources (ids of any level) with C-STORE, as a DicomModalityStore job."""
     modality = _modality(request, name)
     body = _body(request)
-    send = _send(request, sends.to_modality, modality, _resources_of(request, body))
+    # Orthanc's option: after the send, ask the modality to commit to what it received.
+    commitment = body.get("StorageCommitment", False) if isinstance(body, dict) else False
+    if not isinstance(commitment, bool):
+        raise BadRequest("StorageCommitment must be true or false")
+    send = _send(request, sends.to_modality, modality, _resources_of(request, body), storage_commitment=commitment)
     return _run_job(request, send.type, send.params, send.content, body)
 
 
-def _send(request, describe_job, target, resources):
+def _send(request, describe_job, target, resources, **options):
     try:
-        return describe_job(target, resources, "REST API")
+        return describe_job(target, resources, "REST API", **options)
     except sends.UnknownResource as error:
         raise _NotFound(request, str(error))
 

@@ -1,6 +1,7 @@
 """`make run`'s launcher on the embedded defaults: SQLite, local storage, embedded Redis."""
 
 import hashlib
+import re
 import signal
 import subprocess
 import sys
@@ -9,12 +10,14 @@ import psutil
 
 from tests import servers
 from tests.dicomgen import make_instance
+from tests.mllp.conftest import Hl7Client, acknowledged, orm
 from tests.waiting import wait_for
 
 
 def test_single_node_starts_everything_serves_and_stops_on_ctrl_c(tmp_path):
-    port, dicom_port = servers.free_port(), servers.free_port()
-    env = servers.base_env(tmp_path / "data", PACS_HTTP_PORT=port, PACS_DICOM_PORT=dicom_port, PACS_AE_TITLE="LAPTOP")
+    port, dicom_port, hl7_port = servers.free_port(), servers.free_port(), servers.free_port()
+    env = servers.base_env(tmp_path / "data", PACS_HTTP_PORT=port, PACS_DICOM_PORT=dicom_port, PACS_HL7_PORT=hl7_port,
+                           PACS_AE_TITLE="LAPTOP")
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
     env.pop("PACS_ADMIN_PASSWORD")  # a fresh install prints a generated password
@@ -37,10 +40,20 @@ def test_single_node_starts_everything_serves_and_stops_on_ctrl_c(tmp_path):
         commands = " ".join(" ".join(c.cmdline()) for c in children)
         assert "redis-server" in commands and "gunicorn" in commands
         assert "manage.py worker" in commands and "manage.py housekeeper" in commands
-        assert "dicom_listener" in commands
+        assert "dicom_listener" in commands and "hl7_listener" in commands
         assert "AE title LAPTOP" in output and f"port {dicom_port}" in output
+        assert re.search(rf"RIS \(HL7 v2 / MLLP\): +\S+:{hl7_port}\n", output), output
         echo = subprocess.run(["echoscu", "-aec", "LAPTOP", "127.0.0.1", str(dicom_port)], capture_output=True)
         assert echo.returncode == 0, echo.stderr
+
+        # The RIS's orders reach the worklist on SQLite too.
+        client = Hl7Client(hl7_port)
+        try:
+            assert acknowledged(client.send(orm(control_id="LAPTOP-1"))) == ("AA", "LAPTOP-1")
+        finally:
+            client.close()
+        status, items = servers.request_json(url + "/worklists", auth=auth)
+        assert [item["Status"] for item in items] == ["SCHEDULED"]
 
         status, body = servers.request_json(url + "/readyz", auth=False)
         assert (status, body["status"]) == (200, "ready")

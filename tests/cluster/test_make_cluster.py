@@ -9,6 +9,7 @@ import psutil
 
 from tests import servers
 from tests.dicomgen import make_instance
+from tests.mllp.conftest import Hl7Client, acknowledged, orm
 from tests.waiting import wait_for
 
 
@@ -18,10 +19,13 @@ def test_make_cluster_starts_nodes_behind_haproxy_and_stops_them(tmp_path):
     # could take one of them between this check and the nodes' start.
     chooser = random.Random()
     while True:
-        http, dicom = chooser.randrange(20000, 32000, 3), chooser.randrange(20000, 32000, 3)
-        if abs(http - dicom) > 3 and all(_free(p) for p in (http, http + 1, http + 2, dicom, dicom + 1, dicom + 2)):
+        http, dicom, hl7 = (chooser.randrange(20000, 32000, 3) for _ in range(3))
+        bases = sorted((http, dicom, hl7))
+        if bases[1] - bases[0] > 3 and bases[2] - bases[1] > 3 and all(
+                _free(base + i) for base in bases for i in range(3)):
             break
-    env = servers.base_env(tmp_path / "data", PACS_HTTP_PORT=http, PACS_DICOM_PORT=dicom, PACS_CLUSTER_NODES=2,
+    env = servers.base_env(tmp_path / "data", PACS_HTTP_PORT=http, PACS_DICOM_PORT=dicom, PACS_HL7_PORT=hl7,
+                           PACS_CLUSTER_NODES=2,
                            DATABASE_URL=servers.create_database(), PACS_QUEUE_PREFIX="make-cluster")
     log = open(tmp_path / "cluster.log", "w+")
     launcher = subprocess.Popen([sys.executable, "manage.py", "cluster"], cwd=servers.REPO, env=env,
@@ -34,6 +38,7 @@ def test_make_cluster_starts_nodes_behind_haproxy_and_stops_them(tmp_path):
         assert launcher.poll() is None, output
         assert f"http://127.0.0.1:{http}/" in output and f"127.0.0.1:{dicom}" in output
         assert f"http://127.0.0.1:{http + 2}/" in output and f"127.0.0.1:{dicom + 2}" in output
+        assert f"RIS (HL7 v2 / MLLP): 127.0.0.1:{hl7}" in output and f"HL7 127.0.0.1:{hl7 + 2}" in output
         children = psutil.Process(launcher.pid).children(recursive=True)
         assert any("haproxy" in " ".join(c.cmdline()) for c in children)
 
@@ -44,7 +49,7 @@ def test_make_cluster_starts_nodes_behind_haproxy_and_stops_them(tmp_path):
         assert sorted((n["Name"], n["Url"], n["DicomPort"]) for n in nodes) == [
             ("node1", f"http://127.0.0.1:{http + 1}", dicom + 1), ("node2", f"http://127.0.0.1:{http + 2}", dicom + 2)]
         kinds = {p["Kind"] for n in nodes for p in n["Processes"]}
-        assert kinds == {"web", "dicom", "worker", "housekeeper"}
+        assert kinds == {"web", "dicom", "hl7", "worker", "housekeeper"}
 
         status, stored = servers.request_json(front + "/instances", method="POST", body=make_instance())
         assert status == 200
@@ -52,6 +57,16 @@ def test_make_cluster_starts_nodes_behind_haproxy_and_stops_them(tmp_path):
             assert servers.request_json(f"http://127.0.0.1:{port}/instances")[1] == [stored["ID"]]
         echo = subprocess.run(["echoscu", "-aec", "PACSWEB", "127.0.0.1", str(dicom)], capture_output=True)
         assert echo.returncode == 0, echo.stderr
+        # Orders through the balancer, a connection each: every one applied once,
+        # whichever node took it.
+        for n in range(4):
+            client = Hl7Client(hl7)
+            try:
+                assert acknowledged(client.send(orm(placer=f"PO-{n}", control_id=f"LB-{n}"))) == ("AA", f"LB-{n}")
+            finally:
+                client.close()
+        items = servers.request_json(front + "/worklists")[1]
+        assert sorted(item["Dataset"]["00402016"]["Value"][0] for item in items) == ["PO-0", "PO-1", "PO-2", "PO-3"]
     finally:
         launcher.send_signal(signal.SIGINT)
         launcher.wait(180)  # every node gives its children 30 s; a loaded machine starts and stops slowly

@@ -2,9 +2,9 @@
 
 PostgreSQL and Redis (embedded unless DATABASE_URL / REDIS_URL say where), N
 nodes sharing one storage directory, each node the same `manage.py run` a real
-node runs, and HAProxy in front: it listens on PACS_HTTP_PORT and
-PACS_DICOM_PORT, node i on PACS_HTTP_PORT+i and PACS_DICOM_PORT+i, all on
-loopback. Ctrl-C stops everything.
+node runs, and HAProxy in front: it listens on PACS_HTTP_PORT, PACS_DICOM_PORT
+and PACS_HL7_PORT, node i on PACS_HTTP_PORT+i, PACS_DICOM_PORT+i and
+PACS_HL7_PORT+i, all on loopback. Ctrl-C stops everything.
 """
 
 import logging
@@ -67,27 +67,29 @@ class Command(NodeCommand):
             created = subprocess.run(manage + ["ensure_admin"], env=shared, check=True, capture_output=True, text=True)
             self.stdout.write(created.stdout)
 
-            http, dicom = settings.HTTP_PORT, settings.DICOM_PORT
+            http, dicom, hl7 = settings.HTTP_PORT, settings.DICOM_PORT, settings.HL7_PORT
             backends = []
             for index in range(1, nodes + 1):
                 name = f"node{index}"
                 env = dict(shared, PACS_NODE_NAME=name, PACS_HTTP_PORT=str(http + index),
-                           PACS_DICOM_PORT=str(dicom + index), PACS_DATA_DIR=str(root / name),
+                           PACS_DICOM_PORT=str(dicom + index), PACS_HL7_PORT=str(hl7 + index),
+                           PACS_DATA_DIR=str(root / name),
                            PACS_NODE_URL=f"http://127.0.0.1:{http + index}")
                 children.append((name, subprocess.Popen(manage + ["run", "--bind", "127.0.0.1"], env=env,
                                                         cwd=settings.BASE_DIR, stdout=subprocess.DEVNULL)))
-                backends.append(balancer.Backend(name, "127.0.0.1", http + index, dicom + index))
+                backends.append(balancer.Backend(name, "127.0.0.1", http + index, dicom + index, hl7 + index))
             self._wait_listening(children, [(b.name, b.http_port) for b in backends] +
-                                 [(b.name, b.dicom_port) for b in backends])
+                                 [(b.name, b.dicom_port) for b in backends] +
+                                 [(b.name, b.hl7_port) for b in backends])
             balancer.ensure_installed()
             config = root / "haproxy.cfg"
-            config.write_text(balancer.config(backends, http, dicom))
+            config.write_text(balancer.config(backends, http, dicom, hl7))
             try:
                 children.append(("haproxy", balancer.start(config, open(root / "haproxy.log", "w"))))
             except (FileNotFoundError, subprocess.CalledProcessError) as error:
                 raise CommandError(f"cannot start HAProxy: {error}")
-            self._wait_listening(children, [("haproxy", http), ("haproxy", dicom)])
-            self._cluster_banner(backends, http, dicom, root)
+            self._wait_listening(children, [("haproxy", http), ("haproxy", dicom), ("haproxy", hl7)])
+            self._cluster_banner(backends, http, dicom, hl7, root)
             self._supervise(children)
         except KeyboardInterrupt:
             pass
@@ -99,11 +101,13 @@ class Command(NodeCommand):
                 # The embedded database goes with the run: so do the files it indexed.
                 shutil.rmtree(storage, ignore_errors=True)
 
-    def _cluster_banner(self, backends, http, dicom, root):
+    def _cluster_banner(self, backends, http, dicom, hl7, root):
         lines = [f"pacsweb cluster of {len(backends)} nodes is running (data in {root})",
-                 f"  Load balancer:  http://127.0.0.1:{http}/  and DICOM 127.0.0.1:{dicom} (AE title {settings.AE_TITLE})"]
+                 f"  Load balancer:  http://127.0.0.1:{http}/  and DICOM 127.0.0.1:{dicom} (AE title {settings.AE_TITLE})",
+                 f"  RIS (HL7 v2 / MLLP): 127.0.0.1:{hl7}"]
         for b in backends:
-            lines.append(f"  {b.name}:          http://127.0.0.1:{b.http_port}/  and DICOM 127.0.0.1:{b.dicom_port}")
+            lines.append(f"  {b.name}:          http://127.0.0.1:{b.http_port}/  and DICOM 127.0.0.1:{b.dicom_port}"
+                         f"  and HL7 127.0.0.1:{b.hl7_port}")
         lines.append(f"  Nodes:          http://127.0.0.1:{http}/cluster/nodes")
         if not os.environ.get("DATABASE_URL"):
             lines.append("  The embedded PostgreSQL and the storage are removed when the cluster stops.")

@@ -2,9 +2,10 @@
 
 The single-node launcher behind `make run`: it migrates the database, creates
 the first admin account, starts an embedded Redis when REDIS_URL is not set,
-then the web server and the background processes, and prints where to point a
-browser and a script. In a cluster each node runs the same command with the
-shared DATABASE_URL, REDIS_URL and PACS_STORAGE_DIR.
+then the web server, the DICOM and HL7 listeners and the background processes,
+and prints where to point a browser, a script, a modality and the RIS. In a
+cluster each node runs the same command with the shared DATABASE_URL, REDIS_URL
+and PACS_STORAGE_DIR.
 """
 
 import os
@@ -25,7 +26,8 @@ STOP_TIMEOUT = 30
 
 
 class Command(BaseCommand):
-    help = "Start the web server, the DICOM listener, the worker and the embedded Redis of this node (Ctrl-C stops them)."
+    help = ("Start the web server, the DICOM and HL7 listeners, the worker and the embedded Redis of this node "
+            "(Ctrl-C stops them).")
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default=os.environ.get("PACS_HTTP_HOST", "0.0.0.0"),
@@ -62,11 +64,13 @@ class Command(BaseCommand):
             for index in range(settings.DICOM_PROCESSES):
                 children.append((f"dicom-{index + 1}", subprocess.Popen(
                     manage + ["dicom_listener"], env=env, cwd=settings.BASE_DIR)))
+            children.append(("hl7", subprocess.Popen(manage + ["hl7_listener"], env=env, cwd=settings.BASE_DIR)))
             for index in range(workers):
                 children.append((f"worker-{index + 1}", subprocess.Popen(
                     manage + ["worker"], env=env, cwd=settings.BASE_DIR)))
             children.append(("housekeeper", subprocess.Popen(manage + ["housekeeper"], env=env, cwd=settings.BASE_DIR)))
-            self._wait_listening(children, [("web", settings.HTTP_PORT), ("dicom-1", settings.DICOM_PORT)])
+            self._wait_listening(children, [("web", settings.HTTP_PORT), ("dicom-1", settings.DICOM_PORT),
+                                            ("hl7", settings.HL7_PORT)])
             self._banner()
             self._supervise(children)
         except KeyboardInterrupt:
@@ -103,6 +107,7 @@ class Command(BaseCommand):
             f"  Browser (console):        http://localhost:{port}/   (or http://{host}:{port}/)\n"
             f"  REST API base URL:        http://localhost:{port}/   (HTTP Basic, Orthanc-compatible)\n"
             f"  DICOM (for modalities):   AE title {settings.AE_TITLE}, host {host}, port {settings.DICOM_PORT}\n"
+            f"  RIS (HL7 v2 / MLLP):      {host}:{settings.HL7_PORT}\n"
             "  Stop with Ctrl-C.\n"
         )
         self.stdout.flush()

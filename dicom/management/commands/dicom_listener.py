@@ -22,6 +22,7 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.sop_class import (
+    ModalityWorklistInformationFind,
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
@@ -31,7 +32,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from dicom import scp
+from dicom import scp, workflow
 from cluster import registry
 from archive.modalities import InvalidModality, ModalityAccess, load_modalities_file
 
@@ -104,6 +105,12 @@ class Command(BaseCommand):
             ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
         for sop_class in QUERY_RETRIEVE:
             ae.add_supported_context(sop_class, UNCOMPRESSED)
+        # Modality Worklist C-FIND (PS3.4 K), answered from archive.worklist.
+        ae.add_supported_context(ModalityWorklistInformationFind, UNCOMPRESSED)
+        # MPPS and Storage Commitment: we are the SCP; a requester proposing role
+        # selection (PS3.4 F.2.1, J.2.1 make it mandatory) gets the roles it asks.
+        for sop_class in workflow.SOP_CLASSES:
+            ae.add_supported_context(sop_class, UNCOMPRESSED, scu_role=True, scp_role=True)
         # Contexts we propose when we call a peer (C-MOVE sub-operations).
         ae.requested_contexts = [c for c in AllStoragePresentationContexts[:127]]
 
@@ -115,6 +122,7 @@ class Command(BaseCommand):
 
         handlers = scp.handlers(policy, scp.Options(ae_title=settings.AE_TITLE,
                                                     max_find_answers=settings.DICOM_MAX_FIND_ANSWERS))
+        handlers += workflow.handlers(policy)
         try:
             server = ae.make_server((bind, port), evt_handlers=handlers, server_class=scp.NoDelayServer)
         except OSError as error:
