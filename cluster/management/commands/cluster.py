@@ -18,7 +18,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from cluster.management.commands.run import Command as NodeCommand
+from cluster.management.commands.run import Command as NodeCommand, stop_on_interrupt
 from cluster import balancer
 from cluster.embedded import EmbeddedPostgres, EmbeddedRedis
 
@@ -30,6 +30,7 @@ class Command(NodeCommand):
         parser.add_argument("--nodes", type=int, default=int(os.environ.get("PACS_CLUSTER_NODES", "3")))
 
     def handle(self, *args, nodes, **options):
+        stop_on_interrupt()
         if not 1 <= nodes <= 9:
             raise CommandError("PACS_CLUSTER_NODES is between 1 and 9")
         root = Path(settings.DATA_DIR) / "cluster"

@@ -25,6 +25,13 @@ from cluster.embedded import EmbeddedRedis
 STOP_TIMEOUT = 30
 
 
+def stop_on_interrupt():
+    """Ctrl-C (SIGINT) stops the launcher, however it was started. A program run in
+    the background of a script inherits SIGINT ignored, and Python then leaves it
+    ignored: `kill -INT` would not stop the node, and a test waiting for it hangs."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 class Command(BaseCommand):
     help = ("Start the web server, the DICOM and HL7 listeners, the worker and the embedded Redis of this node "
             "(Ctrl-C stops them).")
@@ -38,6 +45,7 @@ class Command(BaseCommand):
                             help="job worker processes (default 2, PACS_WORKERS)")
 
     def handle(self, *args, bind, web_workers, web_threads, workers, **options):
+        stop_on_interrupt()
         env = dict(os.environ)
         # glibc gives every thread its own malloc arena; a threaded server's RSS
         # then grows far past what it uses (Orthanc's memory notes).
