@@ -77,28 +77,31 @@ def handlers(policy, options):
     ]
 
 
-def _peer(event):
+def peer(event):
+    """(calling AE title, address) of the association's requestor."""
     requestor = event.assoc.requestor
     return requestor.ae_title.strip(), requestor.address
 
 
-def _allowed(event, policy, operation):
-    aet, address = _peer(event)
+def allowed(event, policy, operation, what=None):
+    """Whether the modality table lets the requestor do `operation`; a refusal
+    is logged as `what` (the service asked, by default the operation)."""
+    aet, address = peer(event)
     close_old_connections()
     if policy.allowed(operation, aet, address):
         return True
-    log.warning("refused %s from %s at %s: not allowed by the modality table", operation, aet, address)
+    log.warning("refused %s from %s at %s: not allowed by the modality table", what or operation, aet, address)
     return False
 
 
 def handle_echo(event, policy):
-    return SUCCESS if _allowed(event, policy, "echo") else NOT_AUTHORIZED
+    return SUCCESS if allowed(event, policy, "echo") else NOT_AUTHORIZED
 
 
 def handle_store(event, policy):
-    if not _allowed(event, policy, "store"):
+    if not allowed(event, policy, "store"):
         return NOT_AUTHORIZED
-    aet, address = _peer(event)
+    aet, address = peer(event)
     origin = ingest.Origin.dicom(aet, address, called_aet=event.assoc.acceptor.ae_title.strip())
     try:
         # The bytes as received, with the file meta pynetdicom builds from the
@@ -131,7 +134,7 @@ def _wait_until_sent(assoc, limit=1.0):
 
 
 def handle_find(event, policy, options):
-    if not _allowed(event, policy, "find"):
+    if not allowed(event, policy, "find"):
         yield NOT_AUTHORIZED, None
         return
     if event.request.AffectedSOPClassUID == WORKLIST_FIND:
@@ -144,7 +147,7 @@ def handle_find(event, policy, options):
         yield _status(IDENTIFIER_DOES_NOT_MATCH, str(error)), None
         return
     limit = options.max_find_answers or None
-    aet, address = _peer(event)
+    aet, address = peer(event)
     audit.record("ae", aet, "query", address=address, method="C-FIND", level=level,
                  details={"query": {k: str(v)[:200] for k, v in list(criteria.items())[:20]}})
     try:
@@ -175,7 +178,7 @@ def _find_worklist(event, options):
         return
     criteria = _worklist_criteria(identifier)
     limit = options.max_find_answers or None
-    aet, address = _peer(event)
+    aet, address = peer(event)
     audit.record("ae", aet, "query", address=address, method="C-FIND", level="Worklist",
                  details={"query": {k: str(v)[:200] for k, v in list(criteria.items())[:20]}})
     try:
@@ -234,7 +237,7 @@ def _asked(asked, item):
 
 
 def handle_move(event, policy):
-    if not _allowed(event, policy, "move"):
+    if not allowed(event, policy, "move"):
         # pynetdicom opens the sub-association before any status can be sent, so
         # the only refusal it can give first is 0xA801 (move destination unknown).
         yield None, None
@@ -254,7 +257,7 @@ def handle_move(event, policy):
 
 
 def handle_get(event, policy):
-    if not _allowed(event, policy, "get"):
+    if not allowed(event, policy, "get"):
         # A count first, as pynetdicom requires, then the refusal as final status.
         yield 1
         yield NOT_AUTHORIZED, None
@@ -265,7 +268,7 @@ def handle_get(event, policy):
 
 
 def _audit_export(event, what, files, **details):
-    aet, address = _peer(event)
+    aet, address = peer(event)
     keys = {elem.keyword: str(elem.value)[:200] for elem in event.identifier if elem.keyword}
     count = files if isinstance(files, int) else len(files)
     audit.record("ae", aet, "export", address=address, method=what,
@@ -431,7 +434,7 @@ def releasing_generator(handler):
 
 
 def log_association(event, what):
-    aet, address = _peer(event)
+    aet, address = peer(event)
     log.info("association %s: %s at %s", what, aet, address)
 
 

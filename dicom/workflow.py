@@ -17,7 +17,7 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import evt
@@ -31,7 +31,7 @@ from archive.errors import (
     ArchiveError, DatabaseBusy, DuplicatePerformedStep, FinalPerformedStep, InvalidCommitmentRequest,
     InvalidPerformedStep, UnknownPerformedStep,
 )
-from dicom.scp import releasing
+from dicom.scp import allowed, peer, releasing
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def handle_n_create(event, policy):
         return NO_SUCH_SOP_CLASS, None
     if not _allowed(event, policy, "N-CREATE"):
         return dimse.NOT_AUTHORIZED, None
-    aet, _ = _peer(event)
+    aet, _ = peer(event)
     # PS3.7 10.1.5.1.4: a request that names no instance lets the SCP choose
     # its UID and return it.
     sop_instance_uid = request.AffectedSOPInstanceUID or generate_uid()
@@ -91,7 +91,7 @@ def handle_n_set(event, policy):
         return NO_SUCH_SOP_CLASS, None
     if not _allowed(event, policy, "N-SET"):
         return dimse.NOT_AUTHORIZED, None
-    aet, _ = _peer(event)
+    aet, _ = peer(event)
     try:
         step = mpps.update(request.RequestedSOPInstanceUID, event.modification_list.to_json_dict())
     except ArchiveError as error:
@@ -111,7 +111,7 @@ def handle_n_action(event, policy):
         return NO_SUCH_ACTION, None
     if not _allowed(event, policy, "storage commitment"):
         return dimse.NOT_AUTHORIZED, None
-    aet, _ = _peer(event)
+    aet, _ = peer(event)
     information = event.action_information if request.ActionInformation is not None else Dataset()
     transaction_uid = str(information.get("TransactionUID", "") or "")
     references = [(item.get("ReferencedSOPClassUID", ""), item.get("ReferencedSOPInstanceUID", ""))
@@ -151,20 +151,10 @@ def _failure(error):
     return dimse.status(PROCESSING_FAILURE, str(error))
 
 
-def _peer(event):
-    requestor = event.assoc.requestor
-    return requestor.ae_title.strip(), requestor.address
-
-
 def _allowed(event, policy, what):
     # A modality that may store may report its work and ask for commitment of
     # what it stored: the modality table's "store" covers all three.
-    aet, address = _peer(event)
-    close_old_connections()
-    if policy.allowed("store", aet, address):
-        return True
-    log.warning("refused %s from %s at %s: not allowed by the modality table", what, aet, address)
-    return False
+    return allowed(event, policy, "store", what)
 
 
 # --- the Storage Commitment Result -------------------------------------------------
