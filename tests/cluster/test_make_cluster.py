@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import psutil
+import psycopg
 
 from tests import servers
 from tests.dicomgen import make_instance
@@ -67,6 +68,11 @@ def test_make_cluster_starts_nodes_behind_haproxy_and_stops_them(tmp_path):
                 client.close()
         items = servers.request_json(front + "/worklists")[1]
         assert sorted(item["Dataset"]["00402016"]["Value"][0] for item in items) == ["PO-0", "PO-1", "PO-2", "PO-3"]
+        # The balancer spread the connections over the nodes: each node's listener took some.
+        with psycopg.connect(env["DATABASE_URL"]) as database:
+            takers = database.execute("SELECT node, count(*) FROM hl7_message WHERE control_id LIKE 'LB-%%' "
+                                      "GROUP BY node").fetchall()
+        assert sorted(node for node, _ in takers) == ["node1", "node2"] and sum(n for _, n in takers) == 4
     finally:
         launcher.send_signal(signal.SIGINT)
         launcher.wait(180)  # every node gives its children 30 s; a loaded machine starts and stops slowly
