@@ -18,6 +18,7 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from archive.roles import ADMIN, UPLOADER, VIEWER, has_role
 from archive.audit import record
@@ -153,10 +154,23 @@ def newest_first(request, rows, size):
     "page_number", "has_previous", "has_next"}. Counting every row of a busy log is
     costly; the pager only needs to know whether an older page exists, so one row
     more than shown is fetched."""
-    try:
-        number = max(1, int(request.GET.get("page", "1")))
-    except ValueError:
-        number = 1
+    number = page_number(request)
     offset = (number - 1) * size
     found = list(rows[offset:offset + size + 1])
     return {"rows": found[:size], "page_number": number, "has_previous": number > 1, "has_next": len(found) > size}
+
+
+def page_number(request):
+    """The page ?page= asks for, from 1 (anything else: the first)."""
+    try:
+        return max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        return 1
+
+
+def back_to(request, default):
+    """Where a form's action returns (its `next` field, a console page of this site), or `default`."""
+    target = request.POST.get("next", "")
+    if target.startswith("/ui/") and url_has_allowed_host_and_scheme(target, allowed_hosts=None):
+        return target
+    return default

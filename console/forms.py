@@ -1,11 +1,13 @@
-"""The console's forms: searches, modalities, peers, sends."""
+"""The console's forms: searches, modalities, peers, sends, worklist items."""
 
 import re
+import uuid
 
 from django import forms
 from django.db import IntegrityError
 
-from archive.models import Series
+from archive import worklist
+from archive.models import Series, WorklistItem
 from archive.modalities import OPERATIONS, InvalidModality, InvalidPeer, parse_modality, parse_peer
 from archive.models import Modality, Peer
 
@@ -19,6 +21,10 @@ def _has_wildcard(text):
 
 class DateInput(forms.DateInput):
     input_type = "date"
+
+
+class TimeInput(forms.TimeInput):
+    input_type = "time"
 
 
 class StudySearchForm(forms.Form):
@@ -195,3 +201,132 @@ class PeerForm(forms.Form):
             Peer.objects.update_or_create(name=self.cleaned_data["name"], defaults=self.parsed)
         except IntegrityError:
             Peer.objects.filter(name=self.cleaned_data["name"]).update(**self.parsed)
+
+
+# --- the worklist ---------------------------------------------------------------
+
+OPEN_STEPS, EVERY_STEP = "", "all"
+# What DICOM forbids in these values: the value separator and control characters (PS3.5 6.2).
+FORBIDDEN = re.compile(r"[\\\x00-\x1f\x7f]")
+CODE_STRING = re.compile(r"^[A-Z0-9 _]+$")  # CS (PS3.5 6.2)
+
+
+class WorklistSearchForm(forms.Form):
+    """The worklist page's filters: the matching keys of a Modality Worklist query."""
+
+    date = forms.DateField(required=False, label="Scheduled date", widget=DateInput)
+    modality = forms.CharField(required=False, max_length=16, label="Modality", widget=forms.Select)
+    station_aet = forms.CharField(required=False, max_length=16, label="Station AE title")
+    patient_name = forms.CharField(required=False, max_length=64, label="Patient name")
+    patient_id = forms.CharField(required=False, max_length=64, label="Patient ID")
+    accession = forms.CharField(required=False, max_length=16, label="Accession number")
+    status = forms.ChoiceField(required=False, label="Status", choices=[
+        (OPEN_STEPS, "Open"), (EVERY_STEP, "Any, finished too")])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        present = sorted(m for m in WorklistItem.objects.order_by().values_list("modality", flat=True).distinct()
+                         if m)
+        asked = (self.data.get("modality") or "").strip().upper()
+        if asked and asked not in present:
+            present.append(asked)
+        self.fields["modality"].widget.choices = [("", "Any")] + [(m, m) for m in present]
+
+    def clean_modality(self):
+        return self.cleaned_data["modality"].strip().upper()
+
+    def criteria(self):
+        """DICOM matching keys for archive.worklist.find, from the valid form."""
+        data = self.cleaned_data
+        criteria = {}
+        if data.get("date"):
+            criteria["ScheduledProcedureStepStartDate"] = data["date"].strftime("%Y%m%d")
+        if data.get("modality"):
+            criteria["Modality"] = data["modality"]
+        if data.get("station_aet", "").strip():
+            criteria["ScheduledStationAETitle"] = data["station_aet"].strip()
+        name = data.get("patient_name", "").strip()
+        if name:
+            # As on the studies page: a name without wildcards matches the names that start with it.
+            criteria["PatientName"] = name if _has_wildcard(name) else name + "*"
+        if data.get("patient_id", "").strip():
+            criteria["PatientID"] = data["patient_id"].strip()
+        if data.get("accession", "").strip():
+            criteria["AccessionNumber"] = data["accession"].strip()
+        return criteria
+
+    def finished(self):
+        """Whether cancelled, completed and discontinued steps are shown too."""
+        return self.cleaned_data.get("status") == EVERY_STEP
+
+
+class WorklistItemForm(forms.Form):
+    """A scheduled procedure step entered by hand, as the RIS would order it."""
+
+    patient_id = forms.CharField(max_length=64, label="Patient ID")
+    patient_name = forms.CharField(max_length=64, required=False, label="Patient name",
+                                   help_text="Family^Given, as DICOM writes it: DOE^JANE.")
+    patient_birth_date = forms.DateField(required=False, label="Birth date", widget=DateInput)
+    patient_sex = forms.ChoiceField(required=False, label="Sex",
+                                    choices=[("", "Unknown"), ("F", "Female"), ("M", "Male"), ("O", "Other")])
+    accession_number = forms.CharField(max_length=16, label="Accession number")
+    requested_procedure_id = forms.CharField(max_length=16, required=False, label="Requested procedure ID")
+    requested_procedure_description = forms.CharField(max_length=64, required=False,
+                                                      label="Requested procedure")
+    scheduled_step_id = forms.CharField(max_length=16, required=False, label="Scheduled step ID",
+                                        help_text="Empty: one is made up.")
+    scheduled_step_description = forms.CharField(max_length=64, required=False, label="Scheduled step")
+    modality = forms.CharField(max_length=16, label="Modality", help_text="CT, MR, US…")
+    scheduled_station_aet = forms.CharField(max_length=16, required=False, label="Station AE title",
+                                            help_text="The modality that will find it. Empty: any station.")
+    start_date = forms.DateField(label="Date", widget=DateInput)
+    start_time = forms.TimeField(required=False, label="Time", widget=TimeInput)
+
+    GROUPS = (
+        ("Patient", ("patient_id", "patient_name", "patient_birth_date", "patient_sex")),
+        ("Requested procedure", ("accession_number", "requested_procedure_id", "requested_procedure_description")),
+        ("Where and when", ("modality", "scheduled_station_aet", "start_date", "start_time")),
+        ("Scheduled step", ("scheduled_step_id", "scheduled_step_description")),
+    )
+
+    def fieldsets(self):
+        """(legend, bound fields) of each group, in order, for the template."""
+        return [(legend, [self[name] for name in names]) for legend, names in self.GROUPS]
+
+    def clean(self):
+        data = super().clean()
+        for name, value in list(data.items()):
+            if isinstance(value, str) and FORBIDDEN.search(value):
+                self.add_error(name, "Backslashes and control characters are not allowed in DICOM values.")
+        return data
+
+    def clean_modality(self):
+        modality = self.cleaned_data["modality"].strip().upper()
+        if not CODE_STRING.match(modality):
+            raise forms.ValidationError("Use capital letters, digits, spaces or underscores, e.g. CT.")
+        return modality
+
+    def clean_scheduled_step_id(self):
+        step_id = self.cleaned_data["scheduled_step_id"]
+        # An order without a placer order number is named by its step ID alone: the
+        # same ID again would reschedule that item rather than add one.
+        if step_id and WorklistItem.objects.filter(placer_order_number="", scheduled_step_id=step_id).exists():
+            raise forms.ValidationError("A scheduled step with this ID exists already; leave it empty for a new one.")
+        return step_id
+
+    def order(self):
+        """The worklist.Order of the valid form."""
+        data = self.cleaned_data
+        patient = worklist.Demographics(
+            patient_id=data["patient_id"], patient_name=data["patient_name"],
+            patient_birth_date=data["patient_birth_date"].strftime("%Y%m%d") if data["patient_birth_date"] else "",
+            patient_sex=data["patient_sex"])
+        return worklist.Order(
+            action=worklist.NEW, patient=patient,
+            # What POST /worklists does for a step without keys (worklist.order_from_dataset).
+            scheduled_step_id=data["scheduled_step_id"] or uuid.uuid4().hex[:16].upper(),
+            accession_number=data["accession_number"], requested_procedure_id=data["requested_procedure_id"],
+            requested_procedure_description=data["requested_procedure_description"],
+            scheduled_step_description=data["scheduled_step_description"], modality=data["modality"],
+            scheduled_station_aet=data["scheduled_station_aet"], start_date=data["start_date"].strftime("%Y%m%d"),
+            start_time=data["start_time"].strftime("%H%M%S") if data["start_time"] else "")

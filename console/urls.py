@@ -3,7 +3,7 @@
 from django.urls import path, re_path
 
 from archive.roles import OPEN, allow
-from console.views import auth, changes, cluster, home, jobs, network, security, studies, upload
+from console.views import auth, changes, cluster, home, jobs, network, security, studies, upload, worklist
 
 app_name = "console"
 
@@ -36,6 +36,10 @@ urlpatterns = [
     path("peers/<str:name>/edit", network.peer_edit, name="peer-edit"),
     path("peers/<str:name>/delete", network.peer_delete, name="peer-delete"),
     path("peers/<str:name>/test", network.peer_test, name="peer-test"),
+    path("worklist/", worklist.worklist_list, name="worklist"),
+    path("worklist/new", worklist.worklist_new, name="worklist-new"),
+    path("worklist/<int:item_id>/cancel", worklist.worklist_cancel, name="worklist-cancel"),
+    path("performed/", worklist.performed_list, name="performed"),
     path("changes/", changes.change_list, name="changes"),
     path("audit/", security.audit_list, name="audit"),
     path("tokens/", security.token_list, name="tokens"),

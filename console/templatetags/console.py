@@ -136,5 +136,5 @@ def page_link(request, number):
 
 @register.inclusion_tag("console/_state.html")
 def state(value):
-    """A job or node state as a coloured badge."""
-    return {"value": value, "css": str(value).lower()}
+    """A job, node or procedure step state as a coloured badge ("IN PROGRESS" → class in-progress)."""
+    return {"value": value, "css": str(value).lower().replace(" ", "-")}

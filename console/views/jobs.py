@@ -5,12 +5,11 @@ from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 
 from cluster import jobs
 from cluster.models import FINISHED, Job, JobState
 from archive.roles import ADMIN
-from console.access import FRAGMENT, audit, console_view, is_htmx
+from console.access import FRAGMENT, audit, back_to, console_view, is_htmx
 
 WAITING = 15  # seconds a Pending job may wait before the page says so
 ACTIONS = {"cancel": jobs.cancel, "pause": jobs.pause, "resume": jobs.resume, "resubmit": jobs.resubmit}
@@ -107,7 +106,4 @@ def job_action(request, job_id, action):
         audit(request, "configure", job=job_id, requested=action)
         words = {"cancel": "Cancelling", "pause": "Pausing", "resume": "Resumed", "resubmit": "Submitted again"}
         messages.success(request, f"{words[action]}: job {job_id[:8]}.")
-    target = request.POST.get("next", "")
-    if not (target.startswith("/ui/") and url_has_allowed_host_and_scheme(target, allowed_hosts=None)):
-        target = "/ui/jobs/"
-    return redirect(target)
+    return redirect(back_to(request, "/ui/jobs/"))

@@ -15,19 +15,12 @@ from archive.models import Modality, Peer
 from cluster.models import Job
 from archive.roles import ADMIN, VIEWER
 from console import search
-from console.access import FRAGMENT, audit, console_view, failure, is_htmx
+from console.access import FRAGMENT, audit, console_view, failure, is_htmx, page_number
 from console.forms import PatientSearchForm, StudySearchForm
 from console.views.jobs import progress_context
 
 # Window presets of the viewer: (label, center, width); "Default" uses the file's own window.
 WINDOW_PRESETS = [("Soft tissue", 40, 400), ("Lung", -600, 1500), ("Bone", 400, 1800), ("Brain", 40, 80)]
-
-
-def _page_number(request):
-    try:
-        return max(1, int(request.GET.get("page", "1")))
-    except ValueError:
-        return 1
 
 
 def _search(request, form_class, finder, level, default_sort, template, section):
@@ -40,7 +33,7 @@ def _search(request, form_class, finder, level, default_sort, template, section)
     else:
         criteria = form.criteria() if form.is_bound else {}
         try:
-            page = finder(criteria, sort=sort, page=_page_number(request))
+            page = finder(criteria, sort=sort, page=page_number(request))
         except query.InvalidQuery as invalid:
             error = f"This search cannot be run: {invalid}"
         else:

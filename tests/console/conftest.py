@@ -1,5 +1,6 @@
-"""The console's browser tests: a real node (gunicorn, PostgreSQL, Redis, a job
-worker) driven by Debian's Chromium through Playwright's sync API.
+"""The console's tests: signed-in clients of each role for the views in process
+(Django's test client); for the browser tests, a real node (gunicorn, PostgreSQL,
+Redis, a job worker) driven by Debian's Chromium through Playwright's sync API.
 
 No browser is ever downloaded: Playwright launches /usr/bin/chromium (the test
 harness installs Debian's package). The node and the browser are shared by the
@@ -13,12 +14,34 @@ import shutil
 import zipfile
 
 import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
 from playwright.sync_api import sync_playwright
 
 from tests import servers
 
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1366, "height": 900}
+
+
+@pytest.fixture
+def as_role(db, django_user_model, storage_dir):
+    """as_role("viewer") → a Client signed in as a user of that role (None: no role)."""
+
+    def make(role):
+        user = django_user_model.objects.create_user(f"{role or 'nobody'}-user", password="pw")
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def admin(as_role):
+    return as_role("admin")
 
 
 def launch_chromium(playwright):

@@ -7,7 +7,6 @@ import json
 import zipfile
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
@@ -22,26 +21,6 @@ from tests.console.phantom import ct_series
 from tests.dicomgen import make_instance
 
 PUBLIC_ROUTES = {"login/", "logout/"}
-
-
-@pytest.fixture
-def as_role(db, django_user_model, storage_dir):
-    """as_role("viewer") → a Client signed in as a user of that role (None: no role)."""
-
-    def make(role):
-        user = django_user_model.objects.create_user(f"{role or 'nobody'}-user", password="pw")
-        if role:
-            user.groups.add(Group.objects.get(name=role))
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return make
-
-
-@pytest.fixture
-def admin(as_role):
-    return as_role("admin")
 
 
 def store(client, data, name="file.dcm"):
