@@ -60,7 +60,11 @@ def node(module_node):
     # Eight spawned senders on a loaded 2-core machine can each go silent for many
     # seconds between two PDUs; the listeners' idle limit must not end their
     # associations: what this test proves is exactly-once indexing, not timeouts.
-    listeners = [module_node.listener(server, ae_title=f"LISTENER{n}", PACS_DICOM_TIMEOUT=SILENCE)
+    # A database connection for each of its associations and its heartbeat: with fewer,
+    # a loaded machine's stores convoy on the one patient row and an association
+    # waiting 30 s for a connection fails its C-STORE (a sizing question of its own).
+    listeners = [module_node.listener(server, ae_title=f"LISTENER{n}", PACS_DICOM_TIMEOUT=SILENCE,
+                                      PACS_DB_POOL_SIZE=PER_LISTENER + 2)
                  for n in range(1, LISTENERS + 1)]
     return server, listeners
 
