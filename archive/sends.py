@@ -11,12 +11,8 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from archive.errors import UnknownResource  # noqa: F401 (raised here, caught by name)
-from archive.models import Attachment, Instance, Level, Patient, Series, Study
-
-MODELS = {Level.PATIENT: Patient, Level.STUDY: Study, Level.SERIES: Series, Level.INSTANCE: Instance}
-# The instances below a resource of each level, by the resource's primary key.
-INSTANCE_PARENT = {Level.PATIENT: "series__study__patient_id", Level.STUDY: "series__study_id",
-                   Level.SERIES: "series_id", Level.INSTANCE: "pk"}
+from archive.models import Attachment, Instance, Level
+from archive.resources import BY_ANCESTOR, MODELS
 
 
 @dataclass(frozen=True)
@@ -34,8 +30,8 @@ def instances_of(resources):
             row = model.objects.filter(public_id=public_id).values("pk").first()
             if row is None:
                 continue
-            ids.update(Instance.objects.filter(**{INSTANCE_PARENT[level]: row["pk"]})
-                       .values_list("public_id", flat=True))
+            parent = "pk" if level == Level.INSTANCE else BY_ANCESTOR[Level.INSTANCE][level]
+            ids.update(Instance.objects.filter(**{parent: row["pk"]}).values_list("public_id", flat=True))
             break
         else:
             raise UnknownResource(f"resource {public_id} is not in the archive")

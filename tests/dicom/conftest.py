@@ -120,6 +120,18 @@ def module_node(tmp_path_factory):
     node.stop()
 
 
+@pytest.fixture(scope="module")
+def server(module_node):
+    """The module's server (a test module may define its own)."""
+    return module_node.server()
+
+
+@pytest.fixture(scope="module")
+def listener(module_node, server):
+    """A listener of the module's server with the default settings."""
+    return module_node.listener(server)
+
+
 # --- seeding and checking through REST -------------------------------------------
 
 

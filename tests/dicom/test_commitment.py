@@ -8,7 +8,6 @@ import json
 import threading
 
 import pydicom
-import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage, StorageCommitmentPushModel
@@ -19,16 +18,6 @@ from tests.dicomgen import make_instance, uid
 from tests.waiting import wait_for
 
 COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"
-
-
-@pytest.fixture(scope="module")
-def server(module_node):
-    return module_node.server()
-
-
-@pytest.fixture(scope="module")
-def listener(module_node, server):
-    return module_node.listener(server)
 
 
 def study(tag, count=10):

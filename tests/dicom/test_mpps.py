@@ -1,7 +1,6 @@
 """MPPS SCP: a modality's N-CREATE and N-SET, sent by pynetdicom, track its
 performed procedure step and the status of the worklist item it performs."""
 
-import pytest
 from pydicom.dataset import Dataset
 from pynetdicom.sop_class import ModalityPerformedProcedureStep as MPPS
 
@@ -9,16 +8,6 @@ from tests.dicom.conftest import association
 from tests.dicomgen import uid
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
-
-
-@pytest.fixture(scope="module")
-def server(module_node):
-    return module_node.server()
-
-
-@pytest.fixture(scope="module")
-def listener(module_node, server):
-    return module_node.listener(server)
 
 
 def add_worklist_item(server, accession, step_id, study_uid):

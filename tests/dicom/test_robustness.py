@@ -22,16 +22,6 @@ from tests.dicom.conftest import LISTENER_DEFAULTS, association, fast_stop
 from tests.waiting import wait_for, wait_seconds_passed
 
 
-@pytest.fixture(scope="module")
-def server(module_node):
-    return module_node.server()
-
-
-@pytest.fixture(scope="module")
-def listener(module_node, server):
-    return module_node.listener(server)
-
-
 def echo_succeeds(port, calling="AFTERWARDS"):
     with association(port, [Verification], calling=calling) as assoc:
         status = assoc.send_c_echo()
