@@ -129,3 +129,24 @@ class _SilentClientFilter:
 
 def post_worker_init(worker):
     worker.log.error_log.addFilter(_SilentClientFilter())
+
+
+# An `Expect:` header with an empty value asks for nothing (RFC 9110 §10.1.1:
+# the field is a list of expectations, and an empty list has none), and libcurl
+# clients send exactly that to turn 100-continue off (Orthanc's own tools and
+# many scripts do). gunicorn answers anything but "100-continue" with 417, so
+# an empty one is dropped before its header policy sees it. Orthanc ignores it.
+def _ignore_empty_expect():
+    from gunicorn.http.message import HeaderPolicy
+
+    apply_policy = HeaderPolicy._apply_header_policy
+
+    def apply_header_policy(self, name, value, *args, **kwargs):
+        if name == "EXPECT" and not value.strip(" \t,"):
+            return None
+        return apply_policy(self, name, value, *args, **kwargs)
+
+    HeaderPolicy._apply_header_policy = apply_header_policy
+
+
+_ignore_empty_expect()

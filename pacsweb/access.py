@@ -14,10 +14,10 @@ import time
 
 from django.conf import settings
 from django.contrib.auth import authenticate
-from django.http import JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import Resolver404, resolve
 
+from api.rest.errors import error_response
 from archive import audit, tokens
 from archive.roles import OPEN, has_role, required
 from cluster import throttle
@@ -54,16 +54,15 @@ class AccessMiddleware:
         if header.lower().startswith("basic "):
             user = basic_user(header[6:].strip(), request)
             if user is None:
-                return unauthorized("invalid user name or password")
+                return unauthorized("invalid user name or password", request)
             if user is LOCKED:
-                response = JsonResponse({"HttpError": "Too Many Requests", "HttpStatus": 429,
-                                         "Message": "too many failed logins: try again later"}, status=429)
+                response = error_response(request, 429, "too many failed logins: try again later")
                 response["Retry-After"] = str(throttle.WINDOW)
                 return response
         elif header.lower().startswith("bearer "):
             user = tokens.user_of(header[7:].strip())
             if user is None:
-                return unauthorized("invalid or revoked API token")
+                return unauthorized("invalid or revoked API token", request)
             actor_kind = "token"
         elif request.user.is_authenticated:
             user = request.user
@@ -74,15 +73,11 @@ class AccessMiddleware:
                 if rejected is not None:
                     return rejected
         if user is None:
-            return unauthorized("authentication required")
+            return unauthorized("authentication required", request)
 
         role = required(_view_of(request), request.method)
         if role is not None and not has_role(user, role):
-            return JsonResponse(
-                {"HttpError": "Forbidden", "HttpStatus": 403, "Message": f"the {role} role is required",
-                 "Method": request.method, "Uri": path},
-                status=403,
-            )
+            return error_response(request, 403, f"the {role} role is required")
         request.user = user
         # Scripts (Basic, token) send no CSRF token; a session's write was checked above.
         request._dont_enforce_csrf_checks = True
@@ -154,7 +149,7 @@ def basic_user(token, request=None):
     return user
 
 
-def unauthorized(message):
-    response = JsonResponse({"HttpError": "Unauthorized", "HttpStatus": 401, "Message": message}, status=401)
+def unauthorized(message, request):
+    response = error_response(request, 401, message)
     response["WWW-Authenticate"] = 'Basic realm="pacsweb"'
     return response

@@ -9,6 +9,10 @@ from api.rest import jobs as jobs_rest, nodes as nodes_rest, security as securit
 from api.rest import network as cluster_rest
 from api.rest import worklists as worklists_rest
 
+# Orthanc's JSON errors on API routes; the console's pages keep Django's.
+handler404 = "api.rest.errors.page_not_found"
+handler500 = "api.rest.errors.server_error"
+
 RESOURCE = r"(?P<plural>patients|studies|series|instances)/(?P<public_id>[^/]+)"
 
 urlpatterns = [

@@ -9,6 +9,7 @@ import functools
 import logging
 
 from django.http import JsonResponse
+from django.views import defaults
 
 from archive.errors import (
     BodyTooLarge, BodyTooSlow, ConflictingInstance, DatabaseBusy, InvalidOrder, MissingFile, RejectedInstance,
@@ -17,18 +18,28 @@ from archive.errors import (
 
 log = logging.getLogger(__name__)
 
-REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-           409: "Conflict", 413: "Payload Too Large", 415: "Unsupported Media Type",
+REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+           405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 429: "Too Many Requests", 413: "Payload Too Large", 415: "Unsupported Media Type",
            500: "Internal Server Error", 503: "Service Unavailable", 507: "Insufficient Storage"}
 
 # Orthanc's error codes (OrthancFramework Enumerations.h) for the failures we share.
 ORTHANC_ERRORS = {
     400: (15, "Bad file format"),
+    401: (29, "Unauthorized"),
+    403: (29, "Unauthorized"),
     404: (17, "Unknown resource"),
+    # Orthanc has no error code of its own for a method a route does not take
+    # (1.10 answers an empty 405 with Allow); "Bad request" is its nearest one.
+    405: (8, "Bad request"),
     409: (15, "Bad file format"),
     503: (-1, "Database is busy"),
     507: (14, "Error in the storage area"),
+    500: (-1, "Internal error"),
 }
+
+# Pages with their own error pages (the console, the Django admin): everything
+# else is an API route and answers errors as Orthanc's JSON.
+PAGE_PREFIXES = ("/ui/", "/admin/", "/static/")
 
 
 def error_response(request, status, details, orthanc=None):
@@ -91,3 +102,29 @@ def rest_view(view):
 
 def not_found(request, what):
     return error_response(request, 404, f"{what} is not in the archive")
+
+
+def is_api_path(path):
+    return not path.startswith(PAGE_PREFIXES) and path != "/"
+
+
+def not_allowed(request, response):
+    """Django's 405 (require_http_methods) as Orthanc's JSON, keeping its Allow header."""
+    allowed = response.get("Allow", "")
+    answer = error_response(request, 405, f"{request.method} is not allowed on this route; it takes {allowed}")
+    answer["Allow"] = allowed
+    return answer
+
+
+def page_not_found(request, exception=None):
+    """handler404: a path no route matches (Orthanc: 404 "Unknown resource")."""
+    if not is_api_path(request.path):
+        return defaults.page_not_found(request, exception)
+    return error_response(request, 404, f"no route matches {request.method} {request.path}")
+
+
+def server_error(request):
+    """handler500: an exception no mapping knows (logged by Django with its traceback)."""
+    if not is_api_path(request.path):
+        return defaults.server_error(request)
+    return error_response(request, 500, "an unexpected error occurred; the server log has the details")

@@ -1,6 +1,8 @@
 """Orthanc's own Python client (pyorthanc) against a real pacsweb process."""
 
 import hashlib
+import http.client
+import json
 
 import pyorthanc
 import pytest
@@ -48,3 +50,34 @@ def test_pyorthanc_upload_browse_find_download_annotate_delete(orthanc):
     orthanc.delete_studies_id(study_id)
     assert orthanc.get_studies() == []
     assert orthanc.get_statistics()["CountInstances"] == 0
+
+
+def test_old_orthanc_clients_paths_and_headers_succeed(server_factory):
+    """What scripts written for Orthanc send, through gunicorn as a node runs it."""
+    server = server_factory()
+    data = make_instance(patient_id="OLD")
+
+    # An empty Expect: is how libcurl clients turn 100-continue off.
+    status, _, body = raw_request(server, "POST", "/instances", data, {"Expect": ""})
+    assert status == 200, body
+    patient_id = json.loads(body)["ParentPatient"]
+    # A base URL ending in "/" joined with "/patients"; a trailing slash.
+    for path in ("//patients", "/patients/", f"//patients/{patient_id}/"):
+        status, _, body = raw_request(server, "GET", path)
+        assert status == 200 and patient_id in body.decode(), path
+
+
+def raw_request(server, method, path, body=None, headers=()):
+    """The request exactly as written (urllib would clean the path and the headers)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        connection.putrequest(method, path, skip_accept_encoding=True)
+        connection.putheader("Authorization", servers.auth_header())
+        for name, value in dict(headers).items():
+            connection.putheader(name, value)
+        connection.putheader("Content-Length", str(len(body or b"")))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
