@@ -18,12 +18,25 @@ class RejectedInstance(ArchiveError):
     """The input cannot be stored as it is; the message says why. Nothing was written."""
 
 
+class NotDicom(RejectedInstance):
+    """The input is not a DICOM instance at all (no DICOM data set, or a DICOMDIR):
+    refused alone, skipped inside a ZIP as Orthanc does."""
+
+
 class ConflictingInstance(RejectedInstance):
     """The SOP Instance UID is already stored under another patient, study or series."""
 
 
 class BodyTooLarge(ArchiveError):
     """The input goes past PACS_MAX_UPLOAD_MB."""
+
+
+class UnsupportedEncoding(ArchiveError):
+    """The input comes in an encoding (an HTTP Content-Encoding) the archive cannot decode."""
+
+
+class BadEncoding(RejectedInstance):
+    """The input is not valid data of its declared encoding (a broken gzip stream)."""
 
 
 class BodyTooSlow(ArchiveError):

@@ -11,6 +11,7 @@ C-STORE, POST /instances, STOW-RS, retrieves and peer transfers all call it.
    which remove_orphan_files() deletes once it is older than the grace period.
 """
 
+import contextlib
 import io
 import json
 import logging
@@ -25,9 +26,13 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, MediaStorageDirectoryStorage,
+    PYDICOM_IMPLEMENTATION_UID,
+)
 
-from archive.errors import ArchiveError, ConflictingInstance, RejectedInstance  # noqa: F401 (raised here, caught by name)
+from archive.errors import ArchiveError, ConflictingInstance, NotDicom, RejectedInstance  # noqa: F401 (raised here, caught by name)
 from archive import tags
 from archive.identifiers import (
     instance_public_id,
@@ -36,6 +41,7 @@ from archive.identifiers import (
     study_public_id,
 )
 from archive.models import Attachment, Change, ChangeType, Instance, Level, Patient, Series, Study
+from archive import spool as spooling
 from archive.spool import spool
 from archive.storage import get_storage
 from archive import db, signals
@@ -106,7 +112,8 @@ class ParsedInstance:
 
 
 def store(source, origin, parsed=None):
-    """Store one DICOM Part 10 file (bytes or a seekable binary file object).
+    """Store one DICOM Part 10 file, or a bare data set (part10()), given as bytes
+    or a seekable binary file object.
 
     Returns a StoreResult whose status is SUCCESS or ALREADY_STORED. Raises
     RejectedInstance for input that cannot be stored, db.DatabaseBusy when the
@@ -116,14 +123,20 @@ def store(source, origin, parsed=None):
     part) passes what parse() gave it, so the file is parsed once.
     """
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
-    start = stream.tell()
-    if parsed is None:
-        try:
-            parsed = parse(stream)
-        except RejectedInstance:
-            signals.count("pacs_instances_rejected_total", origin=origin.kind)
-            raise
-    stream.seek(start)
+    with contextlib.ExitStack() as owned:
+        if parsed is None:
+            try:
+                stream = owned.enter_context(part10(stream))
+                start = stream.tell()
+                parsed = parse(stream)
+                stream.seek(start)
+            except RejectedInstance:
+                signals.count("pacs_instances_rejected_total", origin=origin.kind)
+                raise
+        return _store_parsed(stream, parsed, origin)
+
+
+def _store_parsed(stream, parsed, origin):
     storage = get_storage()
     stored = storage.put(stream)
     try:
@@ -148,12 +161,15 @@ class ZipMember:
     name: str
     result: StoreResult | None = None
     error: ArchiveError | None = None
+    # Not a DICOM instance at all (error is a NotDicom): Orthanc leaves it out of its answer.
+    skipped: bool = False
 
 
 def store_zip(stream, origin):
     """Store each file of a ZIP archive (a seekable stream) through store(); a
     ZipMember per file, in the archive's order. A member that is refused does not
-    stop the others. Raises RejectedInstance when the archive cannot be read."""
+    stop the others; one that is no DICOM instance (NotDicom) is marked skipped.
+    Raises RejectedInstance when the archive cannot be read."""
     try:
         archive = zipfile.ZipFile(stream)
     except zipfile.BadZipFile as error:
@@ -166,6 +182,11 @@ def store_zip(stream, origin):
             try:
                 with archive.open(member) as packed, spool(packed) as data:
                     members.append(ZipMember(member.filename, result=store(data, origin)))
+            except NotDicom as error:
+                # Orthanc skips what is not a DICOM instance (a README, the
+                # DICOMDIR of a media) and stores the others.
+                log.info("ZIP member %s skipped: %s", member.filename, error)
+                members.append(ZipMember(member.filename, error=error, skipped=True))
             except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as error:
                 refused = RejectedInstance(f"the ZIP member cannot be extracted: {error}")
                 members.append(ZipMember(member.filename, error=refused))
@@ -185,11 +206,8 @@ def parse(stream):
     try:
         dataset = pydicom.dcmread(tracking, defer_size=DEFER_SIZE)
     except InvalidDicomError:
-        # Orthanc also accepts a bare dataset without preamble and file meta and
-        # serves it back as is; PS3.10 §7 makes the meta information mandatory
-        # for a DICOM file, and without it the transfer syntax is a guess.
-        raise RejectedInstance(
-            "not a DICOM Part 10 file: the 'DICM' prefix after the 128-byte preamble is missing"
+        raise NotDicom(
+            "not a DICOM Part 10 file: neither the 'DICM' prefix after the 128-byte preamble nor a bare data set"
         )
     except RecursionError:
         raise RejectedInstance(f"the DICOM file has sequences nested too deep to read (more than {MAX_NESTING})")
@@ -211,6 +229,8 @@ def parse(stream):
         raise RejectedInstance("the file meta information has no TransferSyntaxUID (0002,0010)")
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
         _check_deflated_complete(stream, start)
+    if str(getattr(meta, "MediaStorageSOPClassUID", "")).strip("\0 ") == MediaStorageDirectoryStorage:
+        raise NotDicom("a DICOMDIR is the index of a media, not an instance")
 
     try:
         study_uid = _uid(dataset, "StudyInstanceUID")
@@ -236,6 +256,86 @@ def parse(stream):
         raise
     except Exception as error:
         raise RejectedInstance(f"the DICOM file has an unreadable element: {error}")
+
+
+@contextlib.contextmanager
+def part10(stream):
+    """The stream as a Part 10 file: unchanged when it is one, else (a bare data
+    set, as Orthanc accepts and pydicom writes when asked) in a temporary file
+    with the 128-byte preamble, "DICM" and the file meta information (PS3.10
+    §7.1) before the data set's bytes, which are kept as they are. Every reader
+    of the stored file (rendering, sends, archives) then reads a Part 10 file."""
+    start = stream.tell()
+    head = stream.read(132)
+    stream.seek(start)
+    encoding = None if head[128:132] == b"DICM" else _bare_encoding(head)
+    if encoding is None:
+        yield stream
+        return
+    wrapped = spooling.spool_stream(_with_meta(stream, encoding))
+    try:
+        yield wrapped
+    finally:
+        wrapped.close()
+        stream.seek(start)
+
+
+# The value representations PS3.5 §6.2 defines: explicit VR is told from
+# implicit by the two bytes after the first tag.
+_VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"OB", b"OD", b"OF",
+        b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM", b"UC", b"UI", b"UL", b"UN",
+        b"UR", b"US", b"UT", b"UV"}
+
+
+def _bare_encoding(head):
+    """The transfer syntax of a data set written without preamble and meta
+    (little endian: a raw big endian data set is too rare to guess), or None."""
+    if len(head) < 8:
+        return None
+    group = int.from_bytes(head[0:2], "little")
+    if group == 0x0002:
+        return "meta"  # the meta information is there, only the preamble is missing
+    if group % 2 or not 0x0008 <= group <= 0x0028:
+        return None  # a data set starts with its lowest group: (0008,0005) or so
+    return ExplicitVRLittleEndian if head[4:6] in _VRS else ImplicitVRLittleEndian
+
+
+def _with_meta(stream, encoding):
+    """A reader of the preamble, "DICM", the meta information (unless the stream
+    has its own) and then the stream's bytes."""
+    start = stream.tell()
+    header = io.BytesIO()
+    header.write(b"\0" * 128 + b"DICM")
+    if encoding != "meta":
+        try:
+            dataset = pydicom.dcmread(stream, force=True, defer_size=DEFER_SIZE,
+                                      specific_tags=["SOPClassUID", "SOPInstanceUID"])
+        except Exception as error:  # pydicom raises many types on what is not DICOM
+            raise NotDicom(f"not a DICOM file: no preamble, and not a readable bare data set ({error})")
+        stream.seek(start)
+        meta = pydicom.dataset.FileMetaDataset()
+        meta.MediaStorageSOPClassUID = tags.element_text(dataset, "SOPClassUID") or ""
+        meta.MediaStorageSOPInstanceUID = tags.element_text(dataset, "SOPInstanceUID") or ""
+        if not meta.MediaStorageSOPClassUID or not meta.MediaStorageSOPInstanceUID:
+            raise NotDicom("not a DICOM file: no preamble, and a bare data set needs its SOP Class and Instance UIDs")
+        meta.TransferSyntaxUID = encoding
+        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+        write_file_meta_info(header, meta, enforce_standard=True)
+    header.seek(0)
+    return _Chain(header, stream)
+
+
+class _Chain:
+    def __init__(self, *streams):
+        self._streams = list(streams)
+
+    def read(self, size=-1):
+        while self._streams:
+            chunk = self._streams[0].read(size)
+            if chunk:
+                return chunk
+            self._streams.pop(0)
+        return b""
 
 
 # Deeper than any structured report or real-world file nests: what goes beyond is

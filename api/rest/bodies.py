@@ -1,14 +1,55 @@
 """Request bodies in temporary files that vanish when closed."""
 
+import gzip
+import zlib
+
 from django.conf import settings
 
 from archive import spool as spooling
+from archive.errors import BadEncoding, UnsupportedEncoding
 
 
 def spool(request):
-    """The request body, spooled (archive.spool); raises BodyTooLarge past
-    PACS_MAX_UPLOAD_MB and BodyTooSlow when the client stalls."""
-    return spooling.spool(_body_stream(request), settings.MAX_UPLOAD_BYTES)
+    """The request body, spooled (archive.spool) and decoded from its
+    Content-Encoding (gzip or deflate, as Orthanc accepts); raises BodyTooLarge
+    past PACS_MAX_UPLOAD_MB (of decoded bytes too: a small gzip can inflate to
+    terabytes), BodyTooSlow when the client stalls, UnsupportedEncoding and
+    BadEncoding."""
+    codings = [c.strip().lower() for c in request.headers.get("Content-Encoding", "").split(",") if c.strip()]
+    codings = [c for c in codings if c != "identity"]
+    if not codings:
+        return spooling.spool(_body_stream(request), settings.MAX_UPLOAD_BYTES)
+    if len(codings) > 1 or codings[0] not in ("gzip", "x-gzip", "deflate"):
+        raise UnsupportedEncoding(f"Content-Encoding {request.headers['Content-Encoding']!r} is not supported: "
+                                  "send the body as is, or gzip or deflate encoded")
+    return _decoded(spooling.spool(_body_stream(request), settings.MAX_UPLOAD_BYTES), codings[0])
+
+
+def _decoded(encoded, coding):
+    with encoded:
+        reader = gzip.GzipFile(fileobj=encoded, mode="rb") if coding != "deflate" else _Inflater(encoded)
+        try:
+            return spooling.spool(reader, settings.MAX_UPLOAD_BYTES)
+        except (OSError, EOFError, zlib.error) as error:
+            raise BadEncoding(f"the body is not valid {coding} data: {error}")
+
+
+class _Inflater:
+    """Content-Encoding: deflate is the zlib format (RFC 9110 §8.4.1.2); never
+    more than `size` bytes inflated at once."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._inflater = zlib.decompressobj()
+
+    def read(self, size):
+        while True:
+            pending = self._inflater.unconsumed_tail or self._stream.read(size)
+            if not pending:
+                return self._inflater.flush()
+            data = self._inflater.decompress(pending, size)
+            if data:
+                return data
 
 
 def _body_stream(request):

@@ -13,14 +13,14 @@ from django.views import defaults
 
 from archive.errors import (
     BodyTooLarge, BodyTooSlow, ConflictingInstance, DatabaseBusy, InvalidOrder, MissingFile, RejectedInstance,
-    StorageError, UnknownOrder,
+    StorageError, UnknownOrder, UnsupportedEncoding,
 )
 
 log = logging.getLogger(__name__)
 
 REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-           405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 429: "Too Many Requests", 413: "Payload Too Large", 415: "Unsupported Media Type",
-           500: "Internal Server Error", 503: "Service Unavailable", 507: "Insufficient Storage"}
+           405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 413: "Payload Too Large",
+           415: "Unsupported Media Type", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable", 507: "Insufficient Storage"}
 
 # Orthanc's error codes (OrthancFramework Enumerations.h) for the failures we share.
 ORTHANC_ERRORS = {
@@ -73,6 +73,8 @@ def status_for(error):
         return 413, str(error)
     if isinstance(error, BodyTooSlow):
         return 408, str(error)
+    if isinstance(error, UnsupportedEncoding):
+        return 415, str(error)
     if isinstance(error, InvalidOrder):
         return 400, str(error)
     if isinstance(error, UnknownOrder):

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.http import FileResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -25,11 +26,15 @@ def instances(request):
 
 @rest_view
 def upload(request):
-    """Store the body: one DICOM file, or a ZIP archive of DICOM files."""
+    """Store the body: one DICOM file (or bare data set), a ZIP archive of them,
+    or the files of an HTML form (multipart/form-data), each file or ZIP
+    through the one ingest path."""
     length = int(request.META.get("CONTENT_LENGTH") or 0)
     if length > settings.MAX_UPLOAD_BYTES:
         return error_response(request, 413, f"the body is larger than PACS_MAX_UPLOAD_MB ({settings.MAX_UPLOAD_BYTES // 2**20} MB)")
     origin = ingest.Origin.http(request.META.get("REMOTE_ADDR", ""), request.user.get_username())
+    if request.content_type == "multipart/form-data":
+        return _form_upload(request, origin)
     with spool(request) as body:
         if body.read(4) == ingest.ZIP_MAGIC:
             body.seek(0)
@@ -39,13 +44,39 @@ def upload(request):
     return JsonResponse(_describe(result))
 
 
+def _form_upload(request, origin):
+    # Orthanc stores each file of the form and answers 200 with an empty body;
+    # pacsweb answers what a ZIP gets: a description of each stored instance.
+    try:
+        files = [uploaded for name in request.FILES for uploaded in request.FILES.getlist(name)]
+    except MultiPartParserError as error:
+        return error_response(request, 400, f"the multipart/form-data body cannot be read: {error}")
+    if not files:
+        return error_response(request, 400, "the form holds no file")
+    members = []
+    for uploaded in files:
+        with uploaded:
+            if uploaded.read(4) == ingest.ZIP_MAGIC:
+                uploaded.seek(0)
+                members.extend(ingest.store_zip(uploaded, origin))
+                continue
+            uploaded.seek(0)
+            try:
+                members.append(ingest.ZipMember(uploaded.name, result=ingest.store(uploaded, origin)))
+            except ingest.RejectedInstance as error:
+                members.append(ingest.ZipMember(uploaded.name, error=error))
+    return _zip_answer(members)
+
+
 def _zip_answer(members):
+    # Orthanc leaves out what is no DICOM instance (a README, the DICOMDIR) and
+    # answers 200 with the stored members. It also silently drops the members it
+    # refuses (1.10): a script cannot tell that part of its upload was lost.
+    # pacsweb adds an entry for each refused instance, and answers 400 when any
+    # was refused (the good members stay stored).
+    members = [member for member in members if not member.skipped]
     answers = [_describe(member.result) if member.result else _failure(member.name, (status_for(member.error) or (500, str(member.error)))[1])
                for member in members]
-    # Orthanc 1.10 answers 200 with a list of the stored members only, silently
-    # dropping the others: a script cannot tell that part of its upload was lost.
-    # pacsweb keeps the list, adds an entry for each refused member, and answers
-    # 400 when any member was refused (the good members stay stored).
     failed = any(member.error for member in members)
     return JsonResponse(answers, safe=False, status=400 if failed else 200)
 

@@ -51,14 +51,14 @@ def test_zip_with_one_bad_member_stores_the_good_ones_and_names_the_bad(api, sto
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("good1.dcm", make_instance(instance_number=1))
-        archive.writestr("notes.txt", b"not an image")
+        archive.writestr("bad.dcm", make_instance(sop_uid="1.2.3/../../etc"))
         archive.writestr("good2.dcm", make_instance(instance_number=2))
     response = api.generic("POST", "/instances", buffer.getvalue(), content_type="application/zip")
     assert response.status_code == 400
     answers = response.json()
     assert [a["Status"] for a in answers] == ["Success", "Failure", "Success"]
-    assert answers[1]["Member"] == "notes.txt"
-    assert "not a DICOM" in answers[1]["Details"]
+    assert answers[1]["Member"] == "bad.dcm"
+    assert "not a valid UID" in answers[1]["Details"]
     stats, files = snapshot(api, storage_dir)
     assert stats["CountInstances"] == 2
     assert len([f for f in files if not f.endswith(".part")]) == 2

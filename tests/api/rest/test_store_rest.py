@@ -1,11 +1,21 @@
 """POST /instances, GET /instances/{id}/file, /system, /statistics through HTTP."""
 
+import gzip
 import hashlib
 import io
 import zipfile
+import zlib
+
+import pydicom
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, MediaStorageDirectoryStorage
 
 from archive.identifiers import instance_public_id, patient_public_id, series_public_id, study_public_id
-from tests.storing import post_instance
+from tests.storing import post_instance, zip_of
 from tests.dicomgen import make_instance, uid
 
 
@@ -141,3 +151,95 @@ def test_real_world_files_from_pydicom_are_stored_or_refused_with_reason(api):
             assert response.json()["Details"], path
     assert stored > 50
     assert refused > 0
+
+
+def bare_data_set(part10, implicit):
+    """The data set of a Part 10 file written again without preamble and meta, as
+    pydicom writes it when asked (write_like_original) and Orthanc accepts it."""
+    dataset = pydicom.dcmread(io.BytesIO(part10))
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, implicit
+    write_dataset(buffer, dataset)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("implicit", [True, False], ids=["implicit-vr", "explicit-vr"])
+def test_bare_data_set_is_stored_as_part10_with_its_bytes_unchanged(api, implicit):
+    raw = bare_data_set(make_instance(patient_id="RAW"), implicit)
+    answer = post_instance(api, raw)
+    assert answer.status_code == 200, answer.content
+    stored = b"".join(api.get(f"/instances/{answer.json()['ID']}/file").streaming_content)
+    assert stored[128:132] == b"DICM" and stored.endswith(raw)
+    dataset = pydicom.dcmread(io.BytesIO(stored))
+    assert dataset.file_meta.TransferSyntaxUID == (ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian)
+    assert dataset.file_meta.MediaStorageSOPInstanceUID == dataset.SOPInstanceUID
+    assert dataset.PatientID == "RAW"
+
+
+def test_file_without_preamble_but_with_meta_is_stored(api):
+    data = make_instance(patient_id="NOPRE")
+    answer = post_instance(api, data[132:])
+    assert answer.status_code == 200, answer.content
+    assert b"".join(api.get(f"/instances/{answer.json()['ID']}/file").streaming_content) == data
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+def test_content_encoded_upload_is_decoded_and_stored(api, coding):
+    data = make_instance(patient_id="GZ")
+    body = gzip.compress(data) if coding == "gzip" else zlib.compress(data)
+    answer = api.generic("POST", "/instances", body, content_type="application/dicom", HTTP_CONTENT_ENCODING=coding)
+    assert answer.status_code == 200, answer.content
+    assert b"".join(api.get(f"/instances/{answer.json()['ID']}/file").streaming_content) == data
+
+
+def test_broken_or_unknown_content_encoding_is_refused(api):
+    broken = api.generic("POST", "/instances", gzip.compress(make_instance())[:-20], content_type="application/dicom",
+                         HTTP_CONTENT_ENCODING="gzip")
+    assert broken.status_code == 400 and "gzip" in broken.json()["Details"]
+    unknown = api.generic("POST", "/instances", make_instance(), content_type="application/dicom",
+                          HTTP_CONTENT_ENCODING="br")
+    assert unknown.status_code == 415
+    assert api.get("/statistics").json()["CountInstances"] == 0
+
+
+def test_gzip_bomb_is_refused_past_the_upload_limit(api, settings):
+    settings.MAX_UPLOAD_BYTES = 100_000
+    response = api.generic("POST", "/instances", gzip.compress(b"\0" * 10_000_000), content_type="application/dicom",
+                           HTTP_CONTENT_ENCODING="gzip")
+    assert response.status_code == 413
+
+
+def test_browser_form_with_files_and_a_zip_stores_them_all(api):
+    files = [make_instance(patient_id="FORM", instance_number=n) for n in (1, 2, 3)]
+    form = {"files": [SimpleUploadedFile("a.dcm", files[0]), SimpleUploadedFile("b.zip", zip_of(files[1:]))]}
+    response = api.post("/instances", form)
+    assert response.status_code == 200, response.content
+    assert [a["Status"] for a in response.json()] == ["Success"] * 3
+    assert api.get("/statistics").json()["CountInstances"] == 3
+
+
+def test_zip_members_that_are_no_instance_are_skipped_as_orthanc_does(api):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("README.txt", b"a media of one study\n")
+        archive.writestr("DICOMDIR", dicomdir_bytes())
+        archive.writestr("IMAGES/IM1", make_instance(patient_id="MEDIA"))
+    response = post_instance(api, buffer.getvalue(), content_type="application/zip")
+    assert response.status_code == 200, response.content
+    assert [a["Status"] for a in response.json()] == ["Success"]
+    assert api.get("/statistics").json()["CountInstances"] == 1
+
+
+def dicomdir_bytes():
+    """A DICOMDIR (PS3.10 §8.6): the index of a media, a Part 10 file that is no instance."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MediaStorageDirectoryStorage
+    meta.MediaStorageSOPInstanceUID = uid("dicomdir")
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = Dataset()
+    dataset.file_meta = meta
+    dataset.FileSetID = "MEDIA"
+    dataset.DirectoryRecordSequence = []
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
