@@ -5,13 +5,29 @@ from django.db.models import Sum
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
+from pydicom.tag import Tag
+
+from archive import tags
 from archive.models import Attachment, Instance, Patient, Series, Study
 from api.rest.errors import rest_view
 
-# The Orthanc REST API level our routes follow (Orthanc 1.10 reports 16 in
-# /system; clients such as pyorthanc read it to pick their calls).
-API_VERSION = 16
+# The Orthanc release whose REST API pacsweb's routes follow, and that
+# release's ApiVersion (OrthancFrameworkParameters.cmake: 21 in 1.12.1). Clients
+# gate features on these two fields (pyorthanc and orthanc-api-client compare
+# Version with "1.x.y"), so they say the Orthanc level, and pacsweb's own
+# version is PacswebVersion.
+ORTHANC_VERSION = "1.12.1"
+API_VERSION = 21
 DATABASE_VERSION = 6
+
+
+def _signature(keywords):
+    # Orthanc's main DICOM tags signature: the tags a level indexes, "gggg,eeee;..."
+    return ";".join(f"{Tag(k).group:04x},{Tag(k).element:04x}" for k in keywords)
+
+
+MAIN_DICOM_TAGS = {"Patient": _signature(tags.PATIENT_TAGS), "Study": _signature(tags.STUDY_TAGS),
+                   "Series": _signature(tags.SERIES_TAGS), "Instance": _signature(tags.INSTANCE_TAGS)}
 
 
 @require_GET
@@ -22,21 +38,31 @@ def system(request):
             "ApiVersion": API_VERSION,
             "CheckRevisions": True,
             "DatabaseBackendPlugin": None,
+            "DatabaseServerIdentifier": settings.NODE_NAME,
             "DatabaseVersion": DATABASE_VERSION,
             "DicomAet": settings.AE_TITLE,
             "DicomPort": settings.DICOM_PORT,
+            "HasLabels": False,
             "HttpPort": settings.HTTP_PORT,
+            "IngestTranscoding": "",
+            # Every route needs credentials (pacsweb.access): what Orthanc means by secure.
             "IsHttpServerSecure": True,
+            "MainDicomTags": MAIN_DICOM_TAGS,
+            # No quota: pacsweb never recycles (0 is Orthanc's "unlimited").
             "MaximumPatientCount": 0,
+            "MaximumStorageMode": "Reject",
             "MaximumStorageSize": 0,
             "Name": settings.NODE_NAME,
             "OverwriteInstances": False,
             "PluginsEnabled": False,
+            "ReadOnly": False,
             "StorageAreaPlugin": None,
             "StorageCompression": False,
-            "Version": settings.VERSION,
-            # Beyond Orthanc: which product answers, and which node of the cluster.
+            "UserMetadata": {},
+            "Version": ORTHANC_VERSION,
+            # Beyond Orthanc: which product answers, its version, and which node of the cluster.
             "Product": "pacsweb",
+            "PacswebVersion": settings.VERSION,
             "Node": settings.NODE_NAME,
             "DatabaseBackend": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
         }

@@ -105,6 +105,12 @@ def test_system_reports_node_and_dicom_identity(api, settings):
     system = api.get("/system").json()
     assert system["DicomAet"] == "MYPACS"
     assert system["ApiVersion"] >= 16
+    # The Orthanc API level for clients that gate on it; pacsweb's own version apart.
+    assert system["Version"] == "1.12.1" and system["ApiVersion"] == 21
+    assert system["PacswebVersion"] == settings.VERSION
+    assert system["MaximumStorageSize"] == 0 and system["MaximumPatientCount"] == 0
+    assert system["StorageAreaPlugin"] is None and system["IsHttpServerSecure"] is True
+    assert system["MainDicomTags"]["Patient"].startswith("0010,0010")
     assert {"Version", "Name", "DicomPort", "HttpPort", "DatabaseVersion"} <= set(system)
 
 
