@@ -94,6 +94,11 @@ def find(query, return_keys=()):
     return _matches(query.level, rows, wanted), more
 
 
+def count(query):
+    """How many resources match the query (counted in the database)."""
+    return _matching(query, ())[0].count()
+
+
 @dataclass
 class Page:
     """One page of the matches of a query, and how many there are in all."""

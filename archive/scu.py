@@ -162,9 +162,12 @@ def report_commitment(peer, event_type, report):
         raise DicomNetworkError(f"{peer.aet} answered the storage commitment report with {_code(status)}")
 
 
-def store(peer, instance_ids, progress=None):
+def store(peer, instance_ids, progress=None, originator=None):
     """C-STORE the given instances (public ids), in their order, to the peer over one
-    association; a TransferReport. progress(done, total) follows each instance."""
+    association; a TransferReport. progress(done, total) follows each instance.
+    originator (AE title, message id) marks each C-STORE as a C-MOVE's sub-operation
+    (PS3.7 9.1.1.1: Move Originator AE Title and Message ID), as Orthanc's
+    MoveOriginatorAet / MoveOriginatorID do."""
     found = {row[0]: row for row in Instance.objects.filter(public_id__in=instance_ids)
              .values_list("public_id", "sop_class_uid", "transfer_syntax_uid")}
     # In the caller's order: a job resumed at position N skips exactly the first N.
@@ -186,7 +189,10 @@ def store(peer, instance_ids, progress=None):
         for done, (public_id, _, _) in enumerate(rows, 1):
             with storage.open(keys[public_id]) as stream:
                 dataset = pydicom.dcmread(stream)
-            status = assoc.send_c_store(dataset)
+            if originator:
+                status = assoc.send_c_store(dataset, originator_aet=originator[0], originator_id=originator[1])
+            else:
+                status = assoc.send_c_store(dataset)
             code = getattr(status, "Status", None)
             if code == 0x0000:
                 report.completed += 1
@@ -203,6 +209,29 @@ def store(peer, instance_ids, progress=None):
         if assoc.is_established:
             assoc.release()
     return report
+
+
+def store_straight(peer, stream):
+    """C-STORE one DICOM file that is not in the archive (Orthanc's store-straight);
+    its (SOP Class UID, SOP Instance UID) once the peer accepted it."""
+    try:
+        dataset = pydicom.dcmread(stream)
+        sop_class, sop_instance = str(dataset.SOPClassUID), str(dataset.SOPInstanceUID)
+        syntax = str(dataset.file_meta.TransferSyntaxUID)
+    except Exception as error:  # pydicom raises many types on malformed input
+        raise ingest.RejectedInstance(f"the body is not a DICOM file that can be sent: {error}")
+    ae = _ae(peer)
+    ae.add_requested_context(sop_class, sorted({syntax, ExplicitVRLittleEndian, ImplicitVRLittleEndian}))
+    assoc = _associate(ae, peer)
+    try:
+        status = assoc.send_c_store(dataset)
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    code = getattr(status, "Status", None)
+    if code not in (0x0000, 0xB000, 0xB007, 0xB006):
+        raise DicomNetworkError(f"{peer.aet} answered the C-STORE with {_code(status)}")
+    return sop_class, sop_instance
 
 
 def find(peer, level, query, patient_root=False):

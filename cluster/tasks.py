@@ -7,6 +7,7 @@ context.step(), where pause and cancel take effect.
 """
 
 import base64
+import dataclasses
 import http.client
 import logging
 import ssl
@@ -157,13 +158,23 @@ def modality_store_job(context):
     def step(done, _total):
         context.step(start + done, len(instances))
 
+    peer = modality_peer(modality)
+    # The options of POST /modalities/{m}/store: a LocalAet the modality does not
+    # set itself, a Timeout, and C-MOVE originator fields.
+    if context.params.get("local_aet") and not modality.local_aet:
+        peer = dataclasses.replace(peer, local_aet=context.params["local_aet"])
+    if context.params.get("timeout"):
+        peer = dataclasses.replace(peer, timeout=context.params["timeout"])
+    originator = context.params.get("move_originator")
     try:
-        report = scu.store(modality_peer(modality), todo, progress=step)
+        report = scu.store(peer, todo, progress=step, originator=tuple(originator) if originator else None)
     except scu.DicomNetworkError as error:
         raise JobFailed(str(error), *NETWORK_ERROR)
     content["FailedInstancesCount"] += report.failed
     if report.failed:
         content["FailedInstances"] = report.failed_uids[:100]
+    # Permissive (Orthanc): the instances the modality refused do not fail the job.
+    if report.failed and not context.params.get("permissive"):
         raise JobFailed(f"{modality.aet} refused {report.failed} of {len(instances)} instances", *NETWORK_ERROR)
     if context.params.get("storage_commitment"):
         _commit(context, modality, instances)

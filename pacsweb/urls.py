@@ -8,6 +8,7 @@ from api import health
 from api.rest import jobs as jobs_rest, nodes as nodes_rest, security as security_rest
 from api.rest import network as cluster_rest
 from api.rest import worklists as worklists_rest
+from api.rest import tools
 
 # Orthanc's JSON errors on API routes; the console's pages keep Django's.
 handler404 = "api.rest.errors.page_not_found"
@@ -56,6 +57,23 @@ urlpatterns = [
     path("jobs/<str:job_id>/archive", archives.job_archive),
     re_path(r"^jobs/(?P<job_id>[^/]+)/(?P<action>[a-z]+)$", jobs_rest.job_action),
     path("tools/find", resources.find),
+    path("tools", tools.tools),
+    path("tools/now", tools.now),
+    path("tools/now-local", tools.now, {"local": True}),
+    path("tools/generate-uid", tools.generate_uid_view),
+    path("tools/default-encoding", tools.default_encoding),
+    path("tools/accepted-transfer-syntaxes", tools.accepted_transfer_syntaxes),
+    path("tools/log-level", tools.log_level),
+    re_path(r"^tools/log-level-(?P<category>dicom|generic|http|jobs|lua|plugins|sqlite)$", tools.log_level),
+    path("tools/invalidate-tags", tools.invalidate_tags),
+    path("tools/metrics", tools.metrics_enabled),
+    path("tools/metrics-prometheus", tools.metrics_prometheus),
+    path("tools/lookup", tools.lookup),
+    path("tools/bulk-content", tools.bulk_content),
+    path("tools/count-resources", tools.count_resources),
+    path("tools/dicom-echo", cluster_rest.dicom_echo),
+    path("plugins", tools.plugins),
+    path("exports", tools.exports),
     path("changes", resources.changes),
     path("dicom-web/", include("api.dicomweb.urls")),
     path("wado", wado_uri),
@@ -64,6 +82,9 @@ urlpatterns = [
     path("modalities/<str:name>/configuration", cluster_rest.modality_configuration),
     path("modalities/<str:name>/echo", cluster_rest.modality_echo),
     path("modalities/<str:name>/store", cluster_rest.modality_store),
+    path("modalities/<str:name>/store-straight", cluster_rest.modality_store_straight),
+    re_path(r"^modalities/(?P<name>[^/]+)/find-(?P<level>patient|study|series|instance)$",
+            cluster_rest.modality_find_level),
     path("modalities/<str:name>/query", cluster_rest.modality_query),
     path("modalities/<str:name>/move", cluster_rest.modality_move),
     path("audit", security_rest.audit_list),
@@ -78,6 +99,7 @@ urlpatterns = [
     path("peers/<str:name>/configuration", cluster_rest.peer_configuration),
     path("peers/<str:name>/system", cluster_rest.peer_system),
     path("peers/<str:name>/store", cluster_rest.peer_store),
+    path("queries", cluster_rest.query_list),
     path("queries/<str:query_id>", cluster_rest.query_detail),
     path("queries/<str:query_id>/answers", cluster_rest.query_answers),
     path("queries/<str:query_id>/answers/<int:index>/content", cluster_rest.query_answer_content),

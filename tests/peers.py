@@ -20,6 +20,7 @@ class RemotePacs:
     def __init__(self, port, aet="REMOTE", destinations=None, delay=0.0):
         self.delay = delay  # seconds each C-STORE takes: a slow peer
         self.received = []
+        self.originators = []  # (Move Originator AE Title, Message ID) of each C-STORE received
         self.held = []
         self.destinations = destinations or {}
         ae = AE(ae_title=aet)
@@ -39,6 +40,8 @@ class RemotePacs:
     def _store(self, event):
         time.sleep(self.delay)  # a simulated slow peer: a delay of the fake, not synchronisation
         self.received.append(event.dataset)
+        request = event.request
+        self.originators.append((request.MoveOriginatorApplicationEntityTitle, request.MoveOriginatorMessageID))
         return 0x0000
 
     def _matching(self, identifier):

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods
 
 from archive import scu, sends
 from archive.models import Level
+from api.rest.bodies import spool
 from api.rest.errors import error_response, rest_view
 from cluster import jobs
 from api.rest.jobs import BadJobOptions, job_options, submitted
@@ -199,15 +200,96 @@ def _run_job(request, type_name, params, content, body):
 @_handle_not_found
 @rest("POST")
 def modality_store(request, name):
-    """Send resources (ids of any level) with C-STORE, as a DicomModalityStore job."""
+    """Send resources (ids of any level) with C-STORE, as a DicomModalityStore job.
+
+    The body is one id as plain text, a list of ids, or Orthanc's object:
+    Resources, Synchronous / Asynchronous, Priority, Permissive, LocalAet,
+    MoveOriginatorAet / MoveOriginatorID, StorageCommitment, Timeout."""
     modality = _modality(request, name)
-    body = _body(request)
+    body = _body_or_id(request)
+    options = body if isinstance(body, dict) else {}
     # Orthanc's option: after the send, ask the modality to commit to what it received.
-    commitment = body.get("StorageCommitment", False) if isinstance(body, dict) else False
+    commitment = options.get("StorageCommitment", False)
     if not isinstance(commitment, bool):
         raise BadRequest("StorageCommitment must be true or false")
     send = _send(request, sends.to_modality, modality, _resources_of(request, body), storage_commitment=commitment)
-    return _run_job(request, send.type, send.params, send.content, body)
+    params = dict(send.params, **_store_options(options))
+    return _run_job(request, send.type, params, send.content, body)
+
+
+def _body_or_id(request):
+    """The JSON body, or the one resource id of a plain-text body (Orthanc takes both)."""
+    text = request.body.decode("utf-8", "replace").strip()
+    if text and not text.startswith(("{", "[", '"')):
+        if len(text.split()) != 1:
+            raise BadRequest("a plain-text body is one resource id")
+        return text
+    return _body(request)
+
+
+def _store_options(options):
+    """Job parameters from Orthanc's C-STORE options (the job's own options are
+    read by _run_job)."""
+    params = {}
+    for name in ("Permissive",):
+        if name in options and not isinstance(options[name], bool):
+            raise BadRequest(f"{name} must be true or false")
+    params["permissive"] = options.get("Permissive", False)
+    if "LocalAet" in options:
+        if not isinstance(options["LocalAet"], str) or not 0 < len(options["LocalAet"]) <= 16:
+            raise BadRequest("LocalAet must be an AE title (1 to 16 characters)")
+        params["local_aet"] = options["LocalAet"]
+    if "Timeout" in options:
+        if not isinstance(options["Timeout"], int) or isinstance(options["Timeout"], bool) or options["Timeout"] < 0:
+            raise BadRequest("Timeout must be a whole number of seconds")
+        params["timeout"] = options["Timeout"]
+    if "MoveOriginatorAet" in options or "MoveOriginatorID" in options:
+        aet, message_id = options.get("MoveOriginatorAet", ""), options.get("MoveOriginatorID", 0)
+        if not isinstance(aet, str) or not 0 < len(aet) <= 16:
+            raise BadRequest("MoveOriginatorAet must be an AE title (1 to 16 characters)")
+        if not isinstance(message_id, int) or isinstance(message_id, bool) or not 0 <= message_id <= 0xFFFF:
+            raise BadRequest("MoveOriginatorID must be a message id (0 to 65535)")
+        params["move_originator"] = [aet, message_id]
+    return params
+
+
+@_handle_not_found
+@rest("POST")
+def modality_store_straight(request, name):
+    """C-STORE the DICOM file of the body, without storing it here (Orthanc 1.9)."""
+    modality = _modality(request, name)
+    with spool(request) as body:
+        sop_class, sop_instance = scu.store_straight(modality_peer(modality), body)
+    return JsonResponse({"SOPClassUID": sop_class, "SOPInstanceUID": sop_instance})
+
+
+@rest("POST")
+def dicom_echo(request):
+    """C-ECHO a modality described in the body, not registered (Orthanc 1.8.1)."""
+    body = _body(request, {})
+    if not isinstance(body, dict):
+        raise BadRequest('expected {"AET": ..., "Host": ..., "Port": ...}')
+    scu.echo(modality_peer(parse_modality("dicom-echo", body)))
+    return JsonResponse({})
+
+
+# The legacy C-FIND routes (deprecated by Orthanc for /query): the body is the
+# query, the answer the simplified tags of each match.
+FIND_LEVELS = {"patient": Level.PATIENT, "study": Level.STUDY, "series": Level.SERIES, "instance": Level.INSTANCE}
+
+
+@_handle_not_found
+@rest("POST")
+def modality_find_level(request, name, level):
+    modality = _modality(request, name)
+    query = _body(request, {})
+    if not isinstance(query, dict) or not all(isinstance(v, str) for v in query.values()):
+        raise BadRequest("the body must map DICOM keywords to strings")
+    try:
+        answers = scu.find(modality_peer(modality), FIND_LEVELS[level], query)
+    except (ValueError, TypeError) as error:
+        raise BadRequest(f"invalid query key: {error}")
+    return JsonResponse([_simplify(_dicom_as_json(answer)) for answer in answers], safe=False)
 
 
 def _send(request, describe_job, target, resources, **options):
@@ -274,6 +356,12 @@ def _query(request, query_id):
 
 def _simplify(answer):
     return {entry["Name"]: entry["Value"] for entry in answer.values()}
+
+
+@rest("GET")
+def query_list(request):
+    """The queries kept (the QUERY_HISTORY most recent), oldest first, as Orthanc lists them."""
+    return JsonResponse(list(DicomQuery.objects.order_by("created_at", "id").values_list("id", flat=True)), safe=False)
 
 
 @_handle_not_found

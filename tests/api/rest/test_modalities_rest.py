@@ -9,6 +9,7 @@ import pytest
 from tests import servers
 from tests.peers import RemotePacs
 from tests.dicomgen import make_instance, uid
+from tests.storing import store_on
 
 
 @pytest.fixture
@@ -126,3 +127,64 @@ def test_unknown_query_is_404_and_bad_query_is_400(server_factory, remote):
     status, answer = servers.request_json(server.url + "/modalities/remote/query", method="POST",
                                           body=json.dumps({"Level": "Galaxy", "Query": {}}).encode())
     assert status == 400 and "Level" in answer["Details"]
+
+
+def test_store_takes_a_plain_text_id_and_orthanc_options(server_factory, remote):
+    server = server_factory()
+    put_modality(server, "remote", {"AET": "REMOTE", "Host": "127.0.0.1", "Port": remote.port})
+    stored = store_on(server, make_instance(patient_id="OPT"))
+    store = server.url + "/modalities/remote/store"
+    # One id as plain text, as Orthanc accepts it.
+    status, answer = servers.request_json(store, method="POST", body=stored["ID"].encode(),
+                                          headers={"Content-Type": "text/plain"})
+    assert status == 200, answer
+    assert answer["InstancesCount"] == 1 and len(remote.received) == 1
+    options = {"Resources": [stored["ParentStudy"]], "Synchronous": True, "Priority": 3, "Permissive": True,
+               "MoveOriginatorAet": "VIEWER", "MoveOriginatorID": 42, "Timeout": 30, "LocalAet": "SENDER"}
+    status, answer = servers.request_json(store, method="POST", body=json.dumps(options).encode())
+    assert status == 200, answer
+    assert remote.originators[-1] == ("VIEWER", 42)
+    status, job = servers.request_json(store, method="POST",
+                                       body=json.dumps({"Resources": [stored["ID"]], "Asynchronous": True}).encode())
+    assert status == 200 and job["Path"] == f"/jobs/{job['ID']}"
+    for bad in ({"Resources": [stored["ID"]], "Permissive": "yes"}, {"Resources": [stored["ID"]], "MoveOriginatorID": 1},
+                {"Resources": [stored["ID"]], "Timeout": -1}):
+        assert servers.request_json(store, method="POST", body=json.dumps(bad).encode())[0] == 400, bad
+    assert servers.request_json(store, method="POST", body=b"two ids")[0] == 400
+
+
+def test_store_straight_sends_a_file_that_is_not_stored_here(api, remote):
+    api.put("/modalities/remote", {"AET": "REMOTE", "Host": "127.0.0.1", "Port": remote.port},
+            content_type="application/json")
+    data = make_instance(patient_id="STRAIGHT")
+    answer = api.generic("POST", "/modalities/remote/store-straight", data, content_type="application/dicom")
+    assert answer.status_code == 200, answer.content
+    sent = pydicom.dcmread(io.BytesIO(data))
+    assert answer.json() == {"SOPClassUID": sent.SOPClassUID, "SOPInstanceUID": sent.SOPInstanceUID}
+    assert [ds.SOPInstanceUID for ds in remote.received] == [sent.SOPInstanceUID]
+    assert api.get("/statistics").json()["CountInstances"] == 0
+    assert api.generic("POST", "/modalities/remote/store-straight", b"not dicom").status_code == 400
+
+
+def test_dicom_echo_of_an_unregistered_modality(api, remote):
+    assert api.post("/tools/dicom-echo", {"AET": "REMOTE", "Host": "127.0.0.1", "Port": remote.port},
+                    content_type="application/json").json() == {}
+    down = api.post("/tools/dicom-echo", {"AET": "DOWN", "Host": "127.0.0.1", "Port": servers.free_port()},
+                    content_type="application/json")
+    assert down.status_code == 502 and "DOWN" in down.json()["Details"]
+    assert api.post("/tools/dicom-echo", {"AET": "X"}, content_type="application/json").status_code == 400
+
+
+def test_legacy_find_routes_and_the_list_of_queries(api, remote):
+    study_uid = remote_study(remote, "LEG-1", 1)
+    api.put("/modalities/remote", {"AET": "REMOTE", "Host": "127.0.0.1", "Port": remote.port},
+            content_type="application/json")
+    assert api.get("/queries").json() == []
+    found = api.post("/modalities/remote/find-study", {"PatientID": "LEG*"}, content_type="application/json")
+    assert found.status_code == 200, found.content
+    assert [(a["PatientID"], a["StudyInstanceUID"]) for a in found.json()] == [("LEG-1", study_uid)]
+    first = api.post("/modalities/remote/query", {"Level": "Study", "Query": {"PatientID": "LEG*"}},
+                     content_type="application/json").json()["ID"]
+    second = api.post("/modalities/remote/query", {"Level": "Study", "Query": {}},
+                      content_type="application/json").json()["ID"]
+    assert api.get("/queries").json() == [first, second]
