@@ -201,3 +201,9 @@ def _insert_or_retry(model, **values):
 def _log(change, level, public_id):
     Change.objects.create(change_type=change, level=level, public_id=public_id, node=settings.NODE_NAME,
                           date=timezone.now())
+
+
+def set_protected(public_id, protected):
+    """Protect a patient against recycling, or lift it (Orthanc's /patients/{id}/protected)."""
+    if not resources.MODELS[resources.Level.PATIENT].objects.filter(public_id=public_id).update(is_protected=protected):
+        raise UnknownResource(public_id)

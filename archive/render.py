@@ -164,3 +164,24 @@ def _to_8_bits(values, bits):
     if bits <= 8:
         return values.astype(np.uint8)
     return np.rint(values.astype(np.float64) * 255 / (2**bits - 1)).astype(np.uint8)
+
+
+def stored_frame(stream, frame):
+    """(header, values) of one frame as stored: no Modality LUT, no window, no
+    inversion (what Orthanc's /image-uint8|uint16|int16 and /numpy start from).
+    Raises NoSuchFrame and RenderError as render() does."""
+    header = _header(stream)
+    count = frame_count(header)
+    if not 0 <= frame < count:
+        raise NoSuchFrame(f"frame {frame} does not exist: the instance has {count} frame(s), numbered from 0")
+    return header, _decode(stream, header, frame)
+
+
+def rescale(values, header):
+    """The values through the Rescale Slope and Intercept (PS3.3 C.11.1.1.2), as float32."""
+    try:
+        slope = float(header.get("RescaleSlope", 1) or 1)
+        intercept = float(header.get("RescaleIntercept", 0) or 0)
+    except (TypeError, ValueError) as error:
+        raise RenderError(f"the rescale slope or intercept is not a number: {error}")
+    return values.astype(np.float32) * np.float32(slope) + np.float32(intercept)

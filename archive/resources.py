@@ -120,3 +120,15 @@ def _uuid(key):
     if len(key) != 32:
         return key
     return f"{key[:8]}-{key[8:12]}-{key[12:16]}-{key[16:20]}-{key[20:]}"
+
+
+def instance_files(level, row):
+    """(instance public id, storage key of its DICOM file) of each instance of
+    the resource, in the order of the instances' creation (one query)."""
+    instances = Instance.objects.filter(pk=row.pk) if level == Level.INSTANCE else \
+        Instance.objects.filter(**{BY_ANCESTOR[Level.INSTANCE][level]: row.pk})
+    keys = dict(Attachment.objects.filter(resource_id__in=instances.values("public_id"), name=Attachment.DICOM)
+                .values_list("resource_id", "storage_key"))
+    for public_id in instances.order_by("pk").values_list("public_id", flat=True):
+        if public_id in keys:
+            yield public_id, keys[public_id]

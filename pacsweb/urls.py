@@ -8,7 +8,7 @@ from api import health
 from api.rest import jobs as jobs_rest, nodes as nodes_rest, security as security_rest
 from api.rest import network as cluster_rest
 from api.rest import worklists as worklists_rest
-from api.rest import tools
+from api.rest import tags as tags_rest, tools
 
 # Orthanc's JSON errors on API routes; the console's pages keep Django's.
 handler404 = "api.rest.errors.page_not_found"
@@ -37,6 +37,19 @@ urlpatterns = [
     re_path(rf"^{RESOURCE}/attachments$", annotations.attachment_list),
     re_path(rf"^{RESOURCE}/attachments/(?P<name>[^/]+)$", annotations.attachment_item),
     re_path(rf"^{RESOURCE}/attachments/(?P<name>[^/]+)/(?P<part>[a-z-]+)$", annotations.attachment_part),
+    re_path(rf"^{RESOURCE}/instances-tags$", tags_rest.instances_tags),
+    re_path(rf"^{RESOURCE}/shared-tags$", tags_rest.shared_tags),
+    re_path(rf"^{RESOURCE}/module$", tags_rest.module),
+    re_path(r"^(?P<plural>studies)/(?P<public_id>[^/]+)/module-patient$", tags_rest.module, {"of": "Patient"}),
+    path("instances/<str:public_id>/header", tags_rest.header),
+    path("series/<str:public_id>/ordered-slices", tags_rest.ordered_slices),
+    path("patients/<str:public_id>/protected", resources.protected),
+    path("instances/<str:public_id>/pdf", images.pdf),
+    re_path(r"^instances/(?P<public_id>[^/]+)/image-(?P<pixel_type>uint8|uint16|int16)$", images.raw_image),
+    re_path(r"^instances/(?P<public_id>[^/]+)/frames/(?P<frame>[0-9]+)/image-(?P<pixel_type>uint8|uint16|int16)$",
+            images.raw_image),
+    path("instances/<str:public_id>/numpy", images.numpy_array),
+    path("instances/<str:public_id>/frames/<int:frame>/numpy", images.numpy_array),
     path("instances/<str:public_id>/tags", annotations.instance_tags),
     path("instances/<str:public_id>/simplified-tags", annotations.instance_tags, {"simplified": True}),
     path("instances/<str:public_id>/content", annotations.instance_content),

@@ -1,7 +1,15 @@
-"""Orthanc's image routes of an instance: /preview, /rendered, /frames/{n}/preview|rendered."""
+"""Orthanc's image routes of an instance: /preview, /rendered, /frames/{n}/preview|rendered,
+/image-uint8|uint16|int16, /numpy (and their frame forms), /pdf."""
 
+import functools
+import io
+
+import numpy as np
+import pydicom
 from django.http import HttpResponse
 from django.views.decorators.http import require_GET
+from PIL import Image
+from pydicom.uid import EncapsulatedPDFStorage
 
 from archive import render
 from archive.models import Attachment
@@ -58,3 +66,104 @@ def _number(text, name, kind):
         return kind(text)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number, not {text!r}")
+
+
+# Orthanc's /image-uint8, /image-uint16, /image-int16: the stored values of a
+# frame, no window, clipped to the type's range, as a PNG (8 or 16 bits; the
+# negative values of int16 have no PNG form and are clipped to 0).
+PIXEL_TYPES = {"uint8": (np.uint8, 0, 255), "uint16": (np.uint16, 0, 65535), "int16": (np.uint16, 0, 32767)}
+
+
+class _Refused(Exception):
+    """An answer other than the image: raised by the helpers, answered by the view."""
+
+    def __init__(self, response):
+        self.response = response
+
+
+def _answers_refusals(view):
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except _Refused as refused:
+            return refused.response
+
+    return wrapper
+
+
+@require_GET
+@rest_view
+@_answers_refusals
+def raw_image(request, public_id, pixel_type, frame=0):
+    with _stored_file(request, public_id) as stream:
+        header, values = _stored_frame(request, stream, frame)
+    dtype, low, high = PIXEL_TYPES[pixel_type]
+    if values.ndim == 3 and (pixel_type != "uint8" or values.shape[2] != 3):
+        return error_response(request, 415, f"a color image has no {pixel_type} form",
+                              orthanc=(23, "Incompatible format of the images"))
+    out = io.BytesIO()
+    Image.fromarray(np.clip(values, low, high).astype(dtype)).save(out, format="PNG")
+    return HttpResponse(out.getvalue(), content_type="image/png")
+
+
+@require_GET
+@rest_view
+@_answers_refusals
+def numpy_array(request, public_id, frame=None):
+    """A NumPy .npy (or with ?compress=true, .npz) of the instance's frames
+    (frames, rows, columns, samples), or of one frame (rows, columns, samples):
+    rescaled to float32 unless ?rescale=false (Orthanc 1.10)."""
+    rescaled = request.GET.get("rescale", "true").lower() != "false"
+    frames = []
+    with _stored_file(request, public_id) as stream:
+        for number in [frame] if frame is not None else range(_frame_count(stream)):
+            stream.seek(0)
+            header, values = _stored_frame(request, stream, number)
+            values = values if values.ndim == 3 else values[:, :, np.newaxis]
+            frames.append(render.rescale(values, header) if rescaled else values)
+    out = io.BytesIO()
+    array = frames[0] if frame is not None else np.stack(frames)
+    if request.GET.get("compress", "false").lower() == "true":
+        np.savez_compressed(out, array)
+    else:
+        np.save(out, array)
+    return HttpResponse(out.getvalue(), content_type="application/octet-stream")
+
+
+@require_GET
+@rest_view
+@_answers_refusals
+def pdf(request, public_id):
+    """The PDF of an Encapsulated PDF instance (PS3.3 A.45.1); an empty 404 for others, as Orthanc."""
+    with _stored_file(request, public_id) as stream:
+        dataset = pydicom.dcmread(stream)
+    if str(dataset.get("SOPClassUID", "")) != EncapsulatedPDFStorage or "EncapsulatedDocument" not in dataset:
+        return HttpResponse(status=404)
+    document = bytes(dataset.EncapsulatedDocument)
+    # The value is padded to an even length (PS3.5 §7.1.1): the PDF ends at its %%EOF.
+    end = document.rfind(b"%%EOF")
+    return HttpResponse(document[: end + 5] if end >= 0 else document, content_type="application/pdf")
+
+
+def _stored_file(request, public_id):
+    key = Attachment.objects.filter(resource_id=public_id, name=Attachment.DICOM).values_list("storage_key", flat=True).first()
+    if key is None:
+        raise _Refused(not_found(request, f"instance {public_id}"))
+    return get_storage().open(key)
+
+
+def _stored_frame(request, stream, frame):
+    try:
+        return render.stored_frame(stream, int(frame))
+    except render.NoSuchFrame as error:
+        raise _Refused(error_response(request, 404, str(error), orthanc=(17, "Unknown resource")))
+    except render.RenderError as error:
+        raise _Refused(error_response(request, 415, str(error), orthanc=(24, "Not implemented yet")))
+
+
+def _frame_count(stream):
+    try:
+        return render.frame_count(pydicom.dcmread(stream, stop_before_pixels=True))
+    except Exception:  # unreadable: stored_frame says why
+        return 1

@@ -24,16 +24,17 @@ def _text(element):
     return str(value)
 
 
-def _elements(dataset):
+def _elements(dataset, meta=False):
     for element in dataset:
-        if element.tag.group == 0x0002:
+        if (element.tag.group == 0x0002) != meta:
             continue
         yield element
 
 
-def full(dataset):
+def full(dataset, meta=False):
+    """The data set's elements; with meta, the file meta information's (group 0002)."""
     answer = {}
-    for element in _elements(dataset):
+    for element in _elements(dataset, meta):
         tag = f"{element.tag.group:04x},{element.tag.element:04x}"
         name = element.keyword or "Unknown Tag & Data"
         if element.VR == "SQ":

@@ -9,7 +9,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from archive.roles import VIEWER, allow
-from archive import query, resources
+from archive import annotations, query, resources
 from archive.deletion import UnknownResource, delete_resource
 from archive.models import Attachment, Change, Instance, Level
 from api.rest.errors import error_response, rest_view
@@ -205,3 +205,23 @@ def changes(request):
         "Done": done,
         "Last": last,
     })
+
+
+@csrf_exempt
+@require_http_methods(["GET", "PUT"])
+@rest_view
+def protected(request, public_id):
+    """Orthanc's protection of a patient against recycling: "0" or "1"."""
+    if request.method == "PUT":
+        flag = {"0": False, "1": True, "false": False, "true": True}.get(request.body.decode("utf-8", "replace").strip().lower())
+        if flag is None:
+            return error_response(request, 400, "Boolean value expected: 0 or 1")
+        try:
+            annotations.set_protected(public_id, flag)
+        except annotations.UnknownResource:
+            return _not_found_empty()
+        return HttpResponse("", content_type="text/plain")
+    row = resources.MODELS[Level.PATIENT].objects.filter(public_id=public_id).values_list("is_protected", flat=True)
+    if not row:
+        return _not_found_empty()
+    return HttpResponse("1" if row[0] else "0", content_type="text/plain")

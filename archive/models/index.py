@@ -38,6 +38,10 @@ class Patient(Resource):
     patient_name_norm = models.CharField(max_length=324, db_index=True)
     patient_birth_date = models.CharField(max_length=8, db_index=True)
     patient_sex = models.CharField(max_length=16)
+    # Orthanc's protection against recycling (PUT /patients/{id}/protected). pacsweb
+    # does not recycle yet: the flag is kept for clients and for when it does.
+    # A database default: ingest inserts patient rows in raw SQL (archive.ingest._upsert).
+    is_protected = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         db_table = "patient"
