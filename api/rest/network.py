@@ -26,8 +26,9 @@ from cluster.tasks import PeerClient, PeerError, modality_peer
 from archive.modalities import InvalidModality, InvalidPeer, parse_modality, parse_peer
 
 QUERY_HISTORY = 100  # Orthanc's QueryRetrieveSize
-LEVELS = {"patient": Level.PATIENT, "study": Level.STUDY, "series": Level.SERIES, "instance": Level.INSTANCE,
-          "image": Level.INSTANCE}
+# Orthanc reads a level in either number ("Study" or "Studies"; clients send both).
+LEVELS = {"patient": Level.PATIENT, "patients": Level.PATIENT, "study": Level.STUDY, "studies": Level.STUDY,
+          "series": Level.SERIES, "instance": Level.INSTANCE, "instances": Level.INSTANCE, "image": Level.INSTANCE}
 OPERATIONS = ["configuration", "echo", "move", "query", "store"]
 
 

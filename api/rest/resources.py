@@ -14,7 +14,9 @@ from archive.deletion import UnknownResource, delete_resource
 from archive.models import Attachment, Change, Instance, Level
 from api.rest.errors import error_response, rest_view
 
-LEVEL_NAMES = {"patient": Level.PATIENT, "study": Level.STUDY, "series": Level.SERIES, "instance": Level.INSTANCE}
+# Orthanc reads a level in either number ("Study" or "Studies").
+LEVEL_NAMES = {"patient": Level.PATIENT, "patients": Level.PATIENT, "study": Level.STUDY, "studies": Level.STUDY,
+               "series": Level.SERIES, "instance": Level.INSTANCE, "instances": Level.INSTANCE}
 
 
 def _level(plural):

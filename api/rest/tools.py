@@ -9,6 +9,7 @@ it is set, and a PUT of the value in force is accepted.
 import datetime
 import json
 import logging
+import time
 
 from django.db.models import Count, Sum
 from django.http import HttpResponse, JsonResponse
@@ -19,6 +20,7 @@ from pydicom.uid import generate_uid
 from archive import query, resources
 from archive.models import Attachment, Instance, Level, Patient, Series, Study
 from archive.roles import VIEWER, allow
+from api.rest import resources as resource_views
 from api.rest.errors import error_response, rest_view
 from cluster import metrics
 from cluster.models import Job, JobState
@@ -35,7 +37,7 @@ LOG_CATEGORIES = {"": None, "generic": None, "dicom": "pynetdicom", "http": "dja
                   "sqlite": "django.db.backends", "lua": None, "plugins": None}
 # Orthanc's verbosities and the logging levels they stand for.
 VERBOSITY = {"default": logging.INFO, "verbose": logging.DEBUG, "trace": logging.DEBUG - 5}
-LEVEL_OF_NAME = {"patient": Level.PATIENT, "study": Level.STUDY, "series": Level.SERIES, "instance": Level.INSTANCE}
+LEVEL_OF_NAME = resource_views.LEVEL_NAMES
 # The identifier /tools/lookup reads at each level (Orthanc's LookupIdentifierExact).
 IDENTIFIER = {Level.PATIENT: "patient_id", Level.STUDY: "study_instance_uid", Level.SERIES: "series_instance_uid",
               Level.INSTANCE: "sop_instance_uid"}
@@ -63,7 +65,7 @@ def now(request, local=False):
 @rest_view
 def generate_uid_view(request):
     level = request.GET.get("level", "").lower()
-    if level not in LEVEL_OF_NAME:
+    if level not in ("patient", "study", "series", "instance"):
         # Orthanc 1.10 answers an empty 404 without ?level.
         return error_response(request, 400, "?level= must be patient, study, series or instance",
                               orthanc=(3, "Parameter out of range"))
@@ -151,7 +153,9 @@ def _orthanc_gauges():
         "orthanc_jobs_success": states.get(JobState.SUCCESS, 0), "orthanc_jobs_failed": states.get(JobState.FAILURE, 0),
         "orthanc_jobs_completed": states.get(JobState.SUCCESS, 0) + states.get(JobState.FAILURE, 0),
     }
-    return "".join(f"# TYPE {name} gauge\n{name} {value}\n" for name, value in gauges.items())
+    # With a timestamp, as Orthanc writes them (clients split "name value time").
+    stamp = int(time.time() * 1000)
+    return "".join(f"# TYPE {name} gauge\n{name} {value} {stamp}\n" for name, value in gauges.items())
 
 
 @allow(POST=VIEWER)
