@@ -12,15 +12,40 @@ from django.views.decorators.http import require_GET
 from pydicom.datadict import tag_for_keyword
 from pydicom.multival import MultiValue
 
-from archive import resources, tags
+from archive import resources
 from archive.models import Level
 from archive.storage import get_storage
 from api.rest import orthanc_tags
 from api.rest.errors import error_response, rest_view
 
-MODULE_TAGS = {Level.PATIENT: tags.PATIENT_TAGS, Level.STUDY: tags.STUDY_TAGS, Level.SERIES: tags.SERIES_TAGS,
-               # An instance's module also says how its text is encoded.
-               Level.INSTANCE: ("SpecificCharacterSet", "SOPClassUID") + tags.INSTANCE_TAGS}
+# What /module shows at each level: the attributes of the level's module in
+# PS3.3, as Orthanc reads them from a file: Patient (C.7.1.1), General Study and
+# Patient Study (C.7.2.1, C.7.2.2), General Series (C.7.3.1), SOP Common (C.12.1).
+MODULE_TAGS = {
+    Level.PATIENT: (
+        "PatientName", "PatientID", "IssuerOfPatientID", "TypeOfPatientID", "PatientBirthDate", "PatientBirthTime",
+        "PatientSex", "OtherPatientIDs", "OtherPatientNames", "EthnicGroup", "PatientComments",
+        "PatientSpeciesDescription", "PatientBreedDescription", "ResponsiblePerson", "ResponsiblePersonRole",
+        "ResponsibleOrganization", "PatientIdentityRemoved", "DeidentificationMethod",
+    ),
+    Level.STUDY: (
+        "StudyInstanceUID", "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber",
+        "StudyDescription", "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy", "AdmittingDiagnosesDescription",
+        "PatientAge", "PatientSize", "PatientWeight", "Occupation", "AdditionalPatientHistory",
+    ),
+    Level.SERIES: (
+        "Modality", "SeriesInstanceUID", "SeriesNumber", "Laterality", "SeriesDate", "SeriesTime",
+        "PerformingPhysicianName", "ProtocolName", "SeriesDescription", "OperatorsName", "BodyPartExamined",
+        "PatientPosition", "SmallestPixelValueInSeries", "LargestPixelValueInSeries",
+        "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime", "PerformedProcedureStepID",
+        "PerformedProcedureStepDescription",
+    ),
+    Level.INSTANCE: (
+        "SOPClassUID", "SOPInstanceUID", "SpecificCharacterSet", "InstanceCreationDate", "InstanceCreationTime",
+        "InstanceCreatorUID", "TimezoneOffsetFromUTC", "InstanceNumber",
+    ),
+}
+PIXEL_DATA = "7fe0,0010"
 
 
 def _row(plural, public_id):
@@ -70,6 +95,8 @@ def shared_tags(request, plural, public_id):
     shared = None
     for _, dataset in _datasets(level, row):
         answer = orthanc_tags.full(dataset)
+        # Orthanc compares its JSON summaries of the instances, which leave the pixels out.
+        answer.pop(PIXEL_DATA, None)
         if shared is None:
             shared = answer
         else:
@@ -101,7 +128,10 @@ def header(request, public_id):
     if row is None:
         return _unknown(request, "instances", public_id)
     for _, dataset in _datasets(level, row):
-        return JsonResponse(_form(request, orthanc_tags.full(dataset.file_meta, meta=True)))
+        # Orthanc leaves the binary elements (File Meta Information Version) out of the header.
+        answer = {tag: entry for tag, entry in orthanc_tags.full(dataset.file_meta, meta=True).items()
+                  if entry["Type"] != "Null"}
+        return JsonResponse(_form(request, answer))
     return _unknown(request, "instances", public_id)
 
 

@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from pydicom.uid import generate_uid
 
-from archive import query, resources
+from archive import annotations, query, resources
 from archive.models import Attachment, Instance, Level, Patient, Series, Study
 from archive.roles import VIEWER, allow
 from api.rest import resources as resource_views
@@ -203,6 +203,9 @@ def bulk_content(request):
         for item in resources.describe_many(wanted or level, rows):
             if item["ID"] not in seen:
                 seen.add(item["ID"])
+                # Orthanc adds each resource's metadata (one query per resource here).
+                item["Metadata"] = {name: entry.value for name, entry in
+                                    annotations.list_metadata(item["Type"], item["ID"]).items()}
                 answer.append(item)
     return JsonResponse(answer, safe=False)
 
