@@ -11,6 +11,8 @@ from api.rest import worklists as worklists_rest
 from api.rest import tags as tags_rest, tools
 
 # Orthanc's JSON errors on API routes; the console's pages keep Django's.
+handler400 = "api.rest.errors.bad_request"
+handler403 = "api.rest.errors.permission_denied"
 handler404 = "api.rest.errors.page_not_found"
 handler500 = "api.rest.errors.server_error"
 

@@ -118,6 +118,21 @@ def not_allowed(request, response):
     return answer
 
 
+def bad_request(request, exception=None):
+    """handler400: what Django refuses before a view (a request it finds suspicious, a
+    form body past DATA_UPLOAD_MAX_MEMORY_SIZE)."""
+    if not is_api_path(request.path):
+        return defaults.bad_request(request, exception)
+    return error_response(request, 400, f"the request cannot be read: {exception or 'bad request'}")
+
+
+def permission_denied(request, exception=None):
+    """handler403: a PermissionDenied raised below a view."""
+    if not is_api_path(request.path):
+        return defaults.permission_denied(request, exception)
+    return error_response(request, 403, str(exception or "not allowed"))
+
+
 def page_not_found(request, exception=None):
     """handler404: a path no route matches (Orthanc: 404 "Unknown resource")."""
     if not is_api_path(request.path):

@@ -52,6 +52,13 @@ def test_unexpected_exception_is_orthanc_500_json(admin_user, storage_dir, monke
     assert set(body) == ORTHANC_ERROR_KEYS and body["OrthancStatus"] == -1 and body["Message"] == "Internal error"
 
 
+def test_request_django_refuses_before_a_view_is_orthanc_400_json(api, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 2
+    form = api.post("/instances", {"a": "1", "b": "2", "c": "3"})
+    assert form.status_code == 400
+    assert set(form.json()) == ORTHANC_ERROR_KEYS
+
+
 def test_missing_credentials_are_orthanc_401_json(db):
     response = Client().get("/patients")
     assert response.status_code == 401
