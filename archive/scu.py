@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, build_role, evt
 from pynetdicom.sop_class import (
+    ModalityWorklistInformationFind,
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
@@ -232,6 +233,40 @@ def store_straight(peer, stream):
     if code not in (0x0000, 0xB000, 0xB007, 0xB006):
         raise DicomNetworkError(f"{peer.aet} answered the C-STORE with {_code(status)}")
     return sop_class, sop_instance
+
+
+def find_worklist(peer, query):
+    """C-FIND of the modality worklist (PS3.4 K.6) with keyword → value keys (the
+    Scheduled Procedure Step Sequence as a list of one such dict); the answers."""
+    ae = _ae(peer)
+    ae.add_requested_context(ModalityWorklistInformationFind)
+    identifier = Dataset()
+    identifier.SpecificCharacterSet = "ISO_IR 192"
+    for keyword, value in query.items():
+        if isinstance(value, list):
+            items = []
+            for fields in value:
+                item = Dataset()
+                for name, text in fields.items():
+                    setattr(item, name, text)
+                items.append(item)
+            setattr(identifier, keyword, items)
+        else:
+            setattr(identifier, keyword, value)
+    assoc = _associate(ae, peer)
+    answers = []
+    try:
+        for status, answer in assoc.send_c_find(identifier, ModalityWorklistInformationFind):
+            if status is None:
+                raise DicomNetworkError(f"{peer.aet} did not answer the worklist C-FIND")
+            if status.Status in (0xFF00, 0xFF01) and answer is not None:
+                answers.append(answer)
+            elif status.Status not in (0x0000, 0xFF00, 0xFF01):
+                raise DicomNetworkError(f"{peer.aet} answered the worklist C-FIND with {_code(status)}")
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return answers
 
 
 def find(peer, level, query, patient_root=False):

@@ -100,6 +100,7 @@ urlpatterns = [
     path("modalities/<str:name>/store-straight", cluster_rest.modality_store_straight),
     re_path(r"^modalities/(?P<name>[^/]+)/find-(?P<level>patient|study|series|instance)$",
             cluster_rest.modality_find_level),
+    path("modalities/<str:name>/find-worklist", cluster_rest.modality_find_worklist),
     path("modalities/<str:name>/query", cluster_rest.modality_query),
     path("modalities/<str:name>/move", cluster_rest.modality_move),
     path("audit", security_rest.audit_list),

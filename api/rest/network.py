@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods
 
 from archive import scu, sends
 from archive.models import Level
+from api.rest import orthanc_tags
 from api.rest.bodies import spool
 from api.rest.errors import error_response, rest_view
 from cluster import jobs
@@ -357,6 +358,27 @@ def _query(request, query_id):
 
 def _simplify(answer):
     return {entry["Name"]: entry["Value"] for entry in answer.values()}
+
+
+@_handle_not_found
+@rest("POST")
+def modality_find_worklist(request, name):
+    """C-FIND of the modality's worklist: {"Query": {...}, "Full", "Short"}, or (as
+    before Orthanc 1.9) the query itself; the answers' tags, simplified by default."""
+    modality = _modality(request, name)
+    body = _body(request, {})
+    if not isinstance(body, dict):
+        raise BadRequest('expected {"Query": {...}} or the query itself')
+    query = body["Query"] if isinstance(body.get("Query"), dict) else body
+    if not all(isinstance(v, str) or isinstance(v, list) and all(isinstance(i, dict) for i in v)
+               for v in query.values()):
+        raise BadRequest("the query maps DICOM keywords to strings (a sequence to a list of such objects)")
+    try:
+        answers = scu.find_worklist(modality_peer(modality), query)
+    except (ValueError, TypeError, AttributeError) as error:
+        raise BadRequest(f"invalid query key: {error}")
+    form = orthanc_tags.full if body.get("Full") else orthanc_tags.short if body.get("Short") else orthanc_tags.simplified
+    return JsonResponse([form(answer) for answer in answers], safe=False)
 
 
 @rest("GET")

@@ -188,3 +188,33 @@ def test_legacy_find_routes_and_the_list_of_queries(api, remote):
     second = api.post("/modalities/remote/query", {"Level": "Study", "Query": {}},
                       content_type="application/json").json()["ID"]
     assert api.get("/queries").json() == [first, second]
+
+
+def test_find_worklist_queries_a_modality_worklist(server_factory, listener_factory):
+    # pacsweb's own worklist, queried through its DICOM listener as a remote one.
+    server = server_factory()
+    listener = listener_factory(server, ae_title="PACSWEB")
+    item = {"00100010": {"vr": "PN", "Value": [{"Alphabetic": "WORK^LIST"}]},
+            "00100020": {"vr": "LO", "Value": ["P-WL-1"]},
+            "00080050": {"vr": "SH", "Value": ["ACC-WL-1"]},
+            "00400100": {"vr": "SQ", "Value": [{"00400001": {"vr": "AE", "Value": ["CT1"]},
+                                                "00400002": {"vr": "DA", "Value": ["20250310"]},
+                                                "00080060": {"vr": "CS", "Value": ["CT"]}}]}}
+    status, _ = servers.request_json(server.url + "/worklists", method="POST", body=json.dumps(item).encode())
+    assert status == 200
+    put_modality(server, "self", {"AET": "PACSWEB", "Host": "127.0.0.1", "Port": listener.port})
+    query = {"PatientID": "P-WL*", "PatientName": "", "AccessionNumber": "",
+             "ScheduledProcedureStepSequence": [{"Modality": "CT", "ScheduledStationAETitle": ""}]}
+    status, answers = servers.request_json(server.url + "/modalities/self/find-worklist", method="POST",
+                                           body=json.dumps({"Query": query}).encode())
+    assert status == 200, answers
+    [answer] = answers
+    assert (answer["PatientID"], answer["PatientName"], answer["AccessionNumber"]) == ("P-WL-1", "WORK^LIST", "ACC-WL-1")
+    assert answer["ScheduledProcedureStepSequence"][0]["ScheduledStationAETitle"] == "CT1"
+    # The query alone as the body, as before Orthanc 1.9; Short gives the tags.
+    status, answers = servers.request_json(server.url + "/modalities/self/find-worklist", method="POST",
+                                           body=json.dumps({"PatientID": "NOBODY"}).encode())
+    assert (status, answers) == (200, [])
+    status, answers = servers.request_json(server.url + "/modalities/self/find-worklist", method="POST",
+                                           body=json.dumps({"Query": {"PatientID": "P-WL-1"}, "Short": True}).encode())
+    assert answers[0]["0010,0020"] == "P-WL-1"
