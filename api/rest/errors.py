@@ -107,7 +107,7 @@ def not_found(request, what):
 
 
 def is_api_path(path):
-    return not path.startswith(PAGE_PREFIXES) and path != "/"
+    return not (path + "/").startswith(PAGE_PREFIXES) and path != "/"
 
 
 def not_allowed(request, response):

@@ -69,6 +69,7 @@ def test_missing_credentials_are_orthanc_401_json(db):
 def test_console_keeps_its_own_pages(admin_user, storage_dir):
     browser = Client()
     browser.force_login(admin_user)
-    response = browser.get("/ui/no-such-page")
-    assert response.status_code == 404
-    assert not response["Content-Type"].startswith("application/json")
+    for path in ("/ui/no-such-page", "/ui/no-such-page/", "/admin/no-such-page"):
+        response = browser.get(path)
+        assert response.status_code == 404, path
+        assert not response["Content-Type"].startswith("application/json"), path
