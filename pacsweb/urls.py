@@ -103,6 +103,7 @@ urlpatterns = [
     path("modalities/<str:name>/find-worklist", cluster_rest.modality_find_worklist),
     path("modalities/<str:name>/query", cluster_rest.modality_query),
     path("modalities/<str:name>/move", cluster_rest.modality_move),
+    path("modalities/<str:name>/get", cluster_rest.modality_get),
     path("audit", security_rest.audit_list),
     path("tokens", security_rest.token_list),
     path("tokens/<str:prefix>", security_rest.token_detail),

@@ -485,6 +485,25 @@ def modality_move(request, name):
     return _run_job(request, "DicomMoveScu", params, content, body)
 
 
+@_handle_not_found
+@rest("POST")
+def modality_get(request, name):
+    """C-GET of resources from the modality into the archive (Orthanc 1.11):
+    {"Level": ..., "Resources": [{...}], "Asynchronous", "Priority"}."""
+    modality = _modality(request, name)
+    body = _body(request, {})
+    if not isinstance(body, dict) or not isinstance(body.get("Resources"), list):
+        raise BadRequest('expected {"Level": ..., "Resources": [{...}]}')
+    level = _level(body.get("Level"))
+    if not all(isinstance(r, dict) for r in body["Resources"]):
+        raise BadRequest("each resource is an object of DICOM keywords")
+    content = {"Description": "REST API", "LocalAet": modality.local_aet or settings.AE_TITLE,
+               "Query": body["Resources"], "RemoteAet": modality.aet, "TargetAet": settings.AE_TITLE,
+               "RetrieveMethod": "C-GET"}
+    params = {"modality": modality.name, "level": level, "identifiers": body["Resources"], "target": settings.AE_TITLE}
+    return _run_job(request, "DicomGetScu", params, content, body)
+
+
 # --- Orthanc peers -------------------------------------------------------------
 
 PEER_OPERATIONS = ["configuration", "store", "system"]

@@ -96,6 +96,11 @@ def test_pyorthanc_modalities_query_retrieve_jobs_and_archives(server_factory, w
         modality.move(found["ID"], {"TargetAet": "PACSWEB"})
         [retrieved] = pyorthanc.find_studies(client, query={"StudyInstanceUID": remote_uid})
         assert sum(len(series.instances) for series in retrieved.series) == 3
+
+        fetched_uid = uid("pym-get")
+        remote.held.append(pydicom.dcmread(io.BytesIO(make_instance(patient_id="RMT-GET", study_uid=fetched_uid))))
+        modality.get("Study", {"StudyInstanceUID": fetched_uid})
+        assert [s.uid for s in pyorthanc.find_studies(client, query={"StudyInstanceUID": fetched_uid})] == [fetched_uid]
     finally:
         remote.stop()
         client.close()
