@@ -193,7 +193,7 @@ def bulk_content(request):
     for public_id in body["Resources"]:
         level, row = _find_any(public_id)
         if row is None:
-            return error_response(request, 404, f"resource {public_id} is not in the archive")
+            continue  # Orthanc leaves out the ids it does not know
         if wanted is None or wanted == level:
             rows = [resources.get(level, public_id)]
         elif resources.ORDER.index(wanted) > resources.ORDER.index(level):
