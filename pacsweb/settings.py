@@ -191,6 +191,9 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "pacsweb.sqlite3",
+            # A thread keeps its connection: opening one (and running the PRAGMAs
+            # below) cost about as much as the rest of a small store.
+            "CONN_MAX_AGE": None,
             "OPTIONS": {
                 # Writers queue on the lock instead of failing with "database is
                 # locked" half-way through a transaction.
