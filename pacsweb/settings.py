@@ -179,7 +179,10 @@ def database_from_url(url):
         "HOST": host,
         "PORT": str(parsed.port or ""),
         "OPTIONS": options,
-        "CONN_HEALTH_CHECKS": True,
+        # No check of a pooled connection before each use: it is a round trip
+        # per request. A connection lost to a database restart fails its unit of
+        # work, which archive.db replays on a new one.
+        "CONN_HEALTH_CHECKS": False,
         "TEST": {"NAME": env("PACS_TEST_DATABASE_NAME")},
     }
 
