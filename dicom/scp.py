@@ -88,7 +88,13 @@ def allowed(event, policy, operation, what=None):
     is logged as `what` (the service asked, by default the operation)."""
     aet, address = peer(event)
     close_old_connections()
-    if policy.allowed(operation, aet, address):
+    # Decided once per association and operation: a modality sending 500 images
+    # would otherwise read the modality table 500 times. A change of the table
+    # applies from the peer's next association.
+    decided = event.assoc.__dict__.setdefault("pacs_allowed", {})
+    if operation not in decided:
+        decided[operation] = policy.allowed(operation, aet, address)
+    if decided[operation]:
         return True
     log.warning("refused %s from %s at %s: not allowed by the modality table", what or operation, aet, address)
     return False
