@@ -221,6 +221,8 @@ def parse(stream):
     transfer_syntax = str(getattr(meta, "TransferSyntaxUID", "") or "").strip("\0 ")
     if not transfer_syntax:
         raise RejectedInstance("the file meta information has no TransferSyntaxUID (0002,0010)")
+    if len(transfer_syntax) > 64 or not UID_PATTERN.match(transfer_syntax):
+        raise RejectedInstance(f"TransferSyntaxUID {transfer_syntax[:80]!r} is not a valid UID")
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
         _check_deflated_complete(stream, start)
 
