@@ -22,6 +22,9 @@ log = logging.getLogger("pacsweb.audit")
 RESOURCE = re.compile(r"^/(patients|studies|series|instances)/([^/]+)")
 LEVELS = {"patients": "Patient", "studies": "Study", "series": "Series", "instances": "Instance"}
 DICOMWEB_UID = re.compile(r"^/dicom-web/studies/([0-9.]+)")
+# Uploads of instances: the ingest path writes a store row per instance (see
+# ingest.Origin), so the request gets a row of its own only when it failed.
+STORED_BY_INGEST = re.compile(r"^/instances$|^/dicom-web/studies(/[^/]+)?$")
 # (method, path pattern) → action; the first match wins. What matches nothing
 # (probes, the job list, the registry...) holds no patient data and is not recorded.
 RULES = [
@@ -58,6 +61,9 @@ def record_request(request, response, actor_kind, actor):
     path = request.path_info
     action = action_of(request.method, path)
     if action is None:
+        return
+    if action == "store" and response.status_code == 200 and STORED_BY_INGEST.search(path):
+        # Every instance it stored has its row already, committed with the instance.
         return
     level = resource = ""
     match = RESOURCE.match(path)

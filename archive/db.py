@@ -24,6 +24,12 @@ log = logging.getLogger(__name__)
 # deadlock_detected, and unique_violation from two transactions inserting the
 # same key (the loser sees the winner's row when it runs again).
 RETRYABLE_SQLSTATES = {"40001", "40P01", "23505"}
+# The connection was lost: the server restarted or failed over (57P01-57P03), or
+# the socket broke (class 08). Nothing of the unit was committed; it runs again
+# on a new connection. Pooled connections are not checked before each use (that
+# check is a round trip per request): this replay is what makes a restart of the
+# database cost no failed store.
+LOST_CONNECTION_SQLSTATES = {"57P01", "57P02", "57P03"}
 # Orthanc waits 100 ms more at each retry; the jitter keeps replaying writers
 # from colliding again in lockstep.
 BACKOFF_STEP = 0.05
@@ -32,6 +38,16 @@ BACKOFF_MAX = 1.0
 
 class Retry(Exception):
     """Raised by a unit of work that saw a state only a concurrent writer explains."""
+
+
+def is_lost_connection(error):
+    if connection.vendor != "postgresql" or not isinstance(error, DatabaseError):
+        return False
+    sqlstate = getattr(error.__cause__, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate in LOST_CONNECTION_SQLSTATES or sqlstate.startswith("08")
+    raw = connection.connection
+    return isinstance(error, OperationalError) and (raw is None or raw.closed or raw.broken)
 
 
 def is_conflict(error):
@@ -63,7 +79,10 @@ def run(unit, *args, retries=None, **kwargs):
             with transaction.atomic(durable=True):
                 return unit(*args, **kwargs)
         except (DatabaseError, Retry) as error:
-            if not is_conflict(error):
+            if is_lost_connection(error):
+                # Back to the pool, which drops it: the replay takes a live one.
+                connection.close()
+            elif not is_conflict(error):
                 raise
             attempt += 1
             if attempt > retries:

@@ -40,7 +40,7 @@ from archive.identifiers import (
     series_public_id,
     study_public_id,
 )
-from archive.models import Attachment, Change, ChangeType, Instance, Level, Patient, Series, Study
+from archive.models import Attachment, AuditEvent, Change, ChangeType, Instance, Level, Patient, Series, Study
 from archive import spool as spooling
 from archive.spool import spool
 from archive.storage import get_storage
@@ -66,16 +66,28 @@ class Origin:
     remote_ip: str = ""
     called_aet: str = ""
     username: str = ""
+    # Who the audit trail names for this store ("user", "token" or "ae", and the
+    # name), and how it arrived. With an actor, the store's audit row is written
+    # in the store's own transaction: a stored instance is never missing from
+    # the trail, and costs no second transaction.
+    actor_kind: str = ""
+    actor: str = ""
+    method: str = ""
+    path: str = ""
 
     @classmethod
-    def http(cls, address, username):
+    def http(cls, address, username, actor_kind="", actor="", path=""):
         """An upload over HTTP (POST /instances, STOW-RS, the console's upload)."""
-        return cls(kind="RestApi", remote_ip=address, username=username)
+        return cls(kind="RestApi", remote_ip=address, username=username, actor_kind=actor_kind, actor=actor,
+                   method="POST" if actor_kind else "", path=path)
 
     @classmethod
-    def dicom(cls, calling_aet, address, called_aet=""):
-        """A C-STORE received from a DICOM peer (on the listener, or during a C-GET)."""
-        return cls(kind="DicomProtocol", remote_aet=calling_aet, remote_ip=address, called_aet=called_aet)
+    def dicom(cls, calling_aet, address, called_aet="", audited=False):
+        """A C-STORE received from a DICOM peer (on the listener, or during a C-GET);
+        `audited` names the peer in the audit trail for each instance it stores."""
+        return cls(kind="DicomProtocol", remote_aet=calling_aet, remote_ip=address, called_aet=called_aet,
+                   actor_kind="ae" if audited else "", actor=calling_aet if audited else "",
+                   method="C-STORE" if audited else "")
 
 
 @dataclass(frozen=True)
@@ -227,6 +239,8 @@ def parse(stream):
     transfer_syntax = str(getattr(meta, "TransferSyntaxUID", "") or "").strip("\0 ")
     if not transfer_syntax:
         raise RejectedInstance("the file meta information has no TransferSyntaxUID (0002,0010)")
+    if len(transfer_syntax) > 64 or not UID_PATTERN.match(transfer_syntax):
+        raise RejectedInstance(f"TransferSyntaxUID {transfer_syntax[:80]!r} is not a valid UID")
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
         _check_deflated_complete(stream, start)
     if str(getattr(meta, "MediaStorageSOPClassUID", "")).strip("\0 ") == MediaStorageDirectoryStorage:
@@ -437,6 +451,15 @@ def _check_deflated_complete(stream, start):
 
 
 def _index_instance(parsed, stored, origin, now):
+    if connection.vendor == "postgresql":
+        return _index_in_one_statement(parsed, stored, origin, now)
+    return _index_step_by_step(parsed, stored, origin, now)
+
+
+def _index_step_by_step(parsed, stored, origin, now):
+    """The index write as a statement per row (SQLite: in-process, so round trips cost
+    little, and it has no data-modifying WITH). It writes what _index_in_one_statement
+    writes."""
     patient_pid, study_pid, series_pid, instance_pid = parsed.public_ids
     node = settings.NODE_NAME
     stamp = connection.ops.adapt_datetimefield_value(now)
@@ -449,7 +472,9 @@ def _index_instance(parsed, stored, origin, now):
         )
         row = cursor.fetchone()
         if row is not None:
-            return _already_stored(row[0], parsed)
+            result = _already_stored(row[0], parsed)
+            _audit_store(cursor, origin, result, stamp)
+            return result
 
         patient_pk, new_patient = _upsert(
             cursor,
@@ -537,6 +562,160 @@ def _index_instance(parsed, stored, origin, now):
             "VALUES (%s, %s, %s, %s, %s)",
             [(kind, level, pid, node[:128], stamp) for kind, level, pid in changes],
         )
+        result = StoreResult(SUCCESS, instance_pid, series_pid, study_pid, patient_pid, parsed.sop_instance_uid)
+        _audit_store(cursor, origin, result, stamp)
+    return result
+
+
+def _audit_store(cursor, origin, result, stamp):
+    if origin.actor_kind:
+        cursor.execute(f"INSERT INTO {AuditEvent._meta.db_table} ({AUDIT_COLUMNS}) "
+                       f"VALUES ({', '.join(['%s'] * len(AUDIT_COLUMNS.split(', ')))})",
+                       _audit_values(origin, result.instance_id, result.status, stamp))
+
+
+AUDIT_COLUMNS = "at, actor_kind, actor, address, action, method, path, status, level, resource, details, node"
+
+
+def _audit_values(origin, instance_pid, status, stamp):
+    # The status column holds what the transport answered: 200 over HTTP, the
+    # DIMSE Success status (0) over DICOM.
+    answered = 0 if origin.method == "C-STORE" else 200
+    return [stamp, origin.actor_kind, origin.actor[:160], origin.remote_ip[:45], "store", origin.method,
+            origin.path[:500], answered, Level.INSTANCE, instance_pid, json.dumps({"status": status}),
+            settings.NODE_NAME]
+
+
+def _index_in_one_statement(parsed, stored, origin, now):
+    """The index write as one statement (PostgreSQL): every row of _index_step_by_step
+    in a single round trip, so a store costs BEGIN, this and COMMIT.
+
+    Each step feeds the next through RETURNING; nothing is written when the SOP
+    Instance UID is known (`known`). `xmax = 0` tells a row this statement inserted
+    from an existing one it touched (ON CONFLICT DO UPDATE): only new resources get
+    a New* change. All steps see one snapshot, so a racing writer of the same UID
+    shows as an instance insert that did nothing: the unit is replayed, as the
+    step-by-step write does.
+    """
+    patient_pid, study_pid, series_pid, instance_pid = parsed.public_ids
+    node = settings.NODE_NAME[:128]
+    stamp = now
+    touch = "ON CONFLICT (public_id) DO UPDATE SET last_update = EXCLUDED.last_update, is_stable = false " \
+            "RETURNING id, (xmax = 0) AS inserted"
+    audit = ""
+    values = {
+        "sop": parsed.sop_instance_uid, "stamp": stamp, "node": node,
+        "patient_pid": patient_pid, "patient_tags": json.dumps(parsed.patient_tags),
+        "patient_id": parsed.patient_id, "patient_id_norm": _norm(parsed.patient_id, 64),
+        "patient_name_norm": _norm(parsed.patient_tags.get("PatientName"), 324),
+        "birth_date": _date(parsed.patient_tags.get("PatientBirthDate")),
+        "sex": (parsed.patient_tags.get("PatientSex") or "")[:16],
+        "study_pid": study_pid, "study_tags": json.dumps(parsed.study_tags), "study_uid": parsed.study_uid,
+        "study_date": _date(parsed.study_tags.get("StudyDate")),
+        "accession": _norm(parsed.study_tags.get("AccessionNumber"), 64),
+        "study_description": _norm(parsed.study_tags.get("StudyDescription"), 64),
+        "referring": _norm(parsed.study_tags.get("ReferringPhysicianName"), 324),
+        "series_pid": series_pid, "series_tags": json.dumps(parsed.series_tags), "series_uid": parsed.series_uid,
+        "modality": (parsed.series_tags.get("Modality") or "")[:16].upper(),
+        "series_description": _norm(parsed.series_tags.get("SeriesDescription"), 64),
+        "series_number": (parsed.series_tags.get("SeriesNumber") or "")[:12],
+        "instance_pid": instance_pid, "instance_tags": json.dumps(parsed.instance_tags),
+        "sop_class": parsed.sop_class_uid, "syntax": parsed.transfer_syntax_uid,
+        "instance_number": _int(parsed.instance_tags.get("InstanceNumber")),
+        "origin": origin.kind, "remote_aet": origin.remote_aet[:16], "remote_ip": origin.remote_ip[:45],
+        "called_aet": origin.called_aet[:16],
+        "key": stored.key, "size": stored.size, "md5": stored.md5,
+        "dicom": Attachment.DICOM, "instance_level": Level.INSTANCE,
+        "new_instance": ChangeType.NEW_INSTANCE, "new_series": ChangeType.NEW_SERIES,
+        "new_study": ChangeType.NEW_STUDY, "new_patient": ChangeType.NEW_PATIENT,
+        "series_level": Level.SERIES, "study_level": Level.STUDY, "patient_level": Level.PATIENT,
+    }
+    if origin.actor_kind:
+        # Written whether the instance is new or already stored: both are a store
+        # that was answered.
+        row = dict(zip(AUDIT_COLUMNS.split(", "), _audit_values(origin, instance_pid, "", stamp)))
+        values.update(actor_kind=row["actor_kind"], actor=row["actor"], address=row["address"],
+                      action=row["action"], method=row["method"], path=row["path"], answered=row["status"],
+                      audit_level=row["level"])
+        audit = f""",
+        audit AS (
+            INSERT INTO {AuditEvent._meta.db_table} ({AUDIT_COLUMNS})
+            SELECT %(stamp)s, %(actor_kind)s, %(actor)s, %(address)s, %(action)s, %(method)s, %(path)s,
+                   %(answered)s, %(audit_level)s, %(instance_pid)s,
+                   jsonb_build_object('status', CASE WHEN EXISTS (SELECT 1 FROM known)
+                                                     THEN '{ALREADY_STORED}' ELSE '{SUCCESS}' END),
+                   %(node)s
+        )"""
+    sql = f"""
+        WITH known AS (
+            SELECT public_id FROM {Instance._meta.db_table} WHERE sop_instance_uid = %(sop)s
+        ),
+        p AS (
+            INSERT INTO {Patient._meta.db_table} (public_id, main_dicom_tags, patient_id, patient_id_norm,
+                patient_name_norm, patient_birth_date, patient_sex, created_at, last_update, is_stable)
+            SELECT %(patient_pid)s, %(patient_tags)s::jsonb, %(patient_id)s, %(patient_id_norm)s,
+                   %(patient_name_norm)s, %(birth_date)s, %(sex)s, %(stamp)s, %(stamp)s, false
+            WHERE NOT EXISTS (SELECT 1 FROM known)
+            {touch}
+        ),
+        st AS (
+            INSERT INTO {Study._meta.db_table} (public_id, main_dicom_tags, patient_id, study_instance_uid,
+                study_date, accession_number_norm, study_description_norm, referring_physician_norm,
+                created_at, last_update, is_stable)
+            SELECT %(study_pid)s, %(study_tags)s::jsonb, p.id, %(study_uid)s, %(study_date)s, %(accession)s,
+                   %(study_description)s, %(referring)s, %(stamp)s, %(stamp)s, false
+            FROM p
+            {touch}
+        ),
+        se AS (
+            INSERT INTO {Series._meta.db_table} (public_id, main_dicom_tags, study_id, series_instance_uid,
+                modality, series_description_norm, series_number, created_at, last_update, is_stable)
+            SELECT %(series_pid)s, %(series_tags)s::jsonb, st.id, %(series_uid)s, %(modality)s,
+                   %(series_description)s, %(series_number)s, %(stamp)s, %(stamp)s, false
+            FROM st
+            {touch}
+        ),
+        i AS (
+            INSERT INTO {Instance._meta.db_table} (public_id, main_dicom_tags, created_at, last_update, is_stable,
+                series_id, sop_instance_uid, sop_class_uid, transfer_syntax_uid, instance_number, origin,
+                remote_aet, remote_ip, called_aet, node)
+            SELECT %(instance_pid)s, %(instance_tags)s::jsonb, %(stamp)s, %(stamp)s, false, se.id, %(sop)s,
+                   %(sop_class)s, %(syntax)s, %(instance_number)s::integer, %(origin)s, %(remote_aet)s,
+                   %(remote_ip)s, %(called_aet)s, %(node)s
+            FROM se
+            ON CONFLICT (sop_instance_uid) DO NOTHING
+            RETURNING id
+        ),
+        a AS (
+            INSERT INTO {Attachment._meta.db_table} (level, resource_id, name, storage_key, size, md5, revision)
+            SELECT %(instance_level)s, %(instance_pid)s, %(dicom)s, %(key)s, %(size)s, %(md5)s, 1
+            FROM i
+            ON CONFLICT (storage_key) DO NOTHING
+        ),
+        c AS (
+            INSERT INTO {Change._meta.db_table} (change_type, level, public_id, node, date)
+            SELECT new.change_type, new.level, new.public_id, %(node)s, %(stamp)s
+            FROM (VALUES (1, %(new_instance)s, %(instance_level)s, %(instance_pid)s),
+                         (2, %(new_series)s, %(series_level)s, %(series_pid)s),
+                         (3, %(new_study)s, %(study_level)s, %(study_pid)s),
+                         (4, %(new_patient)s, %(patient_level)s, %(patient_pid)s))
+                 AS new (rank, change_type, level, public_id),
+                 i, p, st, se
+            WHERE new.rank = 1 OR (new.rank = 2 AND se.inserted) OR (new.rank = 3 AND st.inserted)
+                  OR (new.rank = 4 AND p.inserted)
+            ORDER BY new.rank
+        ){audit}
+        SELECT (SELECT public_id FROM known), EXISTS (SELECT 1 FROM i)
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        known, inserted = cursor.fetchone()
+    if known is not None:
+        return _already_stored(known, parsed)
+    if not inserted:
+        # Another writer indexed the same SOP Instance UID after this statement's
+        # snapshot; replayed, `known` sees it, and the parents' touches roll back.
+        raise db.Retry(f"racing insert of {parsed.sop_instance_uid}")
     return StoreResult(SUCCESS, instance_pid, series_pid, study_pid, patient_pid, parsed.sop_instance_uid)
 
 

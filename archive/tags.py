@@ -7,7 +7,7 @@ Orthanc's for the same file.
 
 import unicodedata
 
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 PATIENT_TAGS = ("PatientName", "PatientBirthDate", "PatientSex", "OtherPatientIDs", "PatientID")
 
@@ -73,6 +73,15 @@ def element_text(dataset, keyword):
     tag = _TAGS.get(keyword) or tag_for_keyword(keyword)
     if tag is None or tag not in dataset:
         return None
+    text = _raw_text(dataset, tag)
+    if text is not None:
+        return text
+    return converted_text(dataset, tag)
+
+
+def converted_text(dataset, tag):
+    """element_text() through pydicom's conversion of the value: the reference that
+    _raw_text() must agree with, and what unusual elements go through."""
     value = dataset[tag].value
     if value is None:
         return ""
@@ -95,6 +104,67 @@ def _text(value):
     if isinstance(text, str):
         return text.strip(" \0")
     return str(value).strip(" \0")
+
+
+# Text VRs whose bytes are read in the dataset's character set; pydicom reads the
+# other text VRs (codes, dates, numbers, UIDs) as ISO 8859-1 whatever the set.
+_CHARSET_VRS = {"PN", "LO", "SH", "LT", "ST", "UT", "UC"}
+_PLAIN_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"}
+# Values that are one string, never split at a backslash.
+_SINGLE_VRS = {"LT", "ST", "UT"}
+# SpecificCharacterSet values read here without pydicom: the default repertoire,
+# Latin-1 and UTF-8. Code extensions (ISO 2022 escapes) and the rest go through
+# pydicom's conversion.
+_CHARSETS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
+
+
+def _raw_text(dataset, tag):
+    """element_text() read from the element's bytes, without pydicom's value
+    conversion (most of the cost of parsing a header); None when the element is
+    unusual (binary, already converted, big endian, another character set) and
+    must go through converted_text()."""
+    raw = dataset.get_item(tag)
+    value = getattr(raw, "value", None)
+    if not isinstance(value, bytes) or not getattr(raw, "is_little_endian", False):
+        return None
+    vr = raw.VR
+    if vr is None:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            return None
+    if vr in _CHARSET_VRS:
+        encoding = _encoding(dataset)
+        if encoding is None:
+            return None
+    elif vr in _PLAIN_VRS:
+        encoding = "latin-1"
+    else:
+        return None
+    try:
+        text = value.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    if vr == "PN" and "=" in text:
+        return None  # ideographic and phonetic groups: pydicom drops the empty ones
+    if vr in _SINGLE_VRS:
+        text = text.strip(" \0")
+    else:
+        text = "\\".join(part.strip(" \0") for part in text.split("\\"))
+    # A NUL inside a value is damage, not padding: pydicom's reading decides.
+    return None if "\0" in text else text
+
+
+def _encoding(dataset):
+    raw = dataset.get_item(_TAGS["SpecificCharacterSet"]) if _TAGS["SpecificCharacterSet"] in dataset else None
+    if raw is None:
+        return "latin-1"
+    value = raw.value
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if not isinstance(value, str):
+        return None  # several values: code extensions
+    return _CHARSETS.get(value.strip(" \0"))
 
 
 def main_tags(dataset, keywords):

@@ -98,7 +98,9 @@ def print_header(args):
           "PostgreSQL index plugin with 1 connection), TCP_NODELAY=1")
     print(f"each measurement: fresh server, {args.warmup} warm-up instances over {WARMUP_CONNECTIONS} connections, "
           f"then -n {args.n} "
-          f"instances over {STUDIES} studies; MB = 10^6 bytes; latency = one POST, seen by the client")
+          f"instances over {STUDIES} studies; MB = 10^6 bytes; latency = one POST, seen by the client; "
+          "CPU ms = the server's processes' user + system CPU per stored instance (/proc, the database server "
+          "excluded: Orthanc on SQLite and pacsweb on SQLite include their index)")
     print("NOTE: preliminary figures - client and servers share this machine, which may be running other work.")
 
 
@@ -176,6 +178,45 @@ class Target:
     url: str
     auth_header: str
     log: Callable[[], str]  # the server's log so far, shown when a request fails
+    pid: int  # the server's main process: its CPU, and its children's, is the server's
+
+
+def process_tree(pid):
+    """pid and every live descendant of it (from /proc)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending.extend(children.get(current, ()))
+    return tree
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds used so far by pid's live process tree.
+
+    Read before and after a workload, the difference is what the server spent on it
+    whatever else the machine runs (wall time is not: this machine is shared).
+    Processes that exited in between are not counted, so the servers keep theirs.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / ticks
 
 
 @contextlib.contextmanager
@@ -183,13 +224,13 @@ def start(name, args, postgres_url):
     product, database = TARGETS[name]
     if product == "orthanc":
         with orthanc.OrthancServer(database, postgres_url=postgres_url) as server:
-            yield Target(server.url, server.auth_header, server.log)
+            yield Target(server.url, server.auth_header, server.log, server.process.pid)
         return
     directory = scratch_dir("bench-pacsweb-")
     server = None
     try:
         server = servers.Server(directory, database=database, workers=args.workers, threads=args.threads)
-        yield Target(server.url, servers.auth_header(), server.output)
+        yield Target(server.url, servers.auth_header(), server.output, server.process.pid)
     finally:
         if server is not None:
             server.stop()
@@ -209,6 +250,7 @@ class Result:
     latencies: list  # seconds, one per measured request
     errors: list  # one message per failed request, warm-up included
     stored: int  # CountInstances afterwards (-1 when /statistics failed)
+    cpu: float  # server CPU seconds spent over the measured phase
 
 
 def measure(target, files, warmup_files, concurrency):
@@ -221,10 +263,13 @@ def measure(target, files, warmup_files, concurrency):
     # phase opens connections of its own (a warm one left idle would be closed
     # by the server after 1-2 s).
     _, warmup_errors = store_all(target, warmup_files, WARMUP_CONNECTIONS, keep_alive=False)
+    cpu_before = cpu_seconds(target.pid)
     started = time.perf_counter()
     latencies, errors = store_all(target, files, concurrency)
     elapsed = time.perf_counter() - started
-    return Result(elapsed, latencies, ["warm-up: " + e for e in warmup_errors] + errors, count_instances(target))
+    cpu = cpu_seconds(target.pid) - cpu_before
+    return Result(elapsed, latencies, ["warm-up: " + e for e in warmup_errors] + errors, count_instances(target),
+                  cpu)
 
 
 def store_all(target, files, connections, keep_alive=True):
@@ -296,8 +341,8 @@ def count_instances(target):
 
 # --- the whole run ----------------------------------------------------------------
 
-COLUMNS = ("target", "database", "size", "conc", "inst/s", "MB/s", "p50 ms", "p95 ms", "errors", "stored")
-ROW = "{:<8} {:<9} {:<14} {:>4} {:>8} {:>7} {:>7} {:>7} {:>6} {:>9}"
+COLUMNS = ("target", "database", "size", "conc", "inst/s", "MB/s", "p50 ms", "p95 ms", "CPU ms", "errors", "stored")
+ROW = "{:<8} {:<9} {:<14} {:>4} {:>8} {:>7} {:>7} {:>7} {:>7} {:>6} {:>9}"
 
 
 def run(args, postgres_url):
@@ -325,7 +370,7 @@ def run(args, postgres_url):
                     product, database, size_label, concurrency,
                     f"{args.n / result.elapsed:.1f}", f"{megabytes / result.elapsed:.1f}",
                     f"{percentile(latencies, 50) * 1000:.0f}", f"{percentile(latencies, 95) * 1000:.0f}",
-                    len(result.errors), f"{result.stored}/{expected}",
+                    f"{result.cpu / args.n * 1000:.2f}", len(result.errors), f"{result.stored}/{expected}",
                 ), flush=True)
     for label, result, expected, log in problems:
         print(f"\n--- {label}: {len(result.errors)} failed request(s), {result.stored} of {expected} instances stored")

@@ -88,7 +88,13 @@ def allowed(event, policy, operation, what=None):
     is logged as `what` (the service asked, by default the operation)."""
     aet, address = peer(event)
     close_old_connections()
-    if policy.allowed(operation, aet, address):
+    # Decided once per association and operation: a modality sending 500 images
+    # would otherwise read the modality table 500 times. A change of the table
+    # applies from the peer's next association.
+    decided = event.assoc.__dict__.setdefault("pacs_allowed", {})
+    if operation not in decided:
+        decided[operation] = policy.allowed(operation, aet, address)
+    if decided[operation]:
         return True
     log.warning("refused %s from %s at %s: not allowed by the modality table", what or operation, aet, address)
     return False
@@ -102,11 +108,11 @@ def handle_store(event, policy):
     if not allowed(event, policy, "store"):
         return NOT_AUTHORIZED
     aet, address = peer(event)
-    origin = ingest.Origin.dicom(aet, address, called_aet=event.assoc.acceptor.ae_title.strip())
+    origin = ingest.Origin.dicom(aet, address, called_aet=event.assoc.acceptor.ae_title.strip(), audited=True)
     try:
         # The bytes as received, with the file meta pynetdicom builds from the
         # presentation context: parsed once, by the ingest path.
-        result = ingest.store(event.encoded_dataset(include_meta=True), origin)
+        ingest.store(event.encoded_dataset(include_meta=True), origin)
     except ingest.RejectedInstance as error:
         log.warning("C-STORE from %s refused: %s", aet, error)
         audit.record("ae", aet, "store", address=address, method="C-STORE", status=CANNOT_UNDERSTAND,
@@ -115,8 +121,7 @@ def handle_store(event, policy):
     except (DatabaseBusy, StorageError) as error:
         log.error("C-STORE from %s failed: %s", aet, error)
         return _status(OUT_OF_RESOURCES, str(error))
-    audit.record("ae", aet, "store", address=address, method="C-STORE", status=SUCCESS, level="Instance",
-                 resource=result.instance_id, details={"status": result.status})
+    # The store's audit row was written with the instance (Origin `audited`).
     return SUCCESS
 
 

@@ -79,10 +79,13 @@ class AccessMiddleware:
         if role is not None and not has_role(user, role):
             return error_response(request, 403, f"the {role} role is required")
         request.user = user
+        # Who the audit trail names: the store path writes its rows itself, in
+        # the store's transaction (archive.ingest.Origin).
+        request.actor = (actor_kind, getattr(user, "api_token_name", user.username))
         # Scripts (Basic, token) send no CSRF token; a session's write was checked above.
         request._dont_enforce_csrf_checks = True
         response = self.get_response(request)
-        audit.record_request(request, response, actor_kind, getattr(user, "api_token_name", user.username))
+        audit.record_request(request, response, *request.actor)
         return response
 
     def process_view(self, request, view_func, view_args, view_kwargs):

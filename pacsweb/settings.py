@@ -181,7 +181,10 @@ def database_from_url(url):
         "HOST": host,
         "PORT": str(parsed.port or ""),
         "OPTIONS": options,
-        "CONN_HEALTH_CHECKS": True,
+        # No check of a pooled connection before each use: it is a round trip
+        # per request. A connection lost to a database restart fails its unit of
+        # work, which archive.db replays on a new one.
+        "CONN_HEALTH_CHECKS": False,
         "TEST": {"NAME": env("PACS_TEST_DATABASE_NAME")},
     }
 
@@ -193,6 +196,9 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "pacsweb.sqlite3",
+            # A thread keeps its connection: opening one (and running the PRAGMAs
+            # below) cost about as much as the rest of a small store.
+            "CONN_MAX_AGE": None,
             "OPTIONS": {
                 # Writers queue on the lock instead of failing with "database is
                 # locked" half-way through a transaction.

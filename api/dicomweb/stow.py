@@ -17,7 +17,7 @@ from archive.roles import UPLOADER, allow
 from archive import ingest
 from api.dicomweb import dicom_json_response, studies_url
 from api.rest.errors import error_response, rest_view
-from api.rest.bodies import spool
+from api.rest.bodies import spool, upload_origin
 from archive.errors import BodyTooLarge
 from archive.storage import CHUNK, StorageError
 from archive.db import DatabaseBusy
@@ -66,7 +66,7 @@ def store(request, study=None):
         with spool(request) as body:
             parts = parse(body, boundary)
             _check_media_types(request.META["CONTENT_TYPE"], parts)
-            origin = ingest.Origin.http(request.META.get("REMOTE_ADDR", ""), request.user.get_username())
+            origin = upload_origin(request)
             base = studies_url(request)
             outcomes = [_store_part(_PartReader(body, part), study, origin, base) for part in parts]
     except UnsupportedMedia as error:

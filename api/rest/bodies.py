@@ -5,8 +5,16 @@ import zlib
 
 from django.conf import settings
 
-from archive import spool as spooling
+from archive import ingest, spool as spooling
 from archive.errors import BadEncoding, UnsupportedEncoding
+
+
+def upload_origin(request):
+    """Where an upload comes from, and who the audit trail names for each instance
+    it stores (the access middleware's `request.actor`)."""
+    actor_kind, actor = getattr(request, "actor", ("", ""))
+    return ingest.Origin.http(request.META.get("REMOTE_ADDR", ""), request.user.get_username(),
+                              actor_kind=actor_kind, actor=actor, path=request.path_info)
 
 
 def spool(request):

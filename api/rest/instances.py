@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from archive.roles import UPLOADER, allow
 from archive import ingest
 from archive.models import Attachment
-from api.rest.bodies import spool
+from api.rest.bodies import spool, upload_origin
 from api.rest.errors import error_response, not_found, rest_view, status_for
 from api.rest.resources import listing
 from archive.storage import get_storage
@@ -32,7 +32,7 @@ def upload(request):
     length = int(request.META.get("CONTENT_LENGTH") or 0)
     if length > settings.MAX_UPLOAD_BYTES:
         return error_response(request, 413, f"the body is larger than PACS_MAX_UPLOAD_MB ({settings.MAX_UPLOAD_BYTES // 2**20} MB)")
-    origin = ingest.Origin.http(request.META.get("REMOTE_ADDR", ""), request.user.get_username())
+    origin = upload_origin(request)
     if request.content_type == "multipart/form-data":
         return _form_upload(request, origin)
     with spool(request) as body:

@@ -136,3 +136,26 @@ def test_unit_cannot_run_inside_another_transaction():
         with transaction.atomic():
             db.run(Unit(), "nested")
     assert rows("nested") == 0
+
+
+def test_a_unit_whose_connection_the_database_dropped_runs_again_on_a_new_one(storage_dir):
+    # What a restart or failover of PostgreSQL does to a pooled connection: pooled
+    # connections are not checked before use, so the runner must replay.
+    from archive import ingest
+    from archive.models import Instance
+    from tests.dicomgen import make_instance, uid
+    from tests.servers import admin_connection
+
+    origin = ingest.Origin.http("127.0.0.1", "admin")
+    ingest.store(make_instance(sop_uid=uid("lost-connection", 1)), origin)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    with admin_connection() as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+    result = ingest.store(make_instance(sop_uid=uid("lost-connection", 2)), origin)
+    assert result.status == ingest.SUCCESS
+    assert Instance.objects.count() == 2
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != backend

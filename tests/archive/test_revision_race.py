@@ -14,6 +14,7 @@ def contender(args):
     outcomes = []
     for n in range(ROUNDS):
         status, headers, body = servers.request(url)
+        assert status == 200, f"GET {url}: {status} {body[:300]!r}"
         revision = headers["ETag"].strip('"')
         value = f"{name}-{n}".encode()
         status, headers, _ = servers.request(url, method="PUT", body=value, headers={"If-Match": f'"{revision}"'})

@@ -1,0 +1,100 @@
+"""The index write of a store: one statement on PostgreSQL, the same rows as the
+statement-per-row write that SQLite uses."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from archive import ingest
+from archive.errors import ConflictingInstance
+from archive.models import Attachment, AuditEvent, Change, Instance, Patient, Series, Study
+from tests.dicomgen import make_instance, uid
+
+AUDITED = ingest.Origin.http("10.1.2.3", "admin", actor_kind="user", actor="admin", path="/instances")
+WRITERS = {"one statement": ingest._index_in_one_statement, "step by step": ingest._index_step_by_step}
+
+
+def _files():
+    """A first instance, one more in its series, a new series, a new study of the same
+    patient, a new patient, and the first one again."""
+    study_a, study_b = uid("index-write", "A"), uid("index-write", "B")
+    series_a1, series_a2, series_b = uid(study_a, 1), uid(study_a, 2), uid(study_b, 1)
+    first = make_instance(patient_id="W1", patient_name="DOE^JANE", study_uid=study_a, series_uid=series_a1,
+                          sop_uid=uid(series_a1, 1), instance_number=1)
+    return [
+        first,
+        make_instance(patient_id="W1", patient_name="DOE^JANE", study_uid=study_a, series_uid=series_a1,
+                      sop_uid=uid(series_a1, 2), instance_number=2),
+        make_instance(patient_id="W1", patient_name="DOE^JANE", study_uid=study_a, series_uid=series_a2,
+                      sop_uid=uid(series_a2, 1)),
+        make_instance(patient_id="W1", patient_name="DOE^JANE", study_uid=study_b, series_uid=series_b,
+                      sop_uid=uid(series_b, 1)),
+        make_instance(patient_id="W2", patient_name="ROE^RICHARD", sop_uid=uid("index-write", "other")),
+        first,
+    ]
+
+
+def _rows():
+    """What the index holds, without database ids, times or storage keys (they differ per run)."""
+    def values(model, *fields):
+        return sorted(model.objects.values_list(*fields))
+
+    return {
+        "patients": values(Patient, "public_id", "main_dicom_tags", "patient_id", "patient_id_norm",
+                           "patient_name_norm", "patient_birth_date", "patient_sex", "is_stable"),
+        "studies": values(Study, "public_id", "patient__public_id", "main_dicom_tags", "study_instance_uid",
+                          "study_date", "accession_number_norm", "study_description_norm",
+                          "referring_physician_norm", "is_stable"),
+        "series": values(Series, "public_id", "study__public_id", "main_dicom_tags", "series_instance_uid",
+                         "modality", "series_description_norm", "series_number", "is_stable"),
+        "instances": values(Instance, "public_id", "series__public_id", "main_dicom_tags", "sop_instance_uid",
+                            "sop_class_uid", "transfer_syntax_uid", "instance_number", "origin", "remote_aet",
+                            "remote_ip", "called_aet", "node", "is_stable"),
+        "attachments": values(Attachment, "level", "resource_id", "name", "size", "md5", "revision"),
+        "changes": list(Change.objects.order_by("seq").values_list("change_type", "level", "public_id", "node")),
+        "audit": list(AuditEvent.objects.order_by("id").values_list(
+            "actor_kind", "actor", "address", "action", "method", "path", "status", "level", "resource", "details",
+            "node")),
+        "same time": all(p.created_at <= p.last_update for p in Patient.objects.all()),
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_one_statement_write_gives_the_rows_and_changes_of_the_step_by_step_write(storage_dir, monkeypatch):
+    seen = {}
+    for name, writer in WRITERS.items():
+        monkeypatch.setattr(ingest, "_index_instance", writer)
+        statuses = [ingest.store(data, AUDITED).status for data in _files()]
+        assert statuses == [ingest.SUCCESS] * 5 + [ingest.ALREADY_STORED]
+        seen[name] = _rows()
+        for model in (Attachment, Instance, Series, Study, Patient, Change, AuditEvent):
+            model.objects.all().delete()
+    assert seen["one statement"] == seen["step by step"]
+    assert [change[0] for change in seen["one statement"]["changes"]] == [
+        "NewInstance", "NewSeries", "NewStudy", "NewPatient", "NewInstance", "NewInstance", "NewSeries",
+        "NewInstance", "NewSeries", "NewStudy", "NewInstance", "NewSeries", "NewStudy", "NewPatient"]
+    assert [row[9]["status"] for row in seen["one statement"]["audit"]] == ["Success"] * 5 + ["AlreadyStored"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_a_known_uid_under_another_study_writes_nothing(storage_dir, monkeypatch, writer):
+    monkeypatch.setattr(ingest, "_index_instance", WRITERS[writer])
+    ingest.store(make_instance(sop_uid=uid("index-write", "twice")), AUDITED)
+    before = _rows()
+    with pytest.raises(ConflictingInstance):
+        ingest.store(make_instance(study_uid=uid("index-write", "elsewhere"), sop_uid=uid("index-write", "twice")),
+                     AUDITED)
+    assert _rows() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_store_on_postgresql_is_one_statement_between_begin_and_commit(storage_dir):
+    assert connection.vendor == "postgresql"
+    ingest.store(make_instance(sop_uid=uid("index-write", "warm")), AUDITED)
+    with CaptureQueriesContext(connection) as queries:
+        result = ingest.store(make_instance(sop_uid=uid("index-write", "counted")), AUDITED)
+    # One transaction of three statements, the audit row included.
+    statements = [query["sql"].split()[0] for query in queries]
+    assert statements == ["BEGIN", "WITH", "COMMIT"], [query["sql"][:80] for query in queries]
+    assert AuditEvent.objects.filter(action="store", resource=result.instance_id, actor="admin").count() == 1
