@@ -261,6 +261,15 @@ AE_TITLE = env("PACS_AE_TITLE", "PACSWEB")
 if len(AE_TITLE) > 16:
     raise ImproperlyConfigured("PACS_AE_TITLE is at most 16 characters")
 ADMIN_PASSWORD = env("PACS_ADMIN_PASSWORD")
+# The rules a password set through the console's Users page or `manage.py user`
+# (or changepassword) must follow; the first admin's PACS_ADMIN_PASSWORD is the operator's choice.
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": envint("PACS_PASSWORD_MIN_LENGTH", 10)}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 # /metrics without authentication, for a Prometheus on a trusted network.
 METRICS_PUBLIC = envbool("PACS_METRICS_PUBLIC", False)
 
