@@ -59,6 +59,25 @@ COMPUTED = {
 }
 
 
+class Typed(str):
+    """A name as a person types it in a search box ("Doe, John", "john doe", "DOE^JOHN",
+    "müller"), not a DICOM matching string: every word must start a word of the name,
+    in any order, case and accents ignored. The console sends these for names typed
+    without wildcards; C-FIND and QIDO-RS send DICOM matching strings and keep their
+    semantics (PS3.4 C.2.2.2: `doe^john` is the whole name, `john` is nobody's)."""
+
+    WORDS = re.compile(r"[\s,^]+")
+
+    def condition(self, lookup):
+        """Every word must follow the start of the (normalised) name or a character
+        that is not a letter or digit: `^`, a space, a hyphen, an apostrophe."""
+        where = Q()
+        for word in self.WORDS.split(tags.normalize(self)):
+            if word:
+                where &= Q(**{f"{lookup}__regex": "(^|[^A-Z0-9])" + re.escape(word)})
+        return where
+
+
 @dataclass
 class Query:
     level: str
@@ -173,6 +192,8 @@ def condition(lookup, keyword, value, normalized=False):
 
 
 def _trimmed(value):
+    if isinstance(value, Typed):
+        return Typed(value.strip())
     return (value or "").strip() if not isinstance(value, (list, tuple)) else value
 
 
@@ -206,6 +227,9 @@ def _condition(level, keyword, value, case_sensitive_names):
 
 
 def _match(lookup, keyword, value, normalized):
+    if isinstance(value, Typed):
+        # Only the normalised name columns know words; elsewhere it is the prefix the form used to send.
+        return value.condition(lookup) if normalized else Q(**{f"{lookup}__startswith": str(value)})
     values = _values_list(value)
     if len(values) > 1:
         # List of UID matching (C.2.2.2.2), and value lists for other keys.

@@ -3,8 +3,10 @@ which keys a list shows. The search itself is archive.query.find_page, the
 engine behind C-FIND, QIDO-RS and /tools/find.
 """
 
+from django.db.models import Count
+
 from archive import query
-from archive.models import Level
+from archive.models import Level, Series, Study
 
 PAGE_SIZE = 25
 
@@ -50,3 +52,32 @@ def studies(criteria, sort="-date", page=1, size=PAGE_SIZE):
 
 def patients(criteria, sort="name", page=1, size=PAGE_SIZE):
     return find(Level.PATIENT, criteria, order_columns(PATIENT_SORTS, sort, "name"), page, size, PATIENT_KEYS)
+
+
+PRIORS = 50
+
+
+def priors(study):
+    """The patient's other studies, newest first (at most PRIORS), each with its
+    `modalities` ("CT, MR"): what a reader compares the study with."""
+    rows = list(Study.objects.filter(patient_id=study.patient_id).exclude(pk=study.pk)
+                .order_by("-study_date", "-pk")[:PRIORS])
+    found = {}
+    for study_id, modality in (Series.objects.filter(study_id__in=[r.pk for r in rows])
+                               .order_by().values_list("study_id", "modality").distinct()):
+        found.setdefault(study_id, set()).add(modality)
+    for row in rows:
+        row.modalities = ", ".join(sorted(m for m in found.get(row.pk, ()) if m))
+    return rows
+
+
+BULK_LIMIT = 500  # studies one bulk action takes: a page's worth many times over
+
+
+def described(public_ids):
+    """The studies (in the given order) with their patient, `n_series` and `n_instances`:
+    what a confirmation names."""
+    rows = {row.public_id: row for row in
+            Study.objects.filter(public_id__in=public_ids).select_related("patient")
+            .annotate(n_series=Count("series", distinct=True), n_instances=Count("series__instances"))}
+    return [rows[public_id] for public_id in public_ids if public_id in rows]

@@ -144,6 +144,32 @@ def test_search_open_a_study_and_use_the_viewer(page, node, tmp_path):
     assert "frame 2/3" in page.inner_text("#overlay-bl")
 
 
+def test_names_are_found_as_typed_and_two_ticked_studies_download_as_one_zip(page, node, tmp_path):
+    """What it must show: every search form finds DOE^JOHN and Müller^Jürgen; a bulk download of two studies."""
+    john = ct_series("john", 2, patient_name="DOE^JOHN", patient_id="P-JOHN", study_description="CT JOHN")
+    jurgen = ct_series("jurgen", 1, patient_name="MÜLLER^JÜRGEN", patient_id="P-JURGEN", study_description="CT JURGEN")
+    upload(node, john + jurgen)
+    for path in ("/ui/studies/", "/ui/patients/"):
+        for typed, expected in (("Doe, John", "DOE, JOHN"), ("DOE^JOHN", "DOE, JOHN"), ("john doe", "DOE, JOHN"),
+                                ("john", "DOE, JOHN"), ("muller", "MÜLLER, JÜRGEN"), ("Müller^Jürgen", "MÜLLER, JÜRGEN")):
+            page.goto(node.url + path)
+            page.fill("input[name=patient_name]", typed)
+            page.click("form.search button[type=submit]")
+            rows = page.locator("table tbody tr")
+            assert rows.count() == 1, (path, typed)
+            assert expected in rows.first.inner_text(), (path, typed)
+
+    page.goto(node.url + "/ui/studies/?description=CT+J")
+    assert page.is_disabled("#bulk-download")
+    page.check("#select-all")
+    assert page.inner_text("#bulk-count") == "2 studies ticked"
+    with page.expect_download() as download:
+        page.click("#bulk-download")
+    download.value.save_as(tmp_path / "two.zip")
+    with zipfile.ZipFile(tmp_path / "two.zip") as archive:
+        assert sorted(md5(archive.read(n)) for n in archive.namelist()) == sorted(md5(f) for f in john + jurgen)
+
+
 def test_upload_two_files_and_a_bad_one(page, node):
     good = ct_series("upload", 2, patient_name="UPLOAD^ULLA")
     page.goto(node.url + "/ui/upload/")
