@@ -86,8 +86,9 @@ class AccessMiddleware:
         request.user = user
         # Scripts (Basic, token) send no CSRF token; a session's write was checked above.
         request._dont_enforce_csrf_checks = True
+        before = audit.before_request(request)
         response = self.get_response(request)
-        audit.record_request(request, response, actor_kind, getattr(user, "api_token_name", user.username))
+        audit.record_request(request, response, actor_kind, getattr(user, "api_token_name", user.username), before)
         return response
 
     def process_view(self, request, view_func, view_args, view_kwargs):

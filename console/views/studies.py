@@ -8,6 +8,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from archive import annotations, archives, query, resources, sends
+from archive import audit as trail
 from archive.deletion import UnknownResource, delete_resource
 from archive.models import Instance, Level
 from cluster import jobs
@@ -120,12 +121,13 @@ def study_delete(request, public_id):
     row = _study(public_id)
     if request.method == "POST":
         tags = row.main_dicom_tags
+        subject = trail.subject(Level.STUDY, public_id, counts=True)
         try:
             delete_resource(Level.STUDY, public_id)
         except UnknownResource:
             messages.info(request, "This study had already been deleted.")
             return redirect("console:studies")
-        audit(request, "delete", level=Level.STUDY, resource=public_id)
+        audit(request, "delete", level=Level.STUDY, resource=public_id, subject=subject)
         messages.success(request, f"Deleted the study “{tags.get('StudyDescription') or 'without description'}” "
                                   f"of {row.patient.main_dicom_tags.get('PatientName') or 'an unnamed patient'}.")
         return redirect("console:studies")
@@ -238,12 +240,13 @@ def bulk_delete(request):
         })
     deleted = 0
     for public_id in selected:
+        subject = trail.subject(Level.STUDY, public_id, counts=True)
         try:
             delete_resource(Level.STUDY, public_id)
         except UnknownResource:
             continue
         deleted += 1
-        audit(request, "delete", level=Level.STUDY, resource=public_id)
+        audit(request, "delete", level=Level.STUDY, resource=public_id, subject=subject)
     messages.success(request, f"Deleted {deleted} stud{'y' if deleted == 1 else 'ies'}.")
     return redirect(back_to(request, reverse("console:studies")))
 
