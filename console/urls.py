@@ -3,7 +3,7 @@
 from django.urls import path, re_path
 
 from archive.roles import OPEN, allow
-from console.views import auth, changes, cluster, home, jobs, network, security, studies, upload, worklist
+from console.views import auth, changes, cluster, home, jobs, network, security, studies, upload, users, worklist
 
 app_name = "console"
 
@@ -45,6 +45,10 @@ urlpatterns = [
     path("performed/", worklist.performed_list, name="performed"),
     path("changes/", changes.change_list, name="changes"),
     path("audit/", security.audit_list, name="audit"),
+    path("users/", users.user_list, name="users"),
+    path("users/<str:username>/role", users.user_role, name="user-role"),
+    path("users/<str:username>/active", users.user_active, name="user-active"),
+    path("users/<str:username>/password", users.user_password, name="user-password"),
     path("tokens/", security.token_list, name="tokens"),
     path("tokens/<str:prefix>/revoke", security.token_revoke, name="token-revoke"),
     # Anything else under /ui/: the console's own "not found" page (or the address with its slash).

@@ -266,10 +266,11 @@ ADMIN_PASSWORD = env("PACS_ADMIN_PASSWORD")
 AUDIT_READ_WINDOW = envint("PACS_AUDIT_READ_WINDOW", 900)
 # The rules a password set through the console's Users page or `manage.py user`
 # (or changepassword) must follow; the first admin's PACS_ADMIN_PASSWORD is the operator's choice.
+PASSWORD_MIN_LENGTH = envint("PACS_PASSWORD_MIN_LENGTH", 10)
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
-     "OPTIONS": {"min_length": envint("PACS_PASSWORD_MIN_LENGTH", 10)}},
+     "OPTIONS": {"min_length": PASSWORD_MIN_LENGTH}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]

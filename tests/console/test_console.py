@@ -7,7 +7,7 @@ import zipfile
 
 from tests import servers
 from tests.peers import RemotePacs
-from tests.console.conftest import make_user, open_context, sign_in, upload
+from tests.console.conftest import open_context, sign_in, upload
 from tests.console.phantom import ct_series, multiframe
 
 # The displayed image's pixels: a checksum and the mean grey level, read back from a canvas
@@ -333,7 +333,15 @@ def test_peers_are_added_tested_edited_and_deleted(page, node):
 def test_delete_a_study_and_a_viewer_cannot(browser, page, node):
     (kept,) = upload(node, ct_series("kept", 2, patient_name="KEPT^KARL"))
     (doomed,) = upload(node, ct_series("doomed", 3, patient_name="GONE^GRETA", study_description="CT DOOMED"))
-    make_user(node, "vic", "vic-password", "viewer")
+    # An administrator creates the viewer's account on the Users page.
+    page.goto(node.url + "/ui/users/")
+    page.fill("#user-form input[name=username]", "vic")
+    page.select_option("#user-form select[name=role]", "viewer")
+    page.fill("#user-form input[name=password]", "vic-password")
+    page.fill("#user-form input[name=password2]", "vic-password")
+    page.click("#create-user")
+    assert "Created the viewer account vic" in page.inner_text(".messages")
+    assert page.locator('tr[data-user="vic"] select[name=role]').input_value() == "viewer"
 
     context, viewer = open_context(browser)
     try:
