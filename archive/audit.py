@@ -97,11 +97,6 @@ def record_request(request, response, actor_kind, actor, before=None):
     elif (uid := DICOMWEB_UID.match(path)) is not None:
         level, resource = "Study", uid.group(1)
     details = {}
-    if action == "read" and level in (Level.SERIES, Level.INSTANCE) and response.status_code < 400:
-        # A frame, a rendering, the tags of one instance: the reader opened its study.
-        study = _study_of(level, resource)
-        if study:
-            level, resource = Level.STUDY, study
     if before and "subject" in before and before["subject"]:
         details["subject"] = before["subject"]
     if before and "configuration" in before and (match := CONFIGURED.match(path)) is not None:
@@ -119,6 +114,11 @@ def record(actor_kind, actor, action, address="", method="", path="", status=Non
            details=None):
     details = details or {}
     try:
+        if action == "read" and level in (Level.SERIES, Level.INSTANCE) and resource and (status or 200) < 400:
+            # A frame, a rendering, the tags of one instance: the reader opened its study.
+            study = _study_of(level, resource)
+            if study:
+                level, resource = Level.STUDY, study
         if action == "read" and resource:
             if _read_recently(actor_kind, str(actor), level, str(resource)):
                 return

@@ -22,6 +22,7 @@ urlpatterns = [
     path("patients/", studies.patient_list, name="patients"),
     path("patients/<str:public_id>/", studies.patient_detail, name="patient"),
     path("open/<str:level>/<str:public_id>", studies.open_resource, name="open"),
+    path("instances/<str:public_id>/tags", studies.instance_tags, name="instance-tags"),
     path("upload/", upload.upload_page, name="upload"),
     path("upload/file", upload.upload_file, name="upload-file"),
     path("jobs/", jobs.job_list, name="jobs"),

@@ -3,7 +3,7 @@
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
@@ -16,7 +16,7 @@ from archive.models import Modality, Peer
 from cluster.models import Job
 from archive.roles import ADMIN, VIEWER
 from console import search
-from console.access import FRAGMENT, audit, back_to, console_view, failure, is_htmx, page_number
+from console.access import FRAGMENT, JSON, audit, back_to, console_view, failure, is_htmx, page_number
 from console.forms import PatientSearchForm, StudySearchForm
 from console.views.jobs import progress_context
 
@@ -281,3 +281,15 @@ def open_resource(request, level, public_id):
     study = resources.ancestor(level, row, Level.STUDY)
     series = row if level == Level.SERIES else row.series
     return redirect(reverse("console:study", args=[study.public_id]) + f"?series={series.public_id}#viewer")
+
+
+@console_view(kind=JSON)
+def instance_tags(request, public_id):
+    """The tags panel's data: every element with its tag number, VR, name and value,
+    sequences as nested items (annotations.tag_tree)."""
+    try:
+        tree = annotations.tag_tree(public_id)
+    except (annotations.UnknownResource, annotations.UnknownItem):
+        raise Http404("This instance is not in the archive (it may have been deleted).")
+    audit(request, "read", level=Level.INSTANCE, resource=public_id)
+    return JsonResponse({"elements": tree})

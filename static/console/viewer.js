@@ -297,20 +297,117 @@
   viewport.addEventListener("pointercancel", endDrag);
 
   // --- tags ---
+  // The panel: tag number, VR, name and value of every element, sequences as a tree,
+  // and a filter box (GET /ui/instances/{id}/tags).
+  var tagTrees = {};
+  var tagFilter = document.getElementById("tags-filter");
+
   function loadTags() {
     var slice = state.slices[state.index];
     if (!slice) return;
     var id = slice.instance;
-    if (state.tags[id]) { showTags(state.tags[id]); return; }
-    fetch("/instances/" + encodeURIComponent(id) + "/simplified-tags", { credentials: "same-origin" })
+    if (tagTrees[id]) { showTags(tagTrees[id]); return; }
+    fetch("/ui/instances/" + encodeURIComponent(id) + "/tags", { credentials: "same-origin" })
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
-      .then(function (tags) {
-        state.tags[id] = tags;
-        rememberWindow(id, tags);
-        if (state.slices[state.index] && state.slices[state.index].instance === id) showTags(tags);
+      .then(function (answer) {
+        tagTrees[id] = answer.elements;
+        if (state.slices[state.index] && state.slices[state.index].instance === id) showTags(answer.elements);
       })
       .catch(function (error) { tagsBody.textContent = "The tags cannot be read: " + error.message; });
   }
+
+  function tagTable(elements) {
+    var table = document.createElement("table");
+    table.className = "table compact tag-table";
+    var body = document.createElement("tbody");
+    elements.forEach(function (element) {
+      var row = document.createElement("tr");
+      row.setAttribute("data-tag", element.tag);
+      row.setAttribute("data-search", [element.tag, element.tag.replace(",", ""), element.vr, element.name,
+        element.keyword, element.value || ""].join(" ").toLowerCase());
+      [["td", "mono small tag", element.tag], ["td", "mono small vr", element.vr],
+       ["th", "name", element.name || element.keyword || "Unknown"]].forEach(function (cell) {
+        var td = document.createElement(cell[0]);
+        if (cell[0] === "th") td.scope = "row";
+        td.className = cell[1];
+        td.textContent = cell[2];
+        row.appendChild(td);
+      });
+      var value = document.createElement("td");
+      value.className = "value";
+      if (element.items) {
+        var details = document.createElement("details");
+        details.className = "sequence";
+        var summary = document.createElement("summary");
+        summary.textContent = element.items.length + (element.items.length === 1 ? " item" : " items");
+        details.appendChild(summary);
+        element.items.forEach(function (item, index) {
+          var holder = document.createElement("div");
+          holder.className = "sequence-item";
+          var label = document.createElement("div");
+          label.className = "muted small";
+          label.textContent = "Item " + (index + 1);
+          holder.appendChild(label);
+          holder.appendChild(tagTable(item));
+          details.appendChild(holder);
+        });
+        value.appendChild(details);
+      } else if (element.value === null) {
+        value.className = "value muted";
+        value.textContent = element.length !== undefined ? "(" + element.length + " bytes, not shown)" : "(empty)";
+      } else {
+        value.textContent = element.value;
+      }
+      row.appendChild(value);
+      body.appendChild(row);
+    });
+    table.appendChild(body);
+    return table;
+  }
+
+  // Rows that match the filter, and the sequences holding a match (opened); true when any does.
+  function filterTable(table, text) {
+    var any = false;
+    Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
+      var own = !text || row.getAttribute("data-search").indexOf(text) >= 0;
+      var inside = false;
+      var details = row.querySelector(":scope > td.value > details.sequence");
+      if (details) {
+        details.querySelectorAll(":scope > .sequence-item > table").forEach(function (nested) {
+          var found = filterTable(nested, own ? "" : text);
+          inside = inside || found;
+        });
+        if (text) details.open = inside && !own ? true : details.open;
+      }
+      row.hidden = !(own || inside);
+      any = any || own || inside;
+    });
+    return any;
+  }
+
+  function showTags(elements) {
+    var table = tagTable(elements);
+    tagsBody.replaceChildren(table);
+    applyTagFilter();
+  }
+
+  function applyTagFilter() {
+    var table = tagsBody.querySelector("table.tag-table");
+    if (!table) return;
+    var text = (tagFilter && tagFilter.value || "").trim().toLowerCase();
+    var any = filterTable(table, text);
+    var none = tagsBody.querySelector(".no-match");
+    if (!any && !none) {
+      none = document.createElement("p");
+      none.className = "empty no-match";
+      none.textContent = "No tag matches the filter.";
+      tagsBody.appendChild(none);
+    } else if (any && none) {
+      none.remove();
+    }
+  }
+
+  if (tagFilter) tagFilter.addEventListener("input", applyTagFilter);
 
   function rememberWindow(id, tags) {
     var c = parseFloat(String(tags.WindowCenter || "").split("\\")[0]);
@@ -319,26 +416,6 @@
       state.fileWindow[id] = { center: c, width: w };
       updateLabels();
     }
-  }
-
-  function showTags(tags) {
-    var table = document.createElement("table");
-    table.className = "table compact";
-    var body = document.createElement("tbody");
-    Object.keys(tags).sort().forEach(function (name) {
-      var row = document.createElement("tr");
-      var th = document.createElement("th");
-      th.scope = "row";
-      th.textContent = name;
-      var td = document.createElement("td");
-      var value = tags[name];
-      td.textContent = value === null ? "(binary or too long)" : (typeof value === "object" ? JSON.stringify(value) : String(value));
-      row.appendChild(th);
-      row.appendChild(td);
-      body.appendChild(row);
-    });
-    table.appendChild(body);
-    tagsBody.replaceChildren(table);
   }
 
   tagsPanel.addEventListener("toggle", function () { if (tagsPanel.open) loadTags(); });

@@ -134,7 +134,16 @@ def test_search_open_a_study_and_use_the_viewer(page, node, tmp_path):
     # The tags of the shown instance.
     page.click("#tags-panel summary")
     page.wait_for_selector("#tags-body table")
-    assert "VIEWER^VERA" in page.inner_text("#tags-body")
+    name = page.locator('#tags-body tr[data-tag="0010,0010"]').first
+    assert [c.strip() for c in name.locator(":scope > *").all_inner_texts()] == \
+        ["0010,0010", "PN", "Patient's Name", "VIEWER^VERA"]
+    # The filter keeps the matching rows only (by number, name, VR or value).
+    page.fill("#tags-filter", "0008,0060")
+    visible = page.locator("#tags-body tr[data-tag]:visible")
+    assert visible.count() == 1 and "Modality" in visible.first.inner_text()
+    page.fill("#tags-filter", "no such tag anywhere")
+    assert page.is_visible("#tags-body .no-match")
+    page.fill("#tags-filter", "")
     page.screenshot(path=tmp_path / "study.png", full_page=True)
     # A multi-frame instance: its frames are the slices of its series.
     page.click(".series-card[data-count='1']")
@@ -161,6 +170,12 @@ def test_names_are_found_as_typed_and_two_ticked_studies_download_as_one_zip(pag
 
     page.goto(node.url + "/ui/studies/?description=CT+J")
     assert page.is_disabled("#bulk-download")
+    # Dark mode follows the system's preference.
+    background = "() => getComputedStyle(document.body).backgroundColor"
+    assert page.evaluate(background) == "rgb(244, 246, 248)"
+    page.emulate_media(color_scheme="dark")
+    assert page.evaluate(background) == "rgb(15, 22, 29)"
+    page.emulate_media(color_scheme="light")
     page.check("#select-all")
     assert page.inner_text("#bulk-count") == "2 studies ticked"
     with page.expect_download() as download:
