@@ -77,6 +77,24 @@ class Typed(str):
                 where &= Q(**{f"{lookup}__regex": "(^|[^A-Z0-9])" + re.escape(word)})
         return where
 
+    def dicom_patterns(self):
+        """The DICOM matching strings that find the name typed at a peer that knows
+        only DICOM matching (a C-FIND to another PACS): upper case, accents kept (the
+        peer may compare them), family and given names as prefixes; a lone word as a
+        family or a given name, two loose words in either order. Each is one C-FIND."""
+        words = [w for w in self.WORDS.split(self.strip().upper()) if w]
+        if not words:
+            return []
+        if len(words) == 1:
+            return [f"{words[0]}*", f"*^{words[0]}*"]
+        if len(words) == 2:
+            first, second = words
+            ordered = [f"{first}*^{second}*"]
+            if "," not in self and "^" not in self:
+                ordered.append(f"{second}*^{first}*")
+            return ordered
+        return ["*".join(words) + "*"]
+
 
 @dataclass
 class Query:

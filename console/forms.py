@@ -347,3 +347,45 @@ class WorklistItemForm(forms.Form):
             scheduled_step_description=data["scheduled_step_description"], modality=data["modality"],
             scheduled_station_aet=data["scheduled_station_aet"], start_date=data["start_date"].strftime("%Y%m%d"),
             start_time=data["start_time"].strftime("%H%M%S") if data["start_time"] else "")
+
+
+RETRIEVE_METHODS = (("C-GET", "C-GET (on the query's association)"), ("C-MOVE", "C-MOVE (the PACS sends to our AE)"))
+
+
+class RemoteSearchForm(forms.Form):
+    """A study-level search at another PACS (the Query/Retrieve page)."""
+
+    source = forms.ChoiceField(label="PACS or modality", choices=())
+    patient_name = forms.CharField(required=False, max_length=64, label="Patient name")
+    patient_id = forms.CharField(required=False, max_length=64, label="Patient ID")
+    accession = forms.CharField(required=False, max_length=64, label="Accession number")
+    date_from = forms.DateField(required=False, label="Study date from", widget=DateInput)
+    date_to = forms.DateField(required=False, label="Study date to", widget=DateInput)
+    modality = forms.CharField(required=False, max_length=16, label="Modality")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["source"].choices = [(m.name, f"{m.name} · {m.aet}@{m.host}:{m.port}")
+                                         for m in Modality.objects.order_by("name")]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
+            raise forms.ValidationError("The first study date is after the last one.")
+        return data
+
+    def criteria(self):
+        """DICOM matching keys for archive.remote.find_studies; the name as typed (query.Typed)."""
+        data = self.cleaned_data
+        criteria = {}
+        if data.get("patient_name", "").strip():
+            criteria["PatientName"] = typed_name(data["patient_name"].strip())
+        for field, keyword in (("patient_id", "PatientID"), ("accession", "AccessionNumber")):
+            if data.get(field, "").strip():
+                criteria[keyword] = data[field].strip()
+        low, high = data.get("date_from"), data.get("date_to")
+        if low or high:
+            criteria["StudyDate"] = f"{low.strftime('%Y%m%d') if low else ''}-{high.strftime('%Y%m%d') if high else ''}"
+        if data.get("modality", "").strip():
+            criteria["ModalitiesInStudy"] = data["modality"].strip().upper()
+        return criteria

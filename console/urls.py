@@ -3,7 +3,8 @@
 from django.urls import path, re_path
 
 from archive.roles import OPEN, allow
-from console.views import auth, changes, cluster, home, jobs, network, security, studies, upload, users, worklist
+from console.views import (auth, changes, cluster, home, jobs, network, retrieve, security, studies, upload,
+                           users, worklist)
 
 app_name = "console"
 
@@ -25,6 +26,8 @@ urlpatterns = [
     path("instances/<str:public_id>/tags", studies.instance_tags, name="instance-tags"),
     path("upload/", upload.upload_page, name="upload"),
     path("upload/file", upload.upload_file, name="upload-file"),
+    path("retrieve/", retrieve.query_page, name="retrieve"),
+    path("retrieve/studies", retrieve.retrieve, name="retrieve-studies"),
     path("jobs/", jobs.job_list, name="jobs"),
     path("jobs/<str:job_id>/progress", jobs.job_progress, name="job-progress"),
     path("jobs/<str:job_id>/<str:action>", jobs.job_action, name="job-action"),

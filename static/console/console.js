@@ -36,6 +36,13 @@
   document.addEventListener("change", function (event) {
     var box = event.target;
     if (!(box instanceof HTMLInputElement) || box.type !== "checkbox") return;
+    if (box.hasAttribute("data-select-all-remote")) {
+      // Query/Retrieve: "tick all" ticks what is not here yet.
+      document.querySelectorAll('input[name=study][form="retrieve-form"]').forEach(function (b) {
+        b.checked = box.checked && !b.hasAttribute("data-here");
+      });
+      return;
+    }
     if (box.hasAttribute("data-select-all")) {
       var form = document.getElementById("bulk");
       if (!form) return;

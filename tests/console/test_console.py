@@ -3,7 +3,10 @@ upload, background ZIP, modalities, deletion and roles, jobs, the cluster."""
 
 import hashlib
 import io
+import json
 import zipfile
+
+import pydicom
 
 from tests import servers
 from tests.peers import RemotePacs
@@ -308,6 +311,57 @@ def test_add_a_modality_echo_it_and_send_a_study(page, node):
         page.click("#send-button")
         page.wait_for_selector("#job-area .job-progress[data-state=Success]", timeout=30_000)
         assert len(remote.received) == 2
+    finally:
+        remote.stop()
+
+
+def test_query_retrieve_from_a_second_pacsweb_and_a_pynetdicom_pacs(page, node, server_factory, listener_factory):
+    """What it must show: search, retrieve two studies, see them arrive."""
+    second = server_factory("second")
+    listener = listener_factory(second, ae_title="SECOND")
+    far = ct_series("far-1", 2, patient_name="FAR^AWAY", patient_id="P-FAR", study_description="CT FAR ONE") + \
+        ct_series("far-2", 1, patient_name="FAR^AWAY", patient_id="P-FAR", study_description="CT FAR TWO")
+    upload(second, far)
+    # The second archive lets this one (AE PACSWEB on loopback) query and retrieve.
+    assert servers.request_json(second.url + "/modalities/first", method="PUT", body=json.dumps(
+        {"AET": "PACSWEB", "Host": "127.0.0.1", "Port": 104}).encode())[0] == 200
+    remote = RemotePacs(servers.free_port(), aet="SMALLPACS")
+    try:
+        remote.held = [pydicom.dcmread(io.BytesIO(d)) for d in ct_series("small", 2, patient_id="P-SMALL")]
+        for name, aet, port in (("second", "SECOND", listener.port), ("small", "SMALLPACS", remote.port)):
+            assert servers.request_json(node.url + f"/modalities/{name}", method="PUT", body=json.dumps(
+                {"AET": aet, "Host": "127.0.0.1", "Port": port}).encode())[0] == 200
+
+        def search(source, **fields):
+            page.goto(node.url + "/ui/retrieve/")
+            page.select_option("select[name=source]", source)
+            for field, value in fields.items():
+                page.fill(f"input[name={field}]", value)
+            page.click("#remote-search-button")
+            page.wait_for_selector("#remote-answers")
+            return page.locator("#remote-table tbody tr")
+
+        def retrieved(rows, count):
+            page.check("#select-all-remote")
+            page.select_option("#retrieve-method", "C-GET")
+            page.click("#retrieve-button")
+            page.wait_for_selector("#retrieve-job .job-progress[data-state=Success]", timeout=60_000)
+            assert rows.count() == count
+
+        rows = search("second", patient_name="away far")
+        assert rows.count() == 2 and "FAR, AWAY" in rows.first.inner_text()
+        assert page.locator('#remote-table tr[data-here="no"]').count() == 2
+        retrieved(rows, 2)
+        rows = search("second", patient_name="away far")
+        assert page.locator('#remote-table tr[data-here="yes"]').count() == 2  # arrived
+        page.click('#remote-table tr[data-here="yes"] a.badge >> nth=0')
+        assert "FAR, AWAY" in page.inner_text("[data-field=patient-name]")
+
+        rows = search("small", patient_id="P-SMALL")
+        assert rows.count() == 1 and page.locator('#remote-table tr[data-here="no"]').count() == 1
+        retrieved(rows, 1)
+        search("small", patient_id="P-SMALL")
+        assert page.locator('#remote-table tr[data-here="yes"]').count() == 1
     finally:
         remote.stop()
 
