@@ -24,6 +24,7 @@ urlpatterns = [
     path("patients/<str:public_id>/", studies.patient_detail, name="patient"),
     path("open/<str:level>/<str:public_id>", studies.open_resource, name="open"),
     path("instances/<str:public_id>/tags", studies.instance_tags, name="instance-tags"),
+    path("instances/<str:public_id>/frames/<int:frame>/pixels", studies.frame_pixels, name="frame-pixels"),
     path("upload/", upload.upload_page, name="upload"),
     path("upload/file", upload.upload_file, name="upload-file"),
     path("retrieve/", retrieve.query_page, name="retrieve"),

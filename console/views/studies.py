@@ -1,13 +1,15 @@
 """Studies and patients: search, a study with its series and viewer, and its actions
 (download, background ZIP / DICOMDIR, send, delete)."""
 
+import gzip
+
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from archive import annotations, archives, query, resources, sends
+from archive import annotations, archives, pixels, query, resources, sends
 from archive import audit as trail
 from archive.deletion import UnknownResource, delete_resource
 from archive.models import Instance, Level
@@ -293,3 +295,38 @@ def instance_tags(request, public_id):
         raise Http404("This instance is not in the archive (it may have been deleted).")
     audit(request, "read", level=Level.INSTANCE, resource=public_id)
     return JsonResponse({"elements": tree})
+
+
+# A stored file never changes (its DICOM attachment cannot be replaced): a frame's pixels
+# may be kept by the browser, for this user only.
+FRAME_CACHE = "private, max-age=86400"
+
+
+@console_view(kind=JSON)
+def frame_pixels(request, public_id, frame):
+    """One frame's values and drawing attributes for the viewer (archive.pixels), fetched
+    once per frame: windowing, zoom and measurement happen in the browser."""
+    try:
+        key = pixels.storage_key(public_id)
+    except (annotations.UnknownResource, annotations.UnknownItem):
+        raise Http404("This instance is not in the archive (it may have been deleted).")
+    etag = f'"{key}-{frame}"'
+    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        response = HttpResponse(status=304)
+    else:
+        try:
+            message = pixels.frame_message(key, frame)
+        except pixels.NoSuchFrame as error:
+            raise Http404(str(error))
+        except pixels.RenderError as error:
+            return JsonResponse({"error": f"This image cannot be shown: {error}"}, status=415)
+        audit(request, "read", level=Level.INSTANCE, resource=public_id)
+        response = HttpResponse(message, content_type="application/octet-stream")
+        if "gzip" in request.headers.get("Accept-Encoding", "") and len(message) > 4096:
+            # Stored values compress about twice; level 1 costs little time.
+            response.content = gzip.compress(message, compresslevel=1)
+            response["Content-Encoding"] = "gzip"
+    response["ETag"] = etag
+    response["Cache-Control"] = FRAME_CACHE
+    response["Vary"] = "Accept-Encoding"
+    return response
