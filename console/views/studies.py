@@ -22,9 +22,6 @@ from console.access import FRAGMENT, JSON, audit, back_to, console_view, failure
 from console.forms import PatientSearchForm, StudySearchForm
 from console.views.jobs import progress_context
 
-# Window presets of the viewer: (label, center, width); "Default" uses the file's own window.
-WINDOW_PRESETS = [("Soft tissue", 40, 400), ("Lung", -600, 1500), ("Bone", 400, 1800), ("Brain", 40, 80)]
-
 
 def _search(request, form_class, finder, level, default_sort, template, section, **extra):
     """A search page: the form, then one page of matches from the query engine."""
@@ -109,7 +106,6 @@ def study_detail(request, public_id):
         "instances": instances,
         "metadata": annotations.list_metadata(Level.STUDY, public_id),
         "attachments": annotations.list_attachments(Level.STUDY, public_id),
-        "presets": WINDOW_PRESETS,
         "priors": search.priors(row),
         "job": progress_context(job) if job else None,
         "modalities": Modality.objects.all() if request.roles.admin else [],

@@ -1,5 +1,6 @@
 """The viewer's frames: stored values with what drawing them needs, once per frame (cacheable)."""
 
+import base64
 import gzip
 import io
 import json
@@ -41,3 +42,24 @@ def test_a_frame_comes_with_its_attributes_and_cache_headers(admin):
     again = admin.get(url, HTTP_IF_NONE_MATCH=response["ETag"])
     assert again.status_code == 304 and not again.content
     assert admin.get(f"/ui/instances/{stored.instance_id}/frames/3/pixels").status_code == 404
+
+
+def test_overlay_planes_travel_with_the_frame(admin):
+    ds = pydicom.dcmread(io.BytesIO(ct_series("ovl", 1, size=16)[0]))
+    bits = np.zeros((8, 8), dtype=np.uint8)
+    bits[2, 3] = 1
+    ds.add_new(0x60000010, "US", 8)
+    ds.add_new(0x60000011, "US", 8)
+    ds.add_new(0x60000040, "CS", "G")
+    ds.add_new(0x60000050, "SS", [5, 4])
+    ds.add_new(0x60000100, "US", 1)
+    ds.add_new(0x60000102, "US", 0)
+    ds.add_new(0x60003000, "OW", np.packbits(bits.ravel(), bitorder="little").tobytes())
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    stored = ingest.store(buffer.getvalue(), ingest.Origin.http("127.0.0.1", "admin"))
+    header, _ = message(admin.get(f"/ui/instances/{stored.instance_id}/frames/0/pixels"))
+    (overlay,) = header["overlays"]
+    assert (overlay["rows"], overlay["columns"], overlay["origin"]) == (8, 8, [5, 4])
+    unpacked = np.unpackbits(np.frombuffer(base64.b64decode(overlay["bits"]), np.uint8))[:64]
+    assert unpacked.reshape(8, 8)[2, 3] == 1 and unpacked.sum() == 1
