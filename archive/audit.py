@@ -149,40 +149,44 @@ def _study_of(level, public_id):
     return model.objects.filter(public_id=public_id).values_list(path, flat=True).first()
 
 
+# What a row says of the resource it is about, level by level, and how to reach the parent.
+SUBJECT_KEYS = {Patient: ("PatientName", "PatientID"), Study: ("StudyDate", "StudyDescription", "AccessionNumber"),
+                Series: ("Modality", "SeriesDescription"), Instance: ("InstanceNumber",)}
+PARENT = {Study: "patient", Series: "study", Instance: "series"}
+SUBJECT_MODELS = {Level.PATIENT: (Patient, None), Level.STUDY: (Study, "patient"),
+                  Level.SERIES: (Series, "study__patient"), Level.INSTANCE: (Instance, "series__study__patient")}
+SERIES_BELOW = {Level.PATIENT: "study__patient", Level.STUDY: "study", Level.SERIES: "pk"}
+
+
 def subject(level, public_id, counts=False):
     """What a resource is about, in the words people search by: patient name and ID,
     study date and description (series description, instance number below), and with
-    `counts` its series and instances. {} when it is not in the archive."""
-    if level == Level.PATIENT:
-        row = Patient.objects.filter(public_id=public_id).first()
-        chain = [row]
-    else:
-        model, related = {Level.STUDY: (Study, "patient"), Level.SERIES: (Series, "study__patient"),
-                          Level.INSTANCE: (Instance, "series__study__patient")}.get(level, (None, None))
-        if model is None:
-            return {}
-        row = model.objects.select_related(related).filter(public_id=public_id).first()
-        chain = [row]
-        while chain[-1] is not None and not isinstance(chain[-1], Patient):
-            chain.append(getattr(chain[-1], {Study: "patient", Series: "study", Instance: "series"}[type(chain[-1])]))
-    if row is None:
+    `counts` its series and instances (and studies of a patient). {} when it is not in
+    the archive. Two queries, four with the counts."""
+    if level not in SUBJECT_MODELS:
         return {}
+    model, related = SUBJECT_MODELS[level]
+    rows = model.objects.filter(public_id=public_id)
+    row = (rows.select_related(related) if related else rows).first()
     found = {}
-    for item in chain:
+    item = row
+    while item is not None:
         tags = item.main_dicom_tags
-        keys = {Patient: ("PatientName", "PatientID"), Study: ("StudyDate", "StudyDescription", "AccessionNumber"),
-                Series: ("Modality", "SeriesDescription"), Instance: ("InstanceNumber",)}[type(item)]
-        found.update({key: tags[key] for key in keys if tags.get(key)})
-    if counts:
-        if level == Level.INSTANCE:
-            found.update(series=1, instances=1)
-        else:
-            study_ids = Study.objects.filter(patient=row) if level == Level.PATIENT else None
-            series = (Series.objects.filter(study__in=study_ids) if level == Level.PATIENT
-                      else Series.objects.filter(study=row) if level == Level.STUDY else Series.objects.filter(pk=row.pk))
-            found.update(series=series.count(), instances=Instance.objects.filter(series__in=series).count())
-            if level == Level.PATIENT:
-                found["studies"] = study_ids.count()
+        found.update({key: tags[key] for key in SUBJECT_KEYS[type(item)] if tags.get(key)})
+        parent = PARENT.get(type(item))
+        item = getattr(item, parent) if parent else None
+    if row is not None and counts:
+        found.update(_counts(level, row))
+    return found
+
+
+def _counts(level, row):
+    if level == Level.INSTANCE:
+        return {"series": 1, "instances": 1}
+    series = Series.objects.filter(**{SERIES_BELOW[level]: row.pk})
+    found = {"series": series.count(), "instances": Instance.objects.filter(series__in=series).count()}
+    if level == Level.PATIENT:
+        found["studies"] = Study.objects.filter(patient=row).count()
     return found
 
 

@@ -113,13 +113,14 @@
     return frame;
   }
 
+  // The next few frames, and the one before: scrolling either way finds them here.
   function prefetch() {
-    for (var step = 1; step <= PREFETCH; step++) {
-      [state.index + step, state.index - 1].forEach(function (i) {
-        var slice = state.slices[i];
-        if (slice && !state.frames.has(key(slice))) fetchFrame(slice).catch(function () {});
-      });
-    }
+    var around = [state.index - 1];
+    for (var step = 1; step <= PREFETCH; step++) around.push(state.index + step);
+    around.forEach(function (i) {
+      var slice = state.slices[i];
+      if (slice && !state.frames.has(key(slice))) fetchFrame(slice).catch(function () {});
+    });
   }
 
   // --- drawing ---
