@@ -167,6 +167,13 @@ def test_search_open_a_study_and_use_the_viewer(page, node, tmp_path):
     page.wait_for_function("() => document.getElementById('slice-label').textContent === '1 / 3'")
     page.click("[data-act=next]")
     page.wait_for_function("() => document.getElementById('overlay-bl').textContent.includes('frame 2/3')")
+    # Cine plays the frames at the chosen rate, round and round, until paused.
+    page.fill("#cine-fps", "20")
+    page.click("[data-act=cine]")
+    page.wait_for_function("() => document.getElementById('overlay-bl').textContent.includes('frame 1/3')")
+    page.wait_for_function("() => document.getElementById('overlay-bl').textContent.includes('frame 2/3')")
+    page.click("[data-act=cine]")
+    assert page.inner_text("[data-act=cine]") == "Play"
 
 
 def test_names_are_found_as_typed_and_two_ticked_studies_download_as_one_zip(page, node, tmp_path):
@@ -620,5 +627,17 @@ def test_a_length_reads_the_distance_in_millimetres(page, node):
     expected = ((160 * 0.7) ** 2 + (100 * 0.4) ** 2) ** 0.5  # columns × column spacing, rows × row spacing
     assert text.startswith("Length ") and text.endswith(" mm")
     assert abs(float(text.split()[1]) - expected) / expected < 0.01
+    # An angle: drag the first arm to the vertex, click the end of the second. In millimetres
+    # (columns 0.7 mm, rows 0.4 mm) the arms (-35, 0) and (-35, 28) mm meet at 38.66°.
+    page.click("[data-tool=angle]")
+    start, vertex, end = (page.evaluate(f"() => window.pacswebViewer.imageToClient({x}, {y})")
+                          for x, y in ((50, 50), (100, 50), (50, 120)))
+    page.mouse.move(start["x"], start["y"])
+    page.mouse.down()
+    page.mouse.move(vertex["x"], vertex["y"], steps=3)
+    page.mouse.up()
+    page.mouse.click(end["x"], end["y"])
+    angle = page.inner_text("#measurements li[data-kind=angle]")
+    assert abs(float(angle.split()[1].rstrip("°")) - 38.66) < 0.4
     # Orientation markers from ImageOrientationPatient (axial): R on the left, A on top.
     assert (page.inner_text("#marker-left"), page.inner_text("#marker-top")) == ("R", "A")
