@@ -63,3 +63,14 @@ def test_overlay_planes_travel_with_the_frame(admin):
     assert (overlay["rows"], overlay["columns"], overlay["origin"]) == (8, 8, [5, 4])
     unpacked = np.unpackbits(np.frombuffer(base64.b64decode(overlay["bits"]), np.uint8))[:64]
     assert unpacked.reshape(8, 8)[2, 3] == 1 and unpacked.sum() == 1
+
+
+def test_a_compressed_frame_is_decoded_by_the_server(admin):
+    from tests.dicomgen import pydicom_test_files
+
+    (path,) = [p for p in pydicom_test_files() if p.endswith("MR_small_jpeg_ls_lossless.dcm")]
+    with open(path, "rb") as source:
+        stored = ingest.store(source.read(), ingest.Origin.http("127.0.0.1", "admin"))
+    header, values = message(admin.get(f"/ui/instances/{stored.instance_id}/frames/0/pixels"))
+    assert (header["dtype"], header["rows"], header["columns"]) == ("int16", 64, 64)
+    assert np.array_equal(np.frombuffer(values, "<i2").reshape(64, 64), pydicom.dcmread(path).pixel_array)
