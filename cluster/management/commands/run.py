@@ -32,6 +32,13 @@ def stop_on_interrupt():
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def stop_on_hangup():
+    """Closing the terminal (SIGHUP) stops the node as Ctrl-C does: the children, in
+    process groups of their own (start()), do not hear the terminal's hangup and
+    would outlive a launcher that the signal killed."""
+    signal.signal(signal.SIGHUP, signal.default_int_handler)
+
+
 def start(command, **options):
     """Start a child of the launcher in a process group of its own. Ctrl-C in a
     terminal signals the whole foreground group: the children would each die of
@@ -55,6 +62,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, bind, web_workers, web_threads, workers, **options):
         stop_on_interrupt()
+        stop_on_hangup()
         env = dict(os.environ)
         # glibc gives every thread its own malloc arena; a threaded server's RSS
         # then grows far past what it uses (Orthanc's memory notes).
