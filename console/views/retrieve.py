@@ -26,8 +26,12 @@ def query_page(request):
 
     form = RemoteSearchForm(request.GET if "source" in request.GET else None)
     answers = error = None
+    modality = None
     if form.is_bound and form.is_valid():
-        modality = Modality.objects.get(name=form.cleaned_data["source"])
+        modality = Modality.objects.filter(name=form.cleaned_data["source"]).first()
+        if modality is None:  # deleted since the form was drawn
+            error = "This PACS is not configured any more: choose another."
+    if modality is not None:
         criteria = form.criteria()
         try:
             answers = remote.find_studies(modality_peer(modality), criteria)
