@@ -110,3 +110,20 @@ def test_bulk_delete_asks_naming_the_studies_then_deletes_them(studies, as_role)
     assert response.status_code == 302 and Study.objects.count() == 3
     response = studies.post("/ui/studies/bulk/delete", {"study": []}, follow=True)
     assert b"Tick the studies first" in response.content
+
+
+def test_bulk_send_is_one_job_for_the_ticked_studies(studies, as_role):
+    from archive.models import Modality
+    from cluster.models import Job
+
+    Modality.objects.create(name="ct9", aet="CT9", host="127.0.0.1", port=104)
+    ids = list(Study.objects.filter(main_dicom_tags__StudyDescription__in=["CT t1", "CT t2"])
+               .values_list("public_id", flat=True))
+    assert as_role("viewer").post("/ui/studies/bulk/send", {"study": ids, "target": "modality:ct9"}).status_code == 403
+    response = studies.post("/ui/studies/bulk/send", {"study": ids, "target": "modality:ct9"})
+    assert response.status_code == 302 and response["Location"] == "/ui/jobs/"
+    job = Job.objects.get()
+    assert job.type == "DicomModalityStore" and len(job.params["instances"]) == 2
+    assert AuditEvent.objects.filter(action="send").count() == 2
+    response = studies.post("/ui/studies/bulk/send", {"study": ids, "target": ""}, follow=True)
+    assert b"Choose where to send" in response.content and Job.objects.count() == 1
