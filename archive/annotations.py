@@ -9,13 +9,15 @@ revision 3, exactly one writes revision 4 and the other gets StaleRevision.
 import re
 from dataclasses import dataclass
 
+import pydicom
+import pydicom.datadict
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from archive.errors import InvalidName, ReadOnlyItem, StaleRevision, UnknownItem, UnknownResource  # noqa: F401 (raised here, caught by name)
 from archive import resources
-from archive.models import Attachment, Change, ChangeType, Metadata
+from archive.models import Attachment, Change, ChangeType, Level, Metadata
 from archive.storage import get_storage
 from archive import db
 
@@ -207,3 +209,74 @@ def set_protected(public_id, protected):
     """Protect a patient against recycling, or lift it (Orthanc's /patients/{id}/protected)."""
     if not resources.MODELS[resources.Level.PATIENT].objects.filter(public_id=public_id).update(is_protected=protected):
         raise UnknownResource(public_id)
+
+
+# --- the tags of a stored instance, for people ----------------------------------
+
+# Values longer than this are not shown (Orthanc's MaximumStringLength default).
+SHOWN_LENGTH = 256
+BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
+
+
+def tag_tree(public_id):
+    """Every element of the instance's stored file, in file order, as people read it:
+    [{"tag": "0010,0010", "vr": "PN", "name": "Patient's Name", "keyword": "PatientName",
+    "value": "DOE^JOHN", "items": None}], a sequence's "items" a list of such lists.
+    Pixel data and other bulk values are not read (value None, "length" given)."""
+    item = get_attachment(Level.INSTANCE, public_id, Attachment.DICOM)
+    with get_storage().open(item["storage_key"]) as stream:
+        dataset = pydicom.dcmread(stream, defer_size=SHOWN_LENGTH * 4)
+        meta = _elements(dataset.file_meta) if getattr(dataset, "file_meta", None) else []
+        return meta + _elements(dataset)
+
+
+def _elements(dataset):
+    found = []
+    for tag in dataset.keys():
+        raw = dataset.get_item(tag)
+        vr = getattr(raw, "VR", None) or _dictionary_vr(tag)
+        if (vr in BINARY_VRS or tag == 0x7FE00010) and hasattr(raw, "length"):
+            # Still raw: its value (pixel data, deferred) is never read to be shown.
+            found.append({"tag": f"{tag.group:04X},{tag.element:04X}", "vr": vr, "name": _name(tag),
+                          "keyword": pydicom.datadict.keyword_for_tag(tag), "value": None, "items": None,
+                          "length": raw.length})
+            continue
+        element = dataset[tag]
+        entry = {"tag": f"{tag.group:04X},{tag.element:04X}", "vr": element.VR,
+                 "name": element.name, "keyword": element.keyword, "value": None, "items": None}
+        if element.VR == "SQ":
+            entry["items"] = [_elements(child) for child in element.value]
+        elif element.VR in BINARY_VRS or tag == 0x7FE00010:
+            entry["length"] = len(element.value or b"")
+        else:
+            text = _shown(element.value)
+            if len(text) > SHOWN_LENGTH:
+                entry["length"] = len(text)
+            else:
+                entry["value"] = text
+        found.append(entry)
+    return found
+
+
+def _dictionary_vr(tag):
+    try:
+        return pydicom.datadict.dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+
+
+def _name(tag):
+    try:
+        return pydicom.datadict.dictionary_description(tag)
+    except KeyError:
+        return "Unknown tag"
+
+
+def _shown(value):
+    if value is None:
+        return ""
+    if type(value).__name__ == "MultiValue" or isinstance(value, list):
+        return "\\".join(str(v) for v in value)
+    if isinstance(value, bytes):
+        return value.decode("latin-1").rstrip("\0 ")
+    return str(value)

@@ -5,6 +5,14 @@ DICOM operations by the listener's handlers. Only what touches patient data or
 the configuration is recorded: stores, reads, queries, exports, sends,
 deletions, configuration changes. A failure to write the trail is logged and
 never fails the operation it describes.
+
+The trail is for people to read. A read is recorded once per study (or patient)
+per actor per PACS_AUDIT_READ_WINDOW: a viewer fetching 500 frames of a series
+opens the study once, not 500 times. A row names what it is about (patient name
+and ID, study date and description) in `details["subject"]`, written when the row
+is: a deletion's subject (with its series and instance counts) is read before the
+rows go. A configuration row names the modality or peer and the fields changed,
+secrets masked.
 """
 
 import datetime
@@ -12,10 +20,11 @@ import logging
 import re
 
 from django.conf import settings
+from django.forms.models import model_to_dict
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from archive.models import AuditEvent
+from archive.models import AuditEvent, Instance, Level, Modality, Patient, Peer, Series, Study
 
 log = logging.getLogger("pacsweb.audit")
 
@@ -56,8 +65,30 @@ def action_of(method, path):
     return None
 
 
-def record_request(request, response, actor_kind, actor):
-    """Record an answered HTTP request if it touched patient data or the configuration."""
+CONFIGURED = re.compile(r"^/(modalities|peers)/([^/]+)/?$")
+CONFIGURATION_MODELS = {"modalities": Modality, "peers": Peer}
+# Fields whose values never reach the trail: that they changed is all it says.
+SECRET_FIELDS = {"password", "http_headers"}
+
+
+def before_request(request):
+    """What a row must say that the request is about to change: a deletion's subject,
+    the configuration a PUT or DELETE replaces. None when nothing is needed."""
+    path = request.path_info
+    action = action_of(request.method, path)
+    try:
+        if action == "delete" and (match := RESOURCE.match(path)) is not None:
+            return {"subject": subject(LEVELS[match.group(1)], match.group(2), counts=True)}
+        if action == "configure" and (match := CONFIGURED.match(path)) is not None:
+            return {"configuration": configuration_of(match.group(1), match.group(2))}
+    except Exception as error:  # the trail must not fail the operation it describes
+        log.error("audit: cannot describe %s %s: %s", request.method, path, error)
+    return None
+
+
+def record_request(request, response, actor_kind, actor, before=None):
+    """Record an answered HTTP request if it touched patient data or the configuration;
+    `before` is what before_request() said."""
     path = request.path_info
     action = action_of(request.method, path)
     if action is None:
@@ -72,6 +103,10 @@ def record_request(request, response, actor_kind, actor):
     elif (uid := DICOMWEB_UID.match(path)) is not None:
         level, resource = "Study", uid.group(1)
     details = {}
+    if before and "subject" in before and before["subject"]:
+        details["subject"] = before["subject"]
+    if before and "configuration" in before and (match := CONFIGURED.match(path)) is not None:
+        details.update(configuration_change(match.group(1), match.group(2), before["configuration"]))
     if request.GET:
         details["query"] = {k: v[:200] for k, v in list(request.GET.items())[:20]}
     if action == "store" and response.get("Content-Type", "").startswith("application/json") \
@@ -83,13 +118,110 @@ def record_request(request, response, actor_kind, actor):
 
 def record(actor_kind, actor, action, address="", method="", path="", status=None, level="", resource="",
            details=None):
+    details = details or {}
     try:
+        if action == "read" and level in (Level.SERIES, Level.INSTANCE) and resource and (status or 200) < 400:
+            # A frame, a rendering, the tags of one instance: the reader opened its study.
+            study = _study_of(level, resource)
+            if study:
+                level, resource = Level.STUDY, study
+        if action == "read" and resource:
+            if _read_recently(actor_kind, str(actor), level, str(resource)):
+                return
+            if level in (Level.PATIENT, Level.STUDY) and "subject" not in details:
+                details["subject"] = subject(level, resource)
         AuditEvent.objects.create(at=timezone.now(), actor_kind=actor_kind, actor=str(actor)[:160],
                                   address=address or "", action=action, method=method, path=path, status=status,
                                   level=level, resource=str(resource)[:128], details=details or {},
                                   node=settings.NODE_NAME)
     except Exception as error:  # the trail must not fail the operation it describes
         log.error("audit event not written (%s %s %s): %s", actor, action, resource, error)
+
+
+def _read_recently(actor_kind, actor, level, resource):
+    """Whether this actor's read of this resource is in the trail within the window
+    (one indexed query: the resource column)."""
+    window = settings.AUDIT_READ_WINDOW
+    if window <= 0:
+        return False
+    since = timezone.now() - datetime.timedelta(seconds=window)
+    return AuditEvent.objects.filter(resource=resource[:128], action="read", actor_kind=actor_kind,
+                                     actor=actor[:160], level=level, at__gte=since).exists()
+
+
+def _study_of(level, public_id):
+    model, path = {Level.SERIES: (Series, "study__public_id"),
+                   Level.INSTANCE: (Instance, "series__study__public_id")}[level]
+    return model.objects.filter(public_id=public_id).values_list(path, flat=True).first()
+
+
+# What a row says of the resource it is about, level by level, and how to reach the parent.
+SUBJECT_KEYS = {Patient: ("PatientName", "PatientID"), Study: ("StudyDate", "StudyDescription", "AccessionNumber"),
+                Series: ("Modality", "SeriesDescription"), Instance: ("InstanceNumber",)}
+PARENT = {Study: "patient", Series: "study", Instance: "series"}
+SUBJECT_MODELS = {Level.PATIENT: (Patient, None), Level.STUDY: (Study, "patient"),
+                  Level.SERIES: (Series, "study__patient"), Level.INSTANCE: (Instance, "series__study__patient")}
+SERIES_BELOW = {Level.PATIENT: "study__patient", Level.STUDY: "study", Level.SERIES: "pk"}
+
+
+def subject(level, public_id, counts=False):
+    """What a resource is about, in the words people search by: patient name and ID,
+    study date and description (series description, instance number below), and with
+    `counts` its series and instances (and studies of a patient). {} when it is not in
+    the archive. Two queries, four with the counts."""
+    if level not in SUBJECT_MODELS:
+        return {}
+    model, related = SUBJECT_MODELS[level]
+    rows = model.objects.filter(public_id=public_id)
+    row = (rows.select_related(related) if related else rows).first()
+    found = {}
+    item = row
+    while item is not None:
+        tags = item.main_dicom_tags
+        found.update({key: tags[key] for key in SUBJECT_KEYS[type(item)] if tags.get(key)})
+        parent = PARENT.get(type(item))
+        item = getattr(item, parent) if parent else None
+    if row is not None and counts:
+        found.update(_counts(level, row))
+    return found
+
+
+def _counts(level, row):
+    if level == Level.INSTANCE:
+        return {"series": 1, "instances": 1}
+    series = Series.objects.filter(**{SERIES_BELOW[level]: row.pk})
+    found = {"series": series.count(), "instances": Instance.objects.filter(series__in=series).count()}
+    if level == Level.PATIENT:
+        found["studies"] = Study.objects.filter(patient=row).count()
+    return found
+
+
+def configuration_of(kind, name):
+    """The fields of a modality or peer ("modalities" / "peers") as configured, or None."""
+    row = CONFIGURATION_MODELS[kind].objects.filter(name=name).first()
+    return None if row is None else model_to_dict(row, exclude=["id", "updated_at"])
+
+
+def configuration_change(kind, name, before, after=...):
+    """A configuration row's details: the name, and each changed field as [old, new]
+    (a secret as "(changed)"); `after` defaults to what is configured now."""
+    if after is ...:
+        after = configuration_of(kind, name)
+    details = {"kind": {"modalities": "modality", "peers": "peer"}.get(kind, kind), "name": name}
+    if before is None and after is None:
+        return details
+    if after is None:
+        details["deleted"] = True
+        return details
+    if before is None:
+        details["created"] = True
+    changed = {}
+    for field, value in after.items():
+        old = (before or {}).get(field)
+        if old != value:
+            changed[field] = "(changed)" if field in SECRET_FIELDS else [old, value]
+    details["changed"] = changed
+    return details
 
 
 # Filters of the trail, by the name a query string uses (GET /audit, the console's page).

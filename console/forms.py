@@ -1,12 +1,14 @@
 """The console's forms: searches, modalities, peers, sends, worklist items."""
 
+import datetime
 import re
 import uuid
 
 from django import forms
 from django.db import IntegrityError
+from django.utils import timezone
 
-from archive import worklist
+from archive import query, worklist
 from archive.models import Series, WorklistItem
 from archive.modalities import OPERATIONS, InvalidModality, InvalidPeer, parse_modality, parse_peer
 from archive.models import Modality, Peer
@@ -17,6 +19,17 @@ WILDCARDS = ("*", "?")
 
 def _has_wildcard(text):
     return any(w in text for w in WILDCARDS)
+
+
+def typed_name(text):
+    """A name box's words as people type them ("Doe, John", "john doe", "müller"), each
+    the start of a word of the name; with a wildcard, a DICOM matching string."""
+    return text if _has_wildcard(text) else query.Typed(text)
+
+
+# Quick date ranges of the study search: key → (label, days back to the first day, to the last day).
+PERIODS = {"today": ("Today", 0, 0), "yesterday": ("Yesterday", 1, 1), "7d": ("Last 7 days", 6, 0),
+           "30d": ("Last 30 days", 29, 0)}
 
 
 class DateInput(forms.DateInput):
@@ -31,6 +44,8 @@ class StudySearchForm(forms.Form):
     patient_name = forms.CharField(required=False, max_length=64, label="Patient name")
     patient_id = forms.CharField(required=False, max_length=64, label="Patient ID")
     accession = forms.CharField(required=False, max_length=64, label="Accession number")
+    period = forms.ChoiceField(required=False, label="Study date", initial="",
+                               choices=[("", "Any time")] + [(k, v[0]) for k, v in PERIODS.items()])
     date_from = forms.DateField(required=False, label="Study date from", widget=DateInput)
     date_to = forms.DateField(required=False, label="Study date to", widget=DateInput)
     modality = forms.CharField(required=False, max_length=16, label="Modality", widget=forms.Select)
@@ -59,13 +74,16 @@ class StudySearchForm(forms.Form):
         criteria = {}
         name = data.get("patient_name", "").strip()
         if name:
-            # A name without wildcards matches the names that start with it.
-            criteria["PatientName"] = name if _has_wildcard(name) else name + "*"
+            criteria["PatientName"] = typed_name(name)
         if data.get("patient_id", "").strip():
             criteria["PatientID"] = data["patient_id"].strip()
         if data.get("accession", "").strip():
             criteria["AccessionNumber"] = data["accession"].strip()
         low, high = data.get("date_from"), data.get("date_to")
+        if data.get("period") in PERIODS and not (low or high):
+            _, back, until = PERIODS[data["period"]]
+            today = timezone.localdate()
+            low, high = today - datetime.timedelta(days=back), today - datetime.timedelta(days=until)
         if low or high:
             criteria["StudyDate"] = f"{low.strftime('%Y%m%d') if low else ''}-{high.strftime('%Y%m%d') if high else ''}"
         if data.get("modality"):
@@ -86,7 +104,7 @@ class PatientSearchForm(forms.Form):
         criteria = {}
         name = data.get("patient_name", "").strip()
         if name:
-            criteria["PatientName"] = name if _has_wildcard(name) else name + "*"
+            criteria["PatientName"] = typed_name(name)
         if data.get("patient_id", "").strip():
             criteria["PatientID"] = data["patient_id"].strip()
         if data.get("birth_date"):
@@ -247,8 +265,7 @@ class WorklistSearchForm(forms.Form):
             criteria["ScheduledStationAETitle"] = data["station_aet"].strip()
         name = data.get("patient_name", "").strip()
         if name:
-            # As on the studies page: a name without wildcards matches the names that start with it.
-            criteria["PatientName"] = name if _has_wildcard(name) else name + "*"
+            criteria["PatientName"] = typed_name(name)
         if data.get("patient_id", "").strip():
             criteria["PatientID"] = data["patient_id"].strip()
         if data.get("accession", "").strip():
@@ -330,3 +347,45 @@ class WorklistItemForm(forms.Form):
             scheduled_step_description=data["scheduled_step_description"], modality=data["modality"],
             scheduled_station_aet=data["scheduled_station_aet"], start_date=data["start_date"].strftime("%Y%m%d"),
             start_time=data["start_time"].strftime("%H%M%S") if data["start_time"] else "")
+
+
+RETRIEVE_METHODS = (("C-GET", "C-GET (on the query's association)"), ("C-MOVE", "C-MOVE (the PACS sends to our AE)"))
+
+
+class RemoteSearchForm(forms.Form):
+    """A study-level search at another PACS (the Query/Retrieve page)."""
+
+    source = forms.ChoiceField(label="PACS or modality", choices=())
+    patient_name = forms.CharField(required=False, max_length=64, label="Patient name")
+    patient_id = forms.CharField(required=False, max_length=64, label="Patient ID")
+    accession = forms.CharField(required=False, max_length=64, label="Accession number")
+    date_from = forms.DateField(required=False, label="Study date from", widget=DateInput)
+    date_to = forms.DateField(required=False, label="Study date to", widget=DateInput)
+    modality = forms.CharField(required=False, max_length=16, label="Modality")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["source"].choices = [(m.name, f"{m.name} · {m.aet}@{m.host}:{m.port}")
+                                         for m in Modality.objects.order_by("name")]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
+            raise forms.ValidationError("The first study date is after the last one.")
+        return data
+
+    def criteria(self):
+        """DICOM matching keys for archive.remote.find_studies; the name as typed (query.Typed)."""
+        data = self.cleaned_data
+        criteria = {}
+        if data.get("patient_name", "").strip():
+            criteria["PatientName"] = typed_name(data["patient_name"].strip())
+        for field, keyword in (("patient_id", "PatientID"), ("accession", "AccessionNumber")):
+            if data.get(field, "").strip():
+                criteria[keyword] = data[field].strip()
+        low, high = data.get("date_from"), data.get("date_to")
+        if low or high:
+            criteria["StudyDate"] = f"{low.strftime('%Y%m%d') if low else ''}-{high.strftime('%Y%m%d') if high else ''}"
+        if data.get("modality", "").strip():
+            criteria["ModalitiesInStudy"] = data["modality"].strip().upper()
+        return criteria

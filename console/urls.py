@@ -3,7 +3,8 @@
 from django.urls import path, re_path
 
 from archive.roles import OPEN, allow
-from console.views import auth, changes, cluster, home, jobs, network, security, studies, upload, worklist
+from console.views import (auth, changes, cluster, home, jobs, network, retrieve, security, studies, upload,
+                           users, worklist)
 
 app_name = "console"
 
@@ -12,6 +13,9 @@ urlpatterns = [
     path("login/", allow(GET=OPEN, POST=OPEN)(auth.LoginPage.as_view()), name="login"),
     path("logout/", allow(GET=None, POST=OPEN)(auth.LogoutPage.as_view()), name="logout"),
     path("studies/", studies.study_list, name="studies"),
+    path("studies/bulk/download", studies.bulk_download, name="studies-download"),
+    path("studies/bulk/send", studies.bulk_send, name="studies-send"),
+    path("studies/bulk/delete", studies.bulk_delete, name="studies-delete"),
     path("studies/<str:public_id>/", studies.study_detail, name="study"),
     path("studies/<str:public_id>/delete", studies.study_delete, name="study-delete"),
     path("studies/<str:public_id>/prepare", studies.study_prepare, name="study-prepare"),
@@ -19,8 +23,12 @@ urlpatterns = [
     path("patients/", studies.patient_list, name="patients"),
     path("patients/<str:public_id>/", studies.patient_detail, name="patient"),
     path("open/<str:level>/<str:public_id>", studies.open_resource, name="open"),
+    path("instances/<str:public_id>/tags", studies.instance_tags, name="instance-tags"),
+    path("instances/<str:public_id>/frames/<int:frame>/pixels", studies.frame_pixels, name="frame-pixels"),
     path("upload/", upload.upload_page, name="upload"),
     path("upload/file", upload.upload_file, name="upload-file"),
+    path("retrieve/", retrieve.query_page, name="retrieve"),
+    path("retrieve/studies", retrieve.retrieve, name="retrieve-studies"),
     path("jobs/", jobs.job_list, name="jobs"),
     path("jobs/<str:job_id>/progress", jobs.job_progress, name="job-progress"),
     path("jobs/<str:job_id>/<str:action>", jobs.job_action, name="job-action"),
@@ -42,6 +50,10 @@ urlpatterns = [
     path("performed/", worklist.performed_list, name="performed"),
     path("changes/", changes.change_list, name="changes"),
     path("audit/", security.audit_list, name="audit"),
+    path("users/", users.user_list, name="users"),
+    path("users/<str:username>/role", users.user_role, name="user-role"),
+    path("users/<str:username>/active", users.user_active, name="user-active"),
+    path("users/<str:username>/password", users.user_password, name="user-password"),
     path("tokens/", security.token_list, name="tokens"),
     path("tokens/<str:prefix>/revoke", security.token_revoke, name="token-revoke"),
     # Anything else under /ui/: the console's own "not found" page (or the address with its slash).

@@ -84,8 +84,9 @@ class AccessMiddleware:
         request.actor = (actor_kind, getattr(user, "api_token_name", user.username))
         # Scripts (Basic, token) send no CSRF token; a session's write was checked above.
         request._dont_enforce_csrf_checks = True
+        before = audit.before_request(request)
         response = self.get_response(request)
-        audit.record_request(request, response, *request.actor)
+        audit.record_request(request, response, *request.actor, before)
         return response
 
     def process_view(self, request, view_func, view_args, view_kwargs):

@@ -269,6 +269,19 @@ AE_TITLE = env("PACS_AE_TITLE", "PACSWEB")
 if len(AE_TITLE) > 16:
     raise ImproperlyConfigured("PACS_AE_TITLE is at most 16 characters")
 ADMIN_PASSWORD = env("PACS_ADMIN_PASSWORD")
+# A reader's repeated reads of one study (or patient) within this many seconds are one
+# audit row: the first view of the study, not one row per frame or thumbnail (0: every read).
+AUDIT_READ_WINDOW = envint("PACS_AUDIT_READ_WINDOW", 900)
+# The rules a password set through the console's Users page or `manage.py user`
+# (or changepassword) must follow; the first admin's PACS_ADMIN_PASSWORD is the operator's choice.
+PASSWORD_MIN_LENGTH = envint("PACS_PASSWORD_MIN_LENGTH", 10)
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": PASSWORD_MIN_LENGTH}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 # /metrics without authentication, for a Prometheus on a trusted network.
 METRICS_PUBLIC = envbool("PACS_METRICS_PUBLIC", False)
 

@@ -136,8 +136,17 @@ def test_the_audit_trail_names_who_stored_read_deleted_and_configured(server_fac
     assert ("configure", "user", "admin") in seen
     delete = next(e for e in trail if e["Action"] == "delete")
     assert (delete["Level"], delete["Resource"], delete["Status"]) == ("Study", stored["ParentStudy"], 200)
+    # What was deleted, in words, read before it went.
+    assert delete["Details"]["subject"] == {"PatientName": "DOE^JANE", "PatientID": "PACS-0001",
+                                            "StudyDate": "20260115", "StudyDescription": "CT CHEST",
+                                            "AccessionNumber": "ACC0001", "series": 1, "instances": 1}
+    configure = next(e for e in trail if e["Action"] == "configure" and e["Path"] == "/modalities/ct2")
+    assert configure["Details"]["name"] == "ct2" and configure["Details"]["created"]
+    assert configure["Details"]["changed"]["aet"] == [None, "CT2"]
+    # Reading an instance is reading its study.
     read = next(e for e in trail if e["Action"] == "read")
-    assert read["Resource"] == stored["ID"] and read["Address"] == "127.0.0.1"
+    assert (read["Level"], read["Resource"]) == ("Study", stored["ParentStudy"]) and read["Address"] == "127.0.0.1"
+    assert read["Details"]["subject"]["PatientName"] == "DOE^JANE"
     status, filtered = servers.request_json(server.url + "/audit?action=store&kind=ae")
     assert [e["Actor"] for e in filtered] == ["CT_ROOM_2"]
     assert servers.request_json(server.url + "/audit?bogus=1")[0] == 400

@@ -2,6 +2,7 @@
 /image-uint8|uint16|int16, /numpy (and their frame forms), /pdf."""
 
 import functools
+import hashlib
 import io
 
 import numpy as np
@@ -16,6 +17,8 @@ from archive.models import Attachment
 from api.rest.errors import error_response, not_found, rest_view
 from archive.storage import get_storage
 
+CACHE_CONTROL = "private, max-age=3600"
+
 
 @require_GET
 @rest_view
@@ -27,6 +30,11 @@ def image(request, public_id, frame=0, kind="preview"):
         rendering = _rendering(request, frame, kind)
     except ValueError as error:
         return error_response(request, 400, str(error))
+    # A stored file never changes: the same rendering of it is the same image. Browsers
+    # (the console's thumbnails) keep it, for this user only, and revalidate cheaply.
+    etag = '"' + hashlib.sha1(f"{key}|{rendering}".encode()).hexdigest() + '"'
+    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        return _cached(HttpResponse(status=304), etag)
     try:
         with get_storage().open(key) as stream:
             data = render.render(stream, rendering)
@@ -35,7 +43,14 @@ def image(request, public_id, frame=0, kind="preview"):
     except render.RenderError as error:
         # Orthanc answers 415 ("Unsupported media type") for what it cannot decode.
         return error_response(request, 415, str(error), orthanc=(24, "Not implemented yet"))
-    return HttpResponse(data, content_type=rendering.media_type)
+    return _cached(HttpResponse(data, content_type=rendering.media_type), etag)
+
+
+def _cached(response, etag):
+    response["ETag"] = etag
+    response["Cache-Control"] = CACHE_CONTROL
+    response["Vary"] = "Accept"
+    return response
 
 
 def _rendering(request, frame, kind):

@@ -11,8 +11,11 @@ register = template.Library()
 
 @register.filter
 def dicom_date(value):
-    """20260115 → 2026-01-15 (anything else unchanged, empty → an em dash)."""
+    """20260115 → 2026-01-15, and the ACR-NEMA form 1994.11.05 too (PS3.5 6.2, retired
+    DA); anything else unchanged, empty → an em dash."""
     text = str(value or "").strip()
+    if len(text) == 10 and text[4] == text[7] == "." and (text[:4] + text[5:7] + text[8:]).isdigit():
+        text = text.replace(".", "")
     if len(text) == 8 and text.isdigit():
         return f"{text[:4]}-{text[4:6]}-{text[6:]}"
     return text or "—"
@@ -20,8 +23,8 @@ def dicom_date(value):
 
 @register.filter
 def dicom_time(value):
-    """101500.123 → 10:15:00."""
-    text = str(value or "").strip().split(".")[0]
+    """101500.123 → 10:15:00, and the ACR-NEMA form 10:15:00.123 too."""
+    text = str(value or "").strip().split(".")[0].replace(":", "")
     if len(text) >= 4 and text.isdigit():
         parts = [text[i:i + 2] for i in range(0, min(len(text), 6), 2)]
         return ":".join(parts)

@@ -3,6 +3,7 @@
 from django.shortcuts import render
 
 from archive.models import Change, ChangeType, Level
+from console import search
 from console.access import console_view, newest_first
 
 PAGE_SIZE = 50
@@ -18,7 +19,8 @@ def change_list(request):
     if level in Level.values:
         rows = rows.filter(level=level)
     page = newest_first(request, rows, PAGE_SIZE)
+    changes = page.pop("rows")
     return render(request, "console/changes.html", {
-        "section": "changes", "changes": page.pop("rows"), **page, "types": ChangeType.values, "levels": Level.values,
+        "section": "changes", "changes": changes, "labels": search.labels(c.public_id for c in changes), **page, "types": ChangeType.values, "levels": Level.values,
         "selected_type": change_type, "selected_level": level,
     })

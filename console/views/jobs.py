@@ -9,6 +9,7 @@ from django.utils import timezone
 from cluster import jobs
 from cluster.models import FINISHED, Job, JobState
 from archive.roles import ADMIN
+from console import search
 from console.access import FRAGMENT, audit, back_to, console_view, is_htmx
 
 WAITING = 15  # seconds a Pending job may wait before the page says so
@@ -71,6 +72,9 @@ def job_list(request):
     paginator = Paginator(rows, 50)
     page = paginator.get_page(request.GET.get("page"))
     items = [describe(job) for job in page.object_list]
+    names = search.labels(r for item in items for r in item["resources"][:3])
+    for item in items:
+        item["labels"] = [(r, names.get(r)) for r in item["resources"][:3]]
     choices = {
         "state": [s for s, _ in JobState.choices],
         "type": sorted(set(jobs.TYPES) | set(Job.objects.order_by().values_list("type", flat=True).distinct())),

@@ -12,6 +12,7 @@ from archive import scu
 from archive.models import Modality, Peer
 from cluster.tasks import PeerClient, PeerError, modality_peer
 from archive.roles import ADMIN
+from archive import audit as trail
 from console.access import FRAGMENT, audit, console_view, is_htmx
 from console.forms import ModalityForm, PeerForm
 
@@ -33,8 +34,10 @@ def modality_edit(request, name=None):
     instance = _modality(name) if name else None
     form = ModalityForm(request.POST or None, instance=instance)
     if request.method == "POST" and form.is_valid():
+        before = trail.configuration_of("modalities", name) if name else None
         form.save()
-        audit(request, "configure", modality=form.cleaned_data["name"], created=instance is None)
+        audit(request, "configure", modality=form.cleaned_data["name"],
+              **trail.configuration_change("modalities", form.cleaned_data["name"], before))
         messages.success(request, f"Modality {form.cleaned_data['name']} saved.")
         return redirect("console:modalities")
     return render(request, "console/modality_form.html", {"section": "modalities", "form": form,
@@ -43,9 +46,10 @@ def modality_edit(request, name=None):
 
 @console_view(GET=None, POST=ADMIN)
 def modality_delete(request, name):
+    before = trail.configuration_of("modalities", name)
     deleted, _ = Modality.objects.filter(name=name).delete()
     if deleted:
-        audit(request, "configure", modality=name, deleted=True)
+        audit(request, "configure", modality=name, **trail.configuration_change("modalities", name, before, None))
         messages.success(request, f"Modality {name} deleted.")
     else:
         messages.info(request, f"Modality {name} had already been deleted.")
@@ -92,8 +96,10 @@ def peer_edit(request, name=None):
     instance = _peer(name) if name else None
     form = PeerForm(request.POST or None, instance=instance)
     if request.method == "POST" and form.is_valid():
+        before = trail.configuration_of("peers", name) if name else None
         form.save()
-        audit(request, "configure", peer=form.cleaned_data["name"], created=instance is None)
+        audit(request, "configure", peer=form.cleaned_data["name"],
+              **trail.configuration_change("peers", form.cleaned_data["name"], before))
         messages.success(request, f"Peer {form.cleaned_data['name']} saved.")
         return redirect("console:peers")
     return render(request, "console/peer_form.html", {"section": "peers", "form": form, "instance": instance})
@@ -101,9 +107,10 @@ def peer_edit(request, name=None):
 
 @console_view(GET=None, POST=ADMIN)
 def peer_delete(request, name):
+    before = trail.configuration_of("peers", name)
     deleted, _ = Peer.objects.filter(name=name).delete()
     if deleted:
-        audit(request, "configure", peer=name, deleted=True)
+        audit(request, "configure", peer=name, **trail.configuration_change("peers", name, before, None))
         messages.success(request, f"Peer {name} deleted.")
     else:
         messages.info(request, f"Peer {name} had already been deleted.")

@@ -1,13 +1,16 @@
 """Studies and patients: search, a study with its series and viewer, and its actions
 (download, background ZIP / DICOMDIR, send, delete)."""
 
+import gzip
+
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404
+from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from archive import annotations, query, resources, sends
+from archive import annotations, archives, pixels, query, resources, sends
+from archive import audit as trail
 from archive.deletion import UnknownResource, delete_resource
 from archive.models import Instance, Level
 from cluster import jobs
@@ -15,15 +18,12 @@ from archive.models import Modality, Peer
 from cluster.models import Job
 from archive.roles import ADMIN, VIEWER
 from console import search
-from console.access import FRAGMENT, audit, console_view, failure, is_htmx, page_number
+from console.access import FRAGMENT, JSON, audit, back_to, console_view, failure, is_htmx, page_number
 from console.forms import PatientSearchForm, StudySearchForm
 from console.views.jobs import progress_context
 
-# Window presets of the viewer: (label, center, width); "Default" uses the file's own window.
-WINDOW_PRESETS = [("Soft tissue", 40, 400), ("Lung", -600, 1500), ("Bone", 400, 1800), ("Brain", 40, 80)]
 
-
-def _search(request, form_class, finder, level, default_sort, template, section):
+def _search(request, form_class, finder, level, default_sort, template, section, **extra):
     """A search page: the form, then one page of matches from the query engine."""
     form = form_class(request.GET or None)
     sort = request.GET.get("sort", default_sort)
@@ -41,12 +41,15 @@ def _search(request, form_class, finder, level, default_sort, template, section)
     searched = form.is_bound and any(v for k, v in request.GET.items() if k not in ("sort", "page"))
     return render(request, template, {
         "section": section, "form": form, "page": page, "sort": sort, "error": error, "searched": searched,
+        **extra,
     })
 
 
 @console_view()
 def study_list(request):
-    return _search(request, StudySearchForm, search.studies, Level.STUDY, "-date", "console/studies.html", "studies")
+    admin = request.roles.admin
+    return _search(request, StudySearchForm, search.studies, Level.STUDY, "-date", "console/studies.html", "studies",
+                   modalities=Modality.objects.all() if admin else [], peers=Peer.objects.all() if admin else [])
 
 
 @console_view()
@@ -103,7 +106,7 @@ def study_detail(request, public_id):
         "instances": instances,
         "metadata": annotations.list_metadata(Level.STUDY, public_id),
         "attachments": annotations.list_attachments(Level.STUDY, public_id),
-        "presets": WINDOW_PRESETS,
+        "priors": search.priors(row),
         "job": progress_context(job) if job else None,
         "modalities": Modality.objects.all() if request.roles.admin else [],
         "peers": Peer.objects.all() if request.roles.admin else [],
@@ -116,12 +119,13 @@ def study_delete(request, public_id):
     row = _study(public_id)
     if request.method == "POST":
         tags = row.main_dicom_tags
+        subject = trail.subject(Level.STUDY, public_id, counts=True)
         try:
             delete_resource(Level.STUDY, public_id)
         except UnknownResource:
             messages.info(request, "This study had already been deleted.")
             return redirect("console:studies")
-        audit(request, "delete", level=Level.STUDY, resource=public_id)
+        audit(request, "delete", level=Level.STUDY, resource=public_id, subject=subject)
         messages.success(request, f"Deleted the study “{tags.get('StudyDescription') or 'without description'}” "
                                   f"of {row.patient.main_dicom_tags.get('PatientName') or 'an unnamed patient'}.")
         return redirect("console:studies")
@@ -147,18 +151,8 @@ def study_send(request, public_id):
     """Send the study to a modality (C-STORE) or a peer (HTTP), as a job with progress."""
     _study(public_id)
     target = request.POST.get("target", "")
-    kind, _, name = target.partition(":")
-    if kind == "modality":
-        modality = Modality.objects.filter(name=name).first()
-        if modality is None:
-            raise Http404(f"The modality “{name}” is not configured (any more).")
-        send = sends.to_modality(modality, [public_id], "Console")
-    elif kind == "peer":
-        peer = Peer.objects.filter(name=name).first()
-        if peer is None:
-            raise Http404(f"The peer “{name}” is not configured (any more).")
-        send = sends.to_peer(peer, [public_id], "Console")
-    else:
+    send = _send_to(target, [public_id])
+    if send is None:
         if is_htmx(request):
             return failure(request, 400, "Not sent", "Choose where to send the study.", FRAGMENT)
         messages.error(request, "Choose where to send the study.")
@@ -166,6 +160,93 @@ def study_send(request, public_id):
     job = jobs.submit(send.type, send.params, content=send.content)
     audit(request, "send", level=Level.STUDY, resource=public_id, job=job.id, target=target)
     return _job_started(request, public_id, job)
+
+
+def _send_to(target, public_ids):
+    """The send job of the studies to `target` ("modality:NAME" or "peer:NAME"); None
+    when no target is chosen."""
+    kind, _, name = target.partition(":")
+    if kind == "modality":
+        modality = Modality.objects.filter(name=name).first()
+        if modality is None:
+            raise Http404(f"The modality “{name}” is not configured (any more).")
+        return sends.to_modality(modality, public_ids, "Console")
+    if kind == "peer":
+        peer = Peer.objects.filter(name=name).first()
+        if peer is None:
+            raise Http404(f"The peer “{name}” is not configured (any more).")
+        return sends.to_peer(peer, public_ids, "Console")
+    return None
+
+
+def _selected(request):
+    """The studies ticked on the list (public ids of studies still in the archive), in list order."""
+    asked = list(dict.fromkeys(request.POST.getlist("study")))[:search.BULK_LIMIT]
+    present = set(resources.queryset(Level.STUDY).filter(public_id__in=asked).values_list("public_id", flat=True))
+    return [public_id for public_id in asked if public_id in present]
+
+
+def _nothing_selected(request):
+    messages.error(request, "Tick the studies first.")
+    return redirect(back_to(request, reverse("console:studies")))
+
+
+@console_view(GET=None, POST=VIEWER)
+def bulk_download(request):
+    """One ZIP of the ticked studies, streamed while it is built."""
+    selected = _selected(request)
+    if not selected:
+        return _nothing_selected(request)
+    files = archives.entries(selected)
+    for public_id in selected:
+        audit(request, "export", level=Level.STUDY, resource=public_id, kind="Archive", studies=len(selected))
+    response = StreamingHttpResponse(archives.stream_zip(files), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{len(selected)}-studies.zip"'
+    return response
+
+
+@console_view(GET=None, POST=ADMIN)
+def bulk_send(request):
+    """One send job for the ticked studies, followed on the Jobs page."""
+    selected = _selected(request)
+    if not selected:
+        return _nothing_selected(request)
+    target = request.POST.get("target", "")
+    send = _send_to(target, selected)
+    if send is None:
+        messages.error(request, "Choose where to send the studies.")
+        return redirect(back_to(request, reverse("console:studies")))
+    job = jobs.submit(send.type, send.params, content=send.content)
+    for public_id in selected:
+        audit(request, "send", level=Level.STUDY, resource=public_id, job=job.id, target=target)
+    messages.success(request, f"Sending {len(selected)} stud{'y' if len(selected) == 1 else 'ies'} "
+                              f"to {target.partition(':')[2]}: follow the job below.")
+    return redirect("console:jobs")
+
+
+@console_view(GET=None, POST=ADMIN)
+def bulk_delete(request):
+    """Ask, naming every ticked study; delete them once confirmed."""
+    selected = _selected(request)
+    if not selected:
+        return _nothing_selected(request)
+    if request.POST.get("confirm") != "yes":
+        rows = search.described(selected)
+        return render(request, "console/studies_delete.html", {
+            "section": "studies", "rows": rows, "instances": sum(r.n_instances for r in rows),
+            "next": back_to(request, reverse("console:studies")),
+        })
+    deleted = 0
+    for public_id in selected:
+        subject = trail.subject(Level.STUDY, public_id, counts=True)
+        try:
+            delete_resource(Level.STUDY, public_id)
+        except UnknownResource:
+            continue
+        deleted += 1
+        audit(request, "delete", level=Level.STUDY, resource=public_id, subject=subject)
+    messages.success(request, f"Deleted {deleted} stud{'y' if deleted == 1 else 'ies'}.")
+    return redirect(back_to(request, reverse("console:studies")))
 
 
 def _job_started(request, public_id, job):
@@ -198,3 +279,50 @@ def open_resource(request, level, public_id):
     study = resources.ancestor(level, row, Level.STUDY)
     series = row if level == Level.SERIES else row.series
     return redirect(reverse("console:study", args=[study.public_id]) + f"?series={series.public_id}#viewer")
+
+
+@console_view(kind=JSON)
+def instance_tags(request, public_id):
+    """The tags panel's data: every element with its tag number, VR, name and value,
+    sequences as nested items (annotations.tag_tree)."""
+    try:
+        tree = annotations.tag_tree(public_id)
+    except (annotations.UnknownResource, annotations.UnknownItem):
+        raise Http404("This instance is not in the archive (it may have been deleted).")
+    audit(request, "read", level=Level.INSTANCE, resource=public_id)
+    return JsonResponse({"elements": tree})
+
+
+# A stored file never changes (its DICOM attachment cannot be replaced): a frame's pixels
+# may be kept by the browser, for this user only.
+FRAME_CACHE = "private, max-age=86400"
+
+
+@console_view(kind=JSON)
+def frame_pixels(request, public_id, frame):
+    """One frame's values and drawing attributes for the viewer (archive.pixels), fetched
+    once per frame: windowing, zoom and measurement happen in the browser."""
+    try:
+        key = pixels.storage_key(public_id)
+    except (annotations.UnknownResource, annotations.UnknownItem):
+        raise Http404("This instance is not in the archive (it may have been deleted).")
+    etag = f'"{key}-{frame}"'
+    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        response = HttpResponse(status=304)
+    else:
+        try:
+            message = pixels.frame_message(key, frame)
+        except pixels.NoSuchFrame as error:
+            raise Http404(str(error))
+        except pixels.RenderError as error:
+            return JsonResponse({"error": f"This image cannot be shown: {error}"}, status=415)
+        audit(request, "read", level=Level.INSTANCE, resource=public_id)
+        response = HttpResponse(message, content_type="application/octet-stream")
+        if "gzip" in request.headers.get("Accept-Encoding", "") and len(message) > 4096:
+            # Stored values compress about twice; level 1 costs little time.
+            response.content = gzip.compress(message, compresslevel=1)
+            response["Content-Encoding"] = "gzip"
+    response["ETag"] = etag
+    response["Cache-Control"] = FRAME_CACHE
+    response["Vary"] = "Accept-Encoding"
+    return response

@@ -18,7 +18,9 @@ from archive import ingest
 from archive.errors import ArchiveError
 from archive.roles import UPLOADER
 from archive.spool import spool
+from console import search
 from console.access import JSON, audit, console_view, refusal_words
+from console.templatetags.console import person
 
 log = logging.getLogger("pacsweb.console")
 
@@ -27,7 +29,21 @@ STORED, ALREADY, REJECTED = "Stored", "Already stored", "Rejected"
 
 def store_file(request, stream, name):
     """Store one uploaded file (a DICOM file or a ZIP); one result per DICOM file in it:
-    {"name", "status", "detail", "study"}."""
+    {"name", "member", "status", "detail", "study", "study_label"}."""
+    results = _store_file(request, stream, name)
+    labels = search.labels(r["study"] for r in results)
+    for result in results:
+        label = labels.get(result["study"])
+        result["study_label"] = study_words(label) if label else ""
+    return results
+
+
+def study_words(label):
+    """DOE, JOHN · 2024-01-05 CT CHEST: a stored study as the page names it."""
+    return " · ".join(w for w in (person(label["patient"]) if label["patient"] else "", label["what"]) if w)
+
+
+def _store_file(request, stream, name):
     origin = ingest.Origin.http(request.META.get("REMOTE_ADDR", ""), request.user.get_username())
     head = stream.read(4)
     stream.seek(0)
@@ -44,30 +60,32 @@ def store_file(request, stream, name):
         return [_rejected(name, "the server could not store it (the error was logged)")]
 
 
-def _result(name, result):
+def _result(name, result, member=""):
     status = STORED if result.status == ingest.SUCCESS else ALREADY
-    return {"name": name, "status": status, "detail": "", "study": result.study_id}
+    return {"name": name, "member": member, "status": status, "detail": "", "study": result.study_id}
 
 
-def _rejected(name, detail):
-    return {"name": name, "status": REJECTED, "detail": detail, "study": None}
+def _rejected(name, detail, member=""):
+    return {"name": name, "member": member, "status": REJECTED, "detail": detail, "study": None}
 
 
 def _zip_results(name, members):
-    results = [_result(f"{name} › {member.name}", member.result) if member.result
-               else _rejected(f"{name} › {member.name}", refusal_words(member.error)) for member in members]
+    results = [_result(f"{name} › {member.name}", member.result, member.name) if member.result
+               else _rejected(f"{name} › {member.name}", refusal_words(member.error), member.name)
+               for member in members]
     return results or [_rejected(name, "the ZIP archive holds no file")]
 
 
 def summarize(results):
     counts = {STORED: 0, ALREADY: 0, REJECTED: 0}
-    studies = []
+    studies = {}
     for result in results:
         counts[result["status"]] += 1
         if result["study"] and result["study"] not in studies:
-            studies.append(result["study"])
+            studies[result["study"]] = result.get("study_label", "")
     return {"stored": counts[STORED], "already": counts[ALREADY], "rejected": counts[REJECTED],
-            "studies": studies, "failures": [r for r in results if r["status"] == REJECTED]}
+            "studies": list(studies), "named_studies": list(studies.items()),
+            "failures": [r for r in results if r["status"] == REJECTED]}
 
 
 @console_view(GET=UPLOADER, POST=UPLOADER)

@@ -13,12 +13,48 @@
       return;
     }
     if (form.hasAttribute("hx-post") || form.hasAttribute("hx-get")) return; // htmx disables its own (hx-disabled-elt)
+    if (form.hasAttribute("data-no-busy")) return; // a download leaves the page where it is
     var buttons = form.querySelectorAll("button[type=submit], button:not([type])");
     // After the submission has read the form, so the button still counts as the submitter.
     window.setTimeout(function () {
       if (event.defaultPrevented) return;
       buttons.forEach(function (b) { b.disabled = true; b.setAttribute("aria-busy", "true"); });
     }, 0);
+  });
+
+  // Lists with tick boxes (the studies): "tick all", and the bulk actions only when something is ticked.
+  function bulkState(form) {
+    var boxes = document.querySelectorAll('input[type=checkbox][form="' + form.id + '"]');
+    var ticked = 0;
+    boxes.forEach(function (b) { if (b.checked) ticked += 1; });
+    var count = form.querySelector("[data-bulk-count]");
+    if (count) count.textContent = ticked ? ticked + (ticked === 1 ? " study ticked" : " studies ticked") : "No study ticked";
+    form.querySelectorAll("[data-bulk-action]").forEach(function (b) { b.disabled = !ticked; });
+    var all = document.querySelector("[data-select-all]");
+    if (all) all.checked = ticked > 0 && ticked === boxes.length;
+  }
+  document.addEventListener("change", function (event) {
+    var box = event.target;
+    if (!(box instanceof HTMLInputElement) || box.type !== "checkbox") return;
+    if (box.hasAttribute("data-select-all-remote")) {
+      // Query/Retrieve: "tick all" ticks what is not here yet.
+      document.querySelectorAll('input[name=study][form="retrieve-form"]').forEach(function (b) {
+        b.checked = box.checked && !b.hasAttribute("data-here");
+      });
+      return;
+    }
+    if (box.hasAttribute("data-select-all")) {
+      var form = document.getElementById("bulk");
+      if (!form) return;
+      document.querySelectorAll('input[type=checkbox][form="bulk"]').forEach(function (b) { b.checked = box.checked; });
+      bulkState(form);
+    } else if (box.form && box.form.id === "bulk") {
+      bulkState(box.form);
+    }
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    var form = document.getElementById("bulk");
+    if (form) bulkState(form);
   });
 
   // Back/forward cache: a page shown again must not keep its buttons disabled.

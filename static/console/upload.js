@@ -189,20 +189,37 @@
       if (r.status === "Stored") { stored += 1; counts.stored += 1; }
       else if (r.status === "Already stored") { already += 1; counts.already += 1; }
       else { rejected.push(r); counts.rejected += 1; }
-      if (r.study && studies.indexOf(r.study) < 0) studies.push(r.study);
+      if (r.study && !studies.some(function (s) { return s.id === r.study; })) {
+        studies.push({ id: r.study, label: r.study_label || "" });
+      }
     });
     var text;
-    if (results.length === 1) {
+    if (results.length === 1 && !results[0].member) {
       var r = results[0];
       text = r.status === "Rejected" ? "Rejected: " + r.detail : r.status;
     } else {
       var parts = [];
       if (stored) parts.push(stored + " stored");
       if (already) parts.push(already + " already stored");
-      if (rejected.length) parts.push(rejected.length + " rejected (" + rejected.map(function (x) { return x.name + ": " + x.detail; }).join("; ") + ")");
+      if (rejected.length) parts.push(rejected.length + " rejected");
       text = parts.join(", ");
     }
     row.result.textContent = text;
+    if (rejected.length && (results.length > 1 || rejected[0].member)) {
+      // A ZIP: one line per refused member, so each reason can be read (and acted on).
+      var list = document.createElement("ul");
+      list.className = "rejections";
+      rejected.forEach(function (x) {
+        var li = document.createElement("li");
+        var member = document.createElement("span");
+        member.className = "member";
+        member.textContent = x.member || x.name;
+        li.appendChild(member);
+        li.appendChild(document.createTextNode(": " + x.detail));
+        list.appendChild(li);
+      });
+      row.result.appendChild(list);
+    }
     row.result.className = "result " + (rejected.length ? "rejected" : stored ? "stored" : "already");
     row.tr.setAttribute("data-status", rejected.length ? "rejected" : stored ? "stored" : "already");
     row.bar.setAttribute("aria-valuenow", "100");
@@ -235,13 +252,19 @@
   function showStudies() {
     studiesLine.replaceChildren();
     if (!studies.length) return;
-    studiesLine.appendChild(document.createTextNode("Studies: "));
-    studies.forEach(function (id, index) {
-      if (index) studiesLine.appendChild(document.createTextNode(" · "));
+    var title = document.createElement("h3");
+    title.textContent = "Studies stored";
+    studiesLine.appendChild(title);
+    var list = document.createElement("ul");
+    list.className = "stored-studies";
+    studies.forEach(function (study) {
+      var li = document.createElement("li");
       var a = document.createElement("a");
-      a.href = "/ui/studies/" + encodeURIComponent(id) + "/";
-      a.textContent = "open study " + (index + 1);
-      studiesLine.appendChild(a);
+      a.href = "/ui/studies/" + encodeURIComponent(study.id) + "/";
+      a.textContent = study.label || "a study";
+      li.appendChild(a);
+      list.appendChild(li);
     });
+    studiesLine.appendChild(list);
   }
 })();

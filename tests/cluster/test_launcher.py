@@ -1,6 +1,7 @@
 """`make run`'s launcher on the embedded defaults: SQLite, local storage, embedded Redis."""
 
 import hashlib
+import os
 import re
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from tests.waiting import wait_for
 
 
 def test_single_node_starts_everything_serves_and_stops_on_ctrl_c(tmp_path):
+    """Ctrl-C in a terminal signals the launcher's whole process group, as here."""
     port, dicom_port, hl7_port = servers.free_port(), servers.free_port(), servers.free_port()
     env = servers.base_env(tmp_path / "data", PACS_HTTP_PORT=port, PACS_DICOM_PORT=dicom_port, PACS_HL7_PORT=hl7_port,
                            PACS_AE_TITLE="LAPTOP")
@@ -23,7 +25,8 @@ def test_single_node_starts_everything_serves_and_stops_on_ctrl_c(tmp_path):
     env.pop("PACS_ADMIN_PASSWORD")  # a fresh install prints a generated password
     log = open(tmp_path / "run.log", "w+")
     launcher = subprocess.Popen([sys.executable, "manage.py", "run", "--bind", "127.0.0.1"],
-                                cwd=servers.REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+                                cwd=servers.REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     try:
         def banner():
             assert launcher.poll() is None, (tmp_path / "run.log").read_text()
@@ -79,11 +82,19 @@ def test_single_node_starts_everything_serves_and_stops_on_ctrl_c(tmp_path):
         status, _, archive = servers.request(url + f"/jobs/{job['ID']}/archive", auth=auth)
         assert status == 200 and archive.startswith(b"PK")
     finally:
-        launcher.send_signal(signal.SIGINT)
+        os.killpg(launcher.pid, signal.SIGINT)
         launcher.wait(120)  # the launcher gives its children 30 s; a loaded machine starts and stops slowly
         log.close()
     for child in children:
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, child
+    output = (tmp_path / "run.log").read_text()
+    assert launcher.returncode == 0, output
+    assert "Traceback" not in output and "Error" not in output, output
+    assert output.rstrip().splitlines()[-1] == "pacsweb stopped."
+    # The terminal shows the banner, not one line per request: those go to the file the banner names.
+    access_log = tmp_path / "data" / "access.log"
+    assert f"Access log:               {access_log}" in output
+    assert "/readyz" in access_log.read_text() and "/readyz" not in output
 
 
 def test_second_start_keeps_the_admin_password_and_data(tmp_path):

@@ -1,14 +1,21 @@
 """The console in a real browser: sign in, search, the study page and its viewer,
-upload, background ZIP, modalities, deletion and roles, jobs, the cluster."""
+upload, background ZIP, modalities, deletion and roles, jobs, the cluster, Query/Retrieve,
+and the viewer's client-side windowing, scrolling and measurement."""
 
 import hashlib
 import io
+import json
 import zipfile
+from urllib.parse import quote
+
+import numpy as np
+import pydicom
 
 from tests import servers
 from tests.peers import RemotePacs
-from tests.console.conftest import make_user, open_context, sign_in, upload
+from tests.console.conftest import open_context, sign_in, upload
 from tests.console.phantom import ct_series, multiframe
+from tests.dicomgen import make_instance, uid
 
 # The displayed image's pixels: a checksum and the mean grey level, read back from a canvas
 # (the image is same-origin, so the canvas is not tainted).
@@ -21,6 +28,21 @@ PIXELS = """(img) => {
   for (let i = 0; i < data.length; i += 4) { hash = (hash * 31 + data[i]) >>> 0; sum += data[i]; }
   return {hash: hash, mean: sum / (data.length / 4), width: img.naturalWidth};
 }"""
+
+
+# The viewer canvas's pixels: a checksum and the mean grey level.
+CANVAS = """((c) => {
+  const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let hash = 0, sum = 0;
+  for (let i = 0; i < data.length; i += 4) { hash = (hash * 31 + data[i]) >>> 0; sum += data[i]; }
+  return {hash: hash, mean: sum / (data.length / 4)};
+})"""
+
+
+def drawn(page, index):
+    """The canvas's pixels once it shows slice `index`."""
+    page.wait_for_function(f"() => document.getElementById('viewer-canvas').dataset.index === '{index}'")
+    return page.evaluate(f"() => {CANVAS}(document.getElementById('viewer-canvas'))")
 
 
 def md5(data):
@@ -86,62 +108,104 @@ def test_search_open_a_study_and_use_the_viewer(page, node, tmp_path):
     for index in range(2):
         assert shown(page, f".series-strip li:nth-child({index + 1}) img.thumb")["width"] > 0
 
-    # The viewer shows the first slice with the file's window...
-    first = shown(page, "#viewer-image")
+    # The viewer draws the first slice with the file's window...
+    first = drawn(page, 0)
     assert page.inner_text("#slice-label") == "1 / 6"
-    source = page.get_attribute("#viewer-image", "src")
-    assert "/frames/0/rendered" in source and "window" not in source
+    assert "(file)" in page.inner_text("#window-label")
     # ...the next slice is another image...
     page.click("[data-act=next]")
-    page.wait_for_function("() => document.getElementById('viewer-image').getAttribute('data-index') === '1'")
-    second = shown(page, "#viewer-image")
+    second = drawn(page, 1)
     assert page.inner_text("#slice-label") == "2 / 6"
     assert second["hash"] != first["hash"]
     # ...the wheel scrolls through the slices...
     page.hover("#viewport")
     page.mouse.wheel(0, 120)
     page.wait_for_function("() => document.getElementById('slice-label').textContent === '5 / 6'")
-    page.click("[data-act=prev]")
-    page.click("[data-act=prev]")
-    page.click("[data-act=prev]")
-    page.wait_for_function("() => document.getElementById('viewer-image').getAttribute('data-index') === '1'")
-    soft = shown(page, "#viewer-image")
-    # ...and the lung window shows the same slice with other pixels (air turns grey, tissue bright).
+    for _ in range(3):
+        page.click("[data-act=prev]")
+    soft = drawn(page, 1)
+    # ...CT presets, and the lung window shows the same slice with other pixels (air turns grey).
     page.click("[data-preset=lung]")
-    page.wait_for_function("() => document.getElementById('viewer-image').src.includes('window-width=1500')")
-    lung = shown(page, "#viewer-image")
-    assert "window-center=-600" in page.get_attribute("#viewer-image", "src")
-    assert lung["hash"] != soft["hash"]
-    assert lung["mean"] > soft["mean"]
+    page.wait_for_function("() => document.getElementById('viewer-canvas').dataset.window === '-600/1500'")
+    lung = drawn(page, 1)
+    assert lung["hash"] != soft["hash"] and lung["mean"] > soft["mean"]
     page.click("[data-preset=bone]")
-    page.wait_for_function("() => document.getElementById('viewer-image').src.includes('window-width=1800')")
-    assert shown(page, "#viewer-image")["hash"] != lung["hash"]
+    page.wait_for_function("() => document.getElementById('viewer-canvas').dataset.window === '400/1800'")
     # Dragging on the image sets a window of its own.
     box = page.locator("#viewport").bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] / 2 + 120, box["y"] + box["height"] / 2 + 40, steps=5)
     page.mouse.up()
-    page.wait_for_function("() => !document.getElementById('viewer-image').src.includes('window-width=1800')")
-    assert "W " in page.inner_text("#window-label")
+    page.wait_for_function("() => document.getElementById('viewer-canvas').dataset.window !== '400/1800'")
     assert page.get_attribute("[data-preset=bone]", "aria-pressed") == "false"
-    # Zoom, and the keyboard while the image has the focus.
+    # Zoom, invert, and the keyboard while the image has the focus.
     page.click("[data-act=zoom-in]")
     assert page.inner_text("#zoom-label") == "125%"
+    before = drawn(page, 1)
+    page.click("[data-act=invert]")
+    page.wait_for_function(f"() => {CANVAS}(document.getElementById('viewer-canvas')).hash !== {before['hash']}")
     page.focus("#viewport")
     page.keyboard.press("ArrowDown")
     page.wait_for_function("() => document.getElementById('slice-label').textContent === '3 / 6'")
     # The tags of the shown instance.
     page.click("#tags-panel summary")
     page.wait_for_selector("#tags-body table")
-    assert "VIEWER^VERA" in page.inner_text("#tags-body")
+    name = page.locator('#tags-body tr[data-tag="0010,0010"]').first
+    assert [c.strip() for c in name.locator(":scope > *").all_inner_texts()] == \
+        ["0010,0010", "PN", "Patient's Name", "VIEWER^VERA"]
+    # The filter keeps the matching rows only (by number, name, VR or value).
+    page.fill("#tags-filter", "0008,0060")
+    visible = page.locator("#tags-body tr[data-tag]:visible")
+    assert visible.count() == 1 and "Modality" in visible.first.inner_text()
+    page.fill("#tags-filter", "no such tag anywhere")
+    assert page.is_visible("#tags-body .no-match")
+    page.fill("#tags-filter", "")
     page.screenshot(path=tmp_path / "study.png", full_page=True)
     # A multi-frame instance: its frames are the slices of its series.
     page.click(".series-card[data-count='1']")
     page.wait_for_function("() => document.getElementById('slice-label').textContent === '1 / 3'")
     page.click("[data-act=next]")
-    page.wait_for_function("() => document.getElementById('viewer-image').src.includes('/frames/1/rendered')")
-    assert "frame 2/3" in page.inner_text("#overlay-bl")
+    page.wait_for_function("() => document.getElementById('overlay-bl').textContent.includes('frame 2/3')")
+    # Cine plays the frames at the chosen rate, round and round, until paused.
+    page.fill("#cine-fps", "20")
+    page.click("[data-act=cine]")
+    page.wait_for_function("() => document.getElementById('overlay-bl').textContent.includes('frame 1/3')")
+    page.wait_for_function("() => document.getElementById('overlay-bl').textContent.includes('frame 2/3')")
+    page.click("[data-act=cine]")
+    assert page.inner_text("[data-act=cine]") == "Play"
+
+
+def test_names_are_found_as_typed_and_two_ticked_studies_download_as_one_zip(page, node, tmp_path):
+    """What it must show: every search form finds DOE^JOHN and Müller^Jürgen; a bulk download of two studies."""
+    john = ct_series("john", 2, patient_name="DOE^JOHN", patient_id="P-JOHN", study_description="CT JOHN")
+    jurgen = ct_series("jurgen", 1, patient_name="MÜLLER^JÜRGEN", patient_id="P-JURGEN", study_description="CT JURGEN")
+    upload(node, john + jurgen)
+    for path in ("/ui/studies/", "/ui/patients/"):
+        for typed, expected in (("Doe, John", "DOE, JOHN"), ("DOE^JOHN", "DOE, JOHN"), ("john doe", "DOE, JOHN"),
+                                ("john", "DOE, JOHN"), ("muller", "MÜLLER, JÜRGEN"), ("Müller^Jürgen", "MÜLLER, JÜRGEN")):
+            page.goto(node.url + path)
+            page.fill("input[name=patient_name]", typed)
+            page.click("form.search button[type=submit]")
+            rows = page.locator("table tbody tr")
+            assert rows.count() == 1, (path, typed)
+            assert expected in rows.first.inner_text(), (path, typed)
+
+    page.goto(node.url + "/ui/studies/?description=CT+J")
+    assert page.is_disabled("#bulk-download")
+    # Dark mode follows the system's preference.
+    background = "() => getComputedStyle(document.body).backgroundColor"
+    assert page.evaluate(background) == "rgb(244, 246, 248)"
+    page.emulate_media(color_scheme="dark")
+    assert page.evaluate(background) == "rgb(15, 22, 29)"
+    page.emulate_media(color_scheme="light")
+    page.check("#select-all")
+    assert page.inner_text("#bulk-count") == "2 studies ticked"
+    with page.expect_download() as download:
+        page.click("#bulk-download")
+    download.value.save_as(tmp_path / "two.zip")
+    with zipfile.ZipFile(tmp_path / "two.zip") as archive:
+        assert sorted(md5(archive.read(n)) for n in archive.namelist()) == sorted(md5(f) for f in john + jurgen)
 
 
 def test_upload_two_files_and_a_bad_one(page, node):
@@ -271,6 +335,57 @@ def test_add_a_modality_echo_it_and_send_a_study(page, node):
         remote.stop()
 
 
+def test_query_retrieve_from_a_second_pacsweb_and_a_pynetdicom_pacs(page, node, server_factory, listener_factory):
+    """What it must show: search, retrieve two studies, see them arrive."""
+    second = server_factory("second")
+    listener = listener_factory(second, ae_title="SECOND")
+    far = ct_series("far-1", 2, patient_name="FAR^AWAY", patient_id="P-FAR", study_description="CT FAR ONE") + \
+        ct_series("far-2", 1, patient_name="FAR^AWAY", patient_id="P-FAR", study_description="CT FAR TWO")
+    upload(second, far)
+    # The second archive lets this one (AE PACSWEB on loopback) query and retrieve.
+    assert servers.request_json(second.url + "/modalities/first", method="PUT", body=json.dumps(
+        {"AET": "PACSWEB", "Host": "127.0.0.1", "Port": 104}).encode())[0] == 200
+    remote = RemotePacs(servers.free_port(), aet="SMALLPACS")
+    try:
+        remote.held = [pydicom.dcmread(io.BytesIO(d)) for d in ct_series("small", 2, patient_id="P-SMALL")]
+        for name, aet, port in (("second", "SECOND", listener.port), ("small", "SMALLPACS", remote.port)):
+            assert servers.request_json(node.url + f"/modalities/{name}", method="PUT", body=json.dumps(
+                {"AET": aet, "Host": "127.0.0.1", "Port": port}).encode())[0] == 200
+
+        def search(source, **fields):
+            page.goto(node.url + "/ui/retrieve/")
+            page.select_option("select[name=source]", source)
+            for field, value in fields.items():
+                page.fill(f"input[name={field}]", value)
+            page.click("#remote-search-button")
+            page.wait_for_selector("#remote-answers")
+            return page.locator("#remote-table tbody tr")
+
+        def retrieved(rows, count):
+            page.check("#select-all-remote")
+            page.select_option("#retrieve-method", "C-GET")
+            page.click("#retrieve-button")
+            page.wait_for_selector("#retrieve-job .job-progress[data-state=Success]", timeout=60_000)
+            assert rows.count() == count
+
+        rows = search("second", patient_name="away far")
+        assert rows.count() == 2 and "FAR, AWAY" in rows.first.inner_text()
+        assert page.locator('#remote-table tr[data-here="no"]').count() == 2
+        retrieved(rows, 2)
+        rows = search("second", patient_name="away far")
+        assert page.locator('#remote-table tr[data-here="yes"]').count() == 2  # arrived
+        page.click('#remote-table tr[data-here="yes"] a.badge >> nth=0')
+        assert "FAR, AWAY" in page.inner_text("[data-field=patient-name]")
+
+        rows = search("small", patient_id="P-SMALL")
+        assert rows.count() == 1 and page.locator('#remote-table tr[data-here="no"]').count() == 1
+        retrieved(rows, 1)
+        search("small", patient_id="P-SMALL")
+        assert page.locator('#remote-table tr[data-here="yes"]').count() == 1
+    finally:
+        remote.stop()
+
+
 def test_peers_are_added_tested_edited_and_deleted(page, node):
     page.goto(node.url + "/ui/peers/")
     assert "No peer yet" in page.inner_text("main")
@@ -307,7 +422,15 @@ def test_peers_are_added_tested_edited_and_deleted(page, node):
 def test_delete_a_study_and_a_viewer_cannot(browser, page, node):
     (kept,) = upload(node, ct_series("kept", 2, patient_name="KEPT^KARL"))
     (doomed,) = upload(node, ct_series("doomed", 3, patient_name="GONE^GRETA", study_description="CT DOOMED"))
-    make_user(node, "vic", "vic-password", "viewer")
+    # An administrator creates the viewer's account on the Users page.
+    page.goto(node.url + "/ui/users/")
+    page.fill("#user-form input[name=username]", "vic")
+    page.select_option("#user-form select[name=role]", "viewer")
+    page.fill("#user-form input[name=password]", "vic-password")
+    page.fill("#user-form input[name=password2]", "vic-password")
+    page.click("#create-user")
+    assert "Created the viewer account vic" in page.inner_text(".messages")
+    assert page.locator('tr[data-user="vic"] select[name=role]').input_value() == "viewer"
 
     context, viewer = open_context(browser)
     try:
@@ -416,3 +539,105 @@ def test_cluster_page_shows_two_nodes_and_drains_one(browser, node, server_facto
         page.js_errors.check()
     finally:
         context.close()
+
+
+# --- the viewer that keeps up: each frame fetched once, windowing in the browser ---
+
+
+def image(tag, size, values, **extra):
+    """One instance of `size` × `size` 16-bit pixels with the given values."""
+    ds = pydicom.dcmread(io.BytesIO(make_instance(patient_id=f"P-{tag}", study_uid=uid(tag, "study"),
+                                                  series_uid=uid(tag, "series"), sop_uid=uid(tag, "sop"),
+                                                  rows=size, columns=size, **extra)))
+    ds.PixelData = values.astype(np.uint16).tobytes()
+    for keyword in ("WindowCenter", "WindowWidth"):
+        del ds[keyword]
+    ds.RescaleIntercept = 0
+    out = io.BytesIO()
+    ds.save_as(out)
+    return out.getvalue()
+
+
+def window_of(page):
+    center, width = page.get_attribute("#viewer-canvas", "data-window").split("/")
+    return float(center), float(width)
+
+
+def test_window_changes_on_a_large_cr_ask_nothing_of_the_server(page, node):
+    """What it must show: on a 2,000×2,000 16-bit CR, 20 window changes issue no request after
+    the first frame; a 135-pixel drag does not collapse a wide window."""
+    y, x = np.mgrid[0:2000, 0:2000]
+    (study,) = upload(node, [image("cr", 2000, (x + y) * 7.5, modality="CR", BitsStored=16, HighBit=15)])
+    page.goto(f"{node.url}/ui/studies/{study}/")
+    page.wait_for_function("() => document.getElementById('viewer-canvas').dataset.index === '0'", timeout=60_000)
+    assert page.locator("[data-preset=lung]").count() == 0  # CT presets are for CT only
+    assert page.locator("[data-preset=full-range]").count() == 1
+    center, width = window_of(page)
+    assert width > 29_000  # no window in the file: the frame's whole range
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.locator("#viewport").scroll_into_view_if_needed()
+    box = page.locator("#viewport").bounding_box()
+    middle = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for change in range(20):
+        page.mouse.move(*middle)
+        page.mouse.down()
+        page.mouse.move(middle[0] + (-135 if change == 0 else 10), middle[1] + 5, steps=3)
+        page.mouse.up()
+        if change == 0:
+            # The drag moves by the frame's range, not by the current width: W 30000 stays wide.
+            assert 20_000 < window_of(page)[1] < 24_000
+    assert window_of(page) != (center, width)
+    assert requests == []
+
+
+def test_a_100_slice_series_scrolls_with_each_slice_fetched_once(page, node):
+    files = ct_series("hundred", 100, size=32)
+    (study,) = upload(node, files)
+    pixels = []
+    page.on("request", lambda request: pixels.append(request.url) if "/pixels" in request.url else None)
+    page.goto(f"{node.url}/ui/studies/{study}/")
+    page.wait_for_function("() => document.getElementById('viewer-canvas').dataset.index === '0'")
+    page.focus("#viewport")
+    for key, last in (("ArrowDown", 99), ("ArrowUp", 0)):
+        for _ in range(99):
+            page.keyboard.press(key)
+        page.wait_for_function(f"() => document.getElementById('viewer-canvas').dataset.index === '{last}'")
+    assert len(pixels) == 100 and len(set(pixels)) == 100
+    # Viewing it once is one read of the study in the audit trail.
+    status, reads = servers.request_json(node.url + f"/audit?action=read&resource={quote(study)}")
+    assert status == 200 and len(reads) == 1, json.dumps(reads)[:500]
+
+
+def test_a_length_reads_the_distance_in_millimetres(page, node):
+    """What it must show: a length across a known distance reads within 1 % of it."""
+    y, x = np.mgrid[0:200, 0:200]
+    (study,) = upload(node, [image("ruler", 200, (x * 10) + 100, PixelSpacing=[0.4, 0.7])])
+    page.goto(f"{node.url}/ui/studies/{study}/")
+    page.wait_for_function("() => document.getElementById('viewer-canvas').dataset.index === '0'")
+    page.click("[data-tool=length]")
+    page.locator("#viewport").scroll_into_view_if_needed()
+    start = page.evaluate("() => window.pacswebViewer.imageToClient(20, 20)")
+    end = page.evaluate("() => window.pacswebViewer.imageToClient(180, 120)")
+    page.mouse.move(start["x"], start["y"])
+    page.mouse.down()
+    page.mouse.move(end["x"], end["y"], steps=5)
+    page.mouse.up()
+    text = page.inner_text("#measurements li[data-kind=length]")
+    expected = ((160 * 0.7) ** 2 + (100 * 0.4) ** 2) ** 0.5  # columns × column spacing, rows × row spacing
+    assert text.startswith("Length ") and text.endswith(" mm")
+    assert abs(float(text.split()[1]) - expected) / expected < 0.01
+    # An angle: drag the first arm to the vertex, click the end of the second. In millimetres
+    # (columns 0.7 mm, rows 0.4 mm) the arms (-35, 0) and (-35, 28) mm meet at 38.66°.
+    page.click("[data-tool=angle]")
+    start, vertex, end = (page.evaluate(f"() => window.pacswebViewer.imageToClient({x}, {y})")
+                          for x, y in ((50, 50), (100, 50), (50, 120)))
+    page.mouse.move(start["x"], start["y"])
+    page.mouse.down()
+    page.mouse.move(vertex["x"], vertex["y"], steps=3)
+    page.mouse.up()
+    page.mouse.click(end["x"], end["y"])
+    angle = page.inner_text("#measurements li[data-kind=angle]")
+    assert abs(float(angle.split()[1].rstrip("°")) - 38.66) < 0.4
+    # Orientation markers from ImageOrientationPatient (axial): R on the left, A on top.
+    assert (page.inner_text("#marker-left"), page.inner_text("#marker-top")) == ("R", "A")

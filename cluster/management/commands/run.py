@@ -32,6 +32,22 @@ def stop_on_interrupt():
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def stop_on_hangup():
+    """Closing the terminal (SIGHUP) stops the node as Ctrl-C does: the children, in
+    process groups of their own (start()), do not hear the terminal's hangup and
+    would outlive a launcher that the signal killed."""
+    signal.signal(signal.SIGHUP, signal.default_int_handler)
+
+
+def start(command, **options):
+    """Start a child of the launcher in a process group of its own. Ctrl-C in a
+    terminal signals the whole foreground group: the children would each die of
+    it at once (Redis first, so the others' last words are connection errors
+    and tracebacks) while the launcher reads a dead child as a failure. In their
+    own group only the launcher hears Ctrl-C, and it stops them in order."""
+    return subprocess.Popen(command, process_group=0, **options)
+
+
 class Command(BaseCommand):
     help = ("Start the web server, the DICOM and HL7 listeners, the worker and the embedded Redis of this node "
             "(Ctrl-C stops them).")
@@ -46,12 +62,16 @@ class Command(BaseCommand):
 
     def handle(self, *args, bind, web_workers, web_threads, workers, **options):
         stop_on_interrupt()
+        stop_on_hangup()
         env = dict(os.environ)
         # glibc gives every thread its own malloc arena; a threaded server's RSS
         # then grows far past what it uses (Orthanc's memory notes).
         env.setdefault("MALLOC_ARENA_MAX", "5")
         env.setdefault("PACS_DATA_DIR", str(settings.DATA_DIR))
         env.setdefault("DJANGO_SETTINGS_MODULE", "pacsweb.settings")
+        # What each process logs at INFO (an association, a job done) is for a
+        # log collector; a terminal shows warnings and errors.
+        env.setdefault("PACS_LOG_LEVEL", "WARNING")
         children = []
         try:
             if not os.environ.get("REDIS_URL"):
@@ -59,7 +79,7 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=0)
             call_command("ensure_admin")
             manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
-            children.append(("web", subprocess.Popen(
+            children.append(("web", start(
                 [sys.executable, "-m", "gunicorn", "pacsweb.wsgi",
                  # The deployment's configuration (gthread, timeouts, access log on stdout,
                  # no control socket, the hooks against slow clients); the options below
@@ -67,16 +87,19 @@ class Command(BaseCommand):
                  "--config", str(Path(settings.BASE_DIR) / "deploy" / "gunicorn.conf.py"),
                  "--bind", f"{bind}:{settings.HTTP_PORT}",
                  "--workers", str(web_workers), "--threads", str(web_threads),
-                 "--graceful-timeout", str(STOP_TIMEOUT), "--log-level", "warning"],
+                 "--graceful-timeout", str(STOP_TIMEOUT), "--log-level", "warning",
+                 # The terminal is for the banner, warnings and errors: one line per
+                 # request would drown them.
+                 "--access-logfile", str(self.access_log())],
                 env=env, cwd=settings.BASE_DIR)))
             for index in range(settings.DICOM_PROCESSES):
-                children.append((f"dicom-{index + 1}", subprocess.Popen(
+                children.append((f"dicom-{index + 1}", start(
                     manage + ["dicom_listener"], env=env, cwd=settings.BASE_DIR)))
-            children.append(("hl7", subprocess.Popen(manage + ["hl7_listener"], env=env, cwd=settings.BASE_DIR)))
+            children.append(("hl7", start(manage + ["hl7_listener"], env=env, cwd=settings.BASE_DIR)))
             for index in range(workers):
-                children.append((f"worker-{index + 1}", subprocess.Popen(
+                children.append((f"worker-{index + 1}", start(
                     manage + ["worker"], env=env, cwd=settings.BASE_DIR)))
-            children.append(("housekeeper", subprocess.Popen(manage + ["housekeeper"], env=env, cwd=settings.BASE_DIR)))
+            children.append(("housekeeper", start(manage + ["housekeeper"], env=env, cwd=settings.BASE_DIR)))
             self._wait_listening(children, [("web", settings.HTTP_PORT), ("dicom-1", settings.DICOM_PORT),
                                             ("hl7", settings.HL7_PORT)])
             self._banner()
@@ -85,9 +108,13 @@ class Command(BaseCommand):
             pass
         finally:
             self._stop(children)
+        self.stdout.write("pacsweb stopped.")
+
+    def access_log(self):
+        return Path(settings.DATA_DIR) / "access.log"
 
     def _start_redis(self, env):
-        return EmbeddedRedis(settings.DATA_DIR).process
+        return EmbeddedRedis(settings.DATA_DIR, process_group=0).process
 
     def _wait_listening(self, children, ports):
         """Return once every (name, port) accepts connections: the banner must not lie."""
@@ -116,6 +143,7 @@ class Command(BaseCommand):
             f"  REST API base URL:        http://localhost:{port}/   (HTTP Basic, Orthanc-compatible)\n"
             f"  DICOM (for modalities):   AE title {settings.AE_TITLE}, host {host}, port {settings.DICOM_PORT}\n"
             f"  RIS (HL7 v2 / MLLP):      {host}:{settings.HL7_PORT}\n"
+            f"  Access log:               {self.access_log()}\n"
             "  Stop with Ctrl-C.\n"
         )
         self.stdout.flush()
@@ -134,8 +162,15 @@ class Command(BaseCommand):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
-        for _, process in reversed(children):
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
+        try:
+            for _, process in reversed(children):
+                try:
+                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        except KeyboardInterrupt:
+            # A second Ctrl-C: the user will not wait for in-flight work.
+            for _, process in children:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()

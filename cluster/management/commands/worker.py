@@ -5,6 +5,8 @@ when the worker dies its job's heartbeat stops with it, and the housekeeper
 re-queues or fails the job.
 """
 
+import logging
+
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
@@ -28,4 +30,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, burst, **options):
         registry.start_heartbeat("worker", queues=queue_depths)
-        call_command("rqworker", *settings.QUEUES.values(), worker_class="rq.worker.SimpleWorker", burst=burst)
+        # rqworker sets up its own log handler, at INFO unless told verbosity 0:
+        # PACS_LOG_LEVEL=WARNING (what `make run` gives its terminal) silences it too.
+        quiet = logging.getLogger().getEffectiveLevel() >= logging.WARNING
+        call_command("rqworker", *settings.QUEUES.values(), worker_class="rq.worker.SimpleWorker", burst=burst,
+                     verbosity=0 if quiet else 1)

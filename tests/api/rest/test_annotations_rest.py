@@ -106,3 +106,8 @@ def test_preview_and_rendered_images(api, instance):
     assert Image.open(io.BytesIO(small.content)).size == (32, 32)
     assert api.get(f"/instances/{instance['ID']}/frames/3/preview").status_code == 404
     assert api.get(f"/instances/{instance['ID']}/rendered?quality=abc").status_code == 400
+    # Renderings are cacheable for the user; a revalidation is answered without rendering.
+    assert (narrow["Cache-Control"], narrow["ETag"] != wide["ETag"]) == ("private, max-age=3600", True)
+    again = api.get(f"/instances/{instance['ID']}/rendered?window-center=1000&window-width=10",
+                    HTTP_IF_NONE_MATCH=narrow["ETag"])
+    assert again.status_code == 304 and again["ETag"] == narrow["ETag"] and not again.content

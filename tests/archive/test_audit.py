@@ -1,0 +1,69 @@
+"""The audit trail people can read: one read per study per reader per window, deletions and
+configuration changes in words (archive.audit, through the access middleware)."""
+
+import datetime
+import json
+
+import pytest
+from django.utils import timezone
+
+from archive import ingest
+from archive.models import AuditEvent
+from tests.dicomgen import make_instance, uid
+
+
+@pytest.fixture
+def reader(client, admin_user, storage_dir):
+    client.force_login(admin_user)
+    return client
+
+
+def store_series(count):
+    study, series = uid("audit", "study"), uid("audit", "series")
+    results = [ingest.store(make_instance(patient_name="MÜLLER^JÜRGEN", patient_id="P-AUDIT", study_uid=study,
+                                          series_uid=series, sop_uid=uid("audit", n), instance_number=n + 1,
+                                          rows=8, columns=8),
+                            ingest.Origin.http("127.0.0.1", "admin"))
+               for n in range(count)]
+    return results[0].study_id, [r.instance_id for r in results]
+
+
+def test_viewing_a_100_slice_series_once_writes_one_read_event(reader):
+    study, instances = store_series(100)
+    assert reader.get(f"/ui/studies/{study}/").status_code == 200
+    for instance in instances:
+        assert reader.get(f"/instances/{instance}").status_code == 200
+    reads = AuditEvent.objects.filter(action="read")
+    assert [(e.level, e.resource) for e in reads] == [("Study", study)]
+    assert reads[0].details["subject"]["PatientName"] == "MÜLLER^JÜRGEN"
+    # Past the window, a new view is a new read.
+    reads.update(at=timezone.now() - datetime.timedelta(minutes=16))
+    assert reader.get(f"/instances/{instances[0]}").status_code == 200
+    assert AuditEvent.objects.filter(action="read").count() == 2
+
+
+def test_a_deletion_names_what_went(reader):
+    study, _ = store_series(3)
+    assert reader.delete(f"/studies/{study}").status_code == 200
+    row = AuditEvent.objects.get(action="delete")
+    assert row.details["subject"] == {"PatientName": "MÜLLER^JÜRGEN", "PatientID": "P-AUDIT",
+                                      "StudyDate": "20260115", "StudyDescription": "CT CHEST",
+                                      "AccessionNumber": "ACC0001", "series": 1, "instances": 3}
+    page = reader.get("/ui/audit/").content.decode()
+    assert "MÜLLER, JÜRGEN" in page and "2026-01-15 · CT CHEST" in page and "1 series, 3 instances" in page
+
+
+def test_configuration_rows_name_the_peer_and_its_changed_fields_never_secrets(reader):
+    body = {"Url": "http://10.0.0.9:8042/", "Username": "sync", "Password": "s3cret-value"}
+    assert reader.put("/peers/remote", json.dumps(body), content_type="application/json").status_code == 200
+    body.update(Url="http://10.0.0.10:8042/", Password="other-s3cret")
+    assert reader.put("/peers/remote", json.dumps(body), content_type="application/json").status_code == 200
+    created, changed = AuditEvent.objects.filter(action="configure").order_by("id")
+    assert created.details["name"] == "remote" and created.details["created"]
+    assert changed.details["changed"] == {"url": ["http://10.0.0.9:8042/", "http://10.0.0.10:8042/"],
+                                          "password": "(changed)"}
+    assert "s3cret" not in json.dumps(list(AuditEvent.objects.values_list("details", flat=True)))
+    assert reader.delete("/peers/remote").status_code == 200
+    assert AuditEvent.objects.filter(action="configure").last().details["deleted"]
+    page = reader.get("/ui/audit/?action=configure").content.decode()
+    assert "peer <strong>remote</strong>" in page and "password (changed)" in page
