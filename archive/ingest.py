@@ -473,7 +473,7 @@ def _index_step_by_step(parsed, stored, origin, now):
         row = cursor.fetchone()
         if row is not None:
             result = _already_stored(row[0], parsed)
-            _audit_store(cursor, origin, result, stamp)
+            _audit_store(cursor, origin, result, stamp, _audit_subject(parsed))
             return result
 
         patient_pk, new_patient = _upsert(
@@ -563,27 +563,35 @@ def _index_step_by_step(parsed, stored, origin, now):
             [(kind, level, pid, node[:128], stamp) for kind, level, pid in changes],
         )
         result = StoreResult(SUCCESS, instance_pid, series_pid, study_pid, patient_pid, parsed.sop_instance_uid)
-        _audit_store(cursor, origin, result, stamp)
+        _audit_store(cursor, origin, result, stamp, _audit_subject(parsed))
     return result
 
 
-def _audit_store(cursor, origin, result, stamp):
+def _audit_store(cursor, origin, result, stamp, subject):
     if origin.actor_kind:
         cursor.execute(f"INSERT INTO {AuditEvent._meta.db_table} ({AUDIT_COLUMNS}) "
                        f"VALUES ({', '.join(['%s'] * len(AUDIT_COLUMNS.split(', ')))})",
-                       _audit_values(origin, result.instance_id, result.status, stamp))
+                       _audit_values(origin, result.instance_id, {"status": result.status, **subject}, stamp))
 
 
 AUDIT_COLUMNS = "at, actor_kind, actor, address, action, method, path, status, level, resource, details, node"
 
 
-def _audit_values(origin, instance_pid, status, stamp):
+def _audit_values(origin, instance_pid, details, stamp):
     # The status column holds what the transport answered: 200 over HTTP, the
     # DIMSE Success status (0) over DICOM.
     answered = 0 if origin.method == "C-STORE" else 200
     return [stamp, origin.actor_kind, origin.actor[:160], origin.remote_ip[:45], "store", origin.method,
-            origin.path[:500], answered, Level.INSTANCE, instance_pid, json.dumps({"status": status}),
-            settings.NODE_NAME]
+            origin.path[:500], answered, Level.INSTANCE, instance_pid, json.dumps(details), settings.NODE_NAME]
+
+
+def _audit_subject(parsed):
+    """What the stored instance is about, as audit.subject() words it, from the tags
+    in hand (no query in the store's transaction)."""
+    tags_in_hand = {**parsed.patient_tags, **parsed.study_tags, **parsed.series_tags, **parsed.instance_tags}
+    keys = ("PatientName", "PatientID", "StudyDate", "StudyDescription", "AccessionNumber", "Modality",
+            "SeriesDescription", "InstanceNumber")
+    return {"subject": {key: tags_in_hand[key] for key in keys if tags_in_hand.get(key)}}
 
 
 def _index_in_one_statement(parsed, stored, origin, now):
@@ -633,16 +641,17 @@ def _index_in_one_statement(parsed, stored, origin, now):
     if origin.actor_kind:
         # Written whether the instance is new or already stored: both are a store
         # that was answered.
-        row = dict(zip(AUDIT_COLUMNS.split(", "), _audit_values(origin, instance_pid, "", stamp)))
+        row = dict(zip(AUDIT_COLUMNS.split(", "), _audit_values(origin, instance_pid, _audit_subject(parsed),
+                                                                  stamp)))
         values.update(actor_kind=row["actor_kind"], actor=row["actor"], address=row["address"],
                       action=row["action"], method=row["method"], path=row["path"], answered=row["status"],
-                      audit_level=row["level"])
+                      audit_level=row["level"], details=row["details"])
         audit = f""",
         audit AS (
             INSERT INTO {AuditEvent._meta.db_table} ({AUDIT_COLUMNS})
             SELECT %(stamp)s, %(actor_kind)s, %(actor)s, %(address)s, %(action)s, %(method)s, %(path)s,
                    %(answered)s, %(audit_level)s, %(instance_pid)s,
-                   jsonb_build_object('status', CASE WHEN EXISTS (SELECT 1 FROM known)
+                   %(details)s::jsonb || jsonb_build_object('status', CASE WHEN EXISTS (SELECT 1 FROM known)
                                                      THEN '{ALREADY_STORED}' ELSE '{SUCCESS}' END),
                    %(node)s
         )"""

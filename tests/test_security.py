@@ -17,7 +17,8 @@ from tests.dicomgen import make_instance
 
 OPEN = {"/healthz", "/readyz"}
 # POSTs that only read: a viewer may make them.
-READING_POSTS = re.compile(r"^/tools/(find|create-archive|create-media|create-media-extended)$"
+READING_POSTS = re.compile(r"^/tools/(find|lookup|bulk-content|count-resources|create-archive|create-media"
+                           r"|create-media-extended)$"
                            r"|^/(patients|studies|series)/[^/]+/(archive|media)$")
 
 

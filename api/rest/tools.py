@@ -19,7 +19,7 @@ from pydicom.uid import generate_uid
 
 from archive import annotations, query, resources
 from archive.models import Attachment, Instance, Level, Patient, Series, Study
-from archive.roles import VIEWER, allow
+from archive.roles import ADMIN, VIEWER, allow
 from api.rest import resources as resource_views
 from api.rest.errors import error_response, rest_view
 from cluster import metrics
@@ -72,7 +72,7 @@ def generate_uid_view(request):
     return _text(generate_uid())
 
 
-@allow(PUT=VIEWER)
+@allow(PUT=ADMIN)
 @csrf_exempt
 @require_http_methods(["GET", "PUT"])
 @rest_view
@@ -94,7 +94,7 @@ def accepted_transfer_syntaxes(request):
     return JsonResponse(sorted(ALL_TRANSFER_SYNTAXES), safe=False)
 
 
-@allow(PUT=VIEWER)
+@allow(PUT=ADMIN)
 @csrf_exempt
 @require_http_methods(["GET", "PUT"])
 @rest_view
@@ -116,7 +116,7 @@ def log_level(request, category=""):
     return _text("")
 
 
-@allow(POST=VIEWER)
+@allow(POST=ADMIN)
 @csrf_exempt
 @require_http_methods(["POST"])
 @rest_view
@@ -125,7 +125,7 @@ def invalidate_tags(request):
     return _text("")
 
 
-@allow(PUT=VIEWER)
+@allow(PUT=ADMIN)
 @csrf_exempt
 @require_http_methods(["GET", "PUT"])
 @rest_view
