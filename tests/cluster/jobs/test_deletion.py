@@ -2,7 +2,6 @@
 follow through the outbox, removed by a worker or, when the queue lost the
 task, by the housekeeper."""
 
-import statistics
 import time
 
 
@@ -29,26 +28,26 @@ def bystander_checksums(server, study):
     return sorted(md5(servers.request(f"{server.url}/instances/{i['ID']}/file")[2]) for i in instances)
 
 
-def test_deleting_2000_instances_answers_as_fast_as_one_and_the_files_follow(server_factory, worker_factory):
+def test_deleting_2000_instances_answers_before_any_file_is_removed_and_the_files_follow(server_factory,
+                                                                                        worker_factory):
+    # How fast a DELETE answers is a benchmark's question (benchmarks/jobs.py); what
+    # a test can hold is that the answer does not wait for the files: with no worker
+    # running, the index rows are gone and every file is still there, waiting in the
+    # outbox; a worker started afterwards removes exactly those.
     server = server_factory(workers=2)  # its two uploads at a time are ingested in parallel
-    worker_factory(server)
     bystander_files = study_files("del-keep", 5)
     (bystander,) = upload(server, bystander_files)
     (big,) = upload(server, study_files("del-big", 2000, series=4, rows=16, columns=16))
-    singles = [upload(server, study_files(f"del-one-{n}", 1))[0] for n in range(5)]
-    assert len(server.storage_files()) == 2010
+    assert len(server.storage_files()) == 2005
 
-    timed_delete(server, singles[0])  # warm-up: every worker has served a DELETE
-    one = statistics.median(timed_delete(server, s) for s in singles[1:])
-    wait_files(server, 2005)
-    many = timed_delete(server, big)
-    print(f"DELETE of 1 instance: {one * 1000:.0f} ms (median), of 2,000 instances: {many * 1000:.0f} ms")
-    # The same time, give or take the noise of a shared 2-core machine: removing
-    # 2,000 files inline would take seconds.
-    assert many < max(4 * one, one + 0.25), (one, many)
+    timed_delete(server, big)
     assert servers.request_json(f"{server.url}/studies/{big}")[0] == 404
+    assert len(server.storage_files()) == 2005
+    assert server.sql("SELECT count(*) FROM file_deletion") == [(2000,)]
+
+    worker_factory(server)
     wait_files(server, 5)
-    assert server.sql("SELECT count(*) FROM file_deletion") == [(0,)]
+    wait_for(lambda: server.sql("SELECT count(*) FROM file_deletion") == [(0,)], what="an empty outbox")
     assert bystander_checksums(server, bystander) == sorted(md5(f) for f in bystander_files)
 
 
