@@ -45,6 +45,9 @@ def listing(request, plural):
         since, limit = _int_param(request, "since") or 0, _int_param(request, "limit")
     except ValueError as error:
         return error_response(request, 400, str(error))
+    if ("since" in request.GET) != ("limit" in request.GET):
+        # Orthanc pages a list only with both: one alone is an error, not a default.
+        return error_response(request, 400, "since and limit go together: give both or neither")
     end = None if limit is None else since + limit
     if "expand" in request.GET:
         return JsonResponse(resources.describe_many(level, resources.queryset(level)[since:end]), safe=False)
@@ -189,6 +192,11 @@ def changes(request):
     if request.method == "DELETE":
         Change.objects.all().delete()
         return JsonResponse({})
+    if "last" in request.GET:
+        # Orthanc's ?last: the newest change only, whatever since and limit say.
+        newest = Change.objects.order_by("-seq").first()
+        rows = [newest] if newest else []
+        return JsonResponse({"Changes": [_change(c) for c in rows], "Done": True, "Last": newest.seq if newest else 0})
     try:
         since = _int_param(request, "since") or 0
         limit = _int_param(request, "limit")
@@ -200,13 +208,18 @@ def changes(request):
     rows = rows[:limit]
     last = rows[-1].seq if rows else (Change.objects.order_by("-seq").values_list("seq", flat=True).first() or 0)
     return JsonResponse({
-        "Changes": [{
-            "ChangeType": c.change_type, "Date": resources.orthanc_time(c.date), "ID": c.public_id,
-            "Path": f"/{resources.PLURAL[c.level]}/{c.public_id}", "ResourceType": c.level, "Seq": c.seq,
-        } for c in rows],
+        "Changes": [_change(c) for c in rows],
         "Done": done,
         "Last": last,
     })
+
+
+def _change(change):
+    return {
+        "ChangeType": change.change_type, "Date": resources.orthanc_time(change.date), "ID": change.public_id,
+        "Path": f"/{resources.PLURAL[change.level]}/{change.public_id}", "ResourceType": change.level,
+        "Seq": change.seq,
+    }
 
 
 @csrf_exempt

@@ -151,6 +151,8 @@ class Change(models.Model):
 
     class Meta:
         db_table = "change"
+        # A deletion removes the changes of the resources it deletes.
+        indexes = [models.Index(fields=["public_id"], name="change_public_id")]
 
 
 class FileDeletion(models.Model):

@@ -67,6 +67,9 @@ def test_lists_page_with_since_and_limit(api):
     assert api.get("/patients").json() == ids
     assert api.get("/patients?since=1&limit=2").json() == ids[1:3]
     assert api.get("/patients?limit=x").status_code == 400
+    # As Orthanc: one of the two alone is refused rather than defaulted.
+    assert api.get("/patients?since=1").status_code == 400
+    assert api.get("/patients?limit=2").status_code == 400
 
 
 def test_children_and_parents(api):
@@ -123,7 +126,18 @@ def test_delete_patient_removes_everything_below(api, storage_dir, settings):
     removed_by_the_housekeeper(settings)
     assert stored_files(storage_dir) == []
     kinds = [c["ChangeType"] for c in api.get("/changes?limit=1000").json()["Changes"]]
-    assert kinds.count("Deleted") == 1
+    # As Orthanc, the changes of deleted resources go with them; the Deleted change stays.
+    assert kinds == ["Deleted"]
+
+
+def test_deleting_one_series_keeps_the_changes_of_the_rest(api):
+    study_id, answers = study_of(api, 1)
+    other = store(api, patient_id="P1", study_uid=uid("P1", "s1"), series_uid=uid("P1", "other series"))
+    api.delete(f"/series/{other['ParentSeries']}")
+    changes = api.get("/changes").json()["Changes"]
+    assert [(c["ChangeType"], c["ID"]) for c in changes] == [
+        ("NewInstance", answers[0]["ID"]), ("NewSeries", answers[0]["ParentSeries"]), ("NewStudy", study_id),
+        ("NewPatient", answers[0]["ParentPatient"]), ("Deleted", other["ParentSeries"])]
 
 
 def find(api, body):
@@ -162,5 +176,8 @@ def test_changes_page_and_clear(api):
     first = changes["Changes"][0]["Seq"]
     page = api.get(f"/changes?since={first}&limit=2").json()
     assert [c["Seq"] for c in page["Changes"]] == [first + 1, first + 2] and page["Done"] is False
+    last = api.get(f"/changes?last&since={first}&limit=2").json()
+    assert last == {"Changes": [changes["Changes"][-1]], "Done": True, "Last": changes["Last"]}
     assert api.delete("/changes").status_code == 200
+    assert api.get("/changes?last").json() == {"Changes": [], "Done": True, "Last": 0}
     assert api.get("/changes").json()["Changes"] == []
