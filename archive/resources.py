@@ -76,7 +76,7 @@ def describe(level, row, file=None):
                 "size", "storage_key").first() or {}
         return {
             "FileSize": file.get("size", 0),
-            "FileUuid": _uuid(file.get("storage_key", "")),
+            "FileUuid": uuid_form(file.get("storage_key", "")),
             "ID": row.public_id,
             "IndexInSeries": row.instance_number,
             "MainDicomTags": row.main_dicom_tags,
@@ -116,7 +116,8 @@ def ancestor(level, row, ancestor_level):
     return queryset(ancestor_level).get(pk__in=ancestor_pk)
 
 
-def _uuid(key):
+def uuid_form(key):
+    """A storage key as Orthanc writes its file UUIDs (8-4-4-4-12)."""
     if len(key) != 32:
         return key
     return f"{key[:8]}-{key[8:12]}-{key[12:16]}-{key[16:20]}-{key[20:]}"

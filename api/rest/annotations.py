@@ -96,9 +96,7 @@ def attachment_item(request, plural, public_id, name):
     level = _level(plural)
     if request.method == "GET":
         item = annotations.get_attachment(level, public_id, name)
-        return _with_revision(JsonResponse(["compressed-data", "compressed-md5", "compressed-size", "data", "info",
-                                            "is-compressed", "md5", "size", "uncompressed-data", "uncompressed-md5",
-                                            "uncompressed-size"], safe=False), item["revision"])
+        return _with_revision(JsonResponse(list(ATTACHMENT_PARTS), safe=False), item["revision"])
     expected = _expected_revision(request)
     if request.method == "PUT":
         with spool(request) as body:
@@ -108,13 +106,25 @@ def attachment_item(request, plural, public_id, name):
     return JsonResponse({})
 
 
+# The GET routes below an attachment. pacsweb stores attachments uncompressed, so the
+# compressed-* forms answer as the plain ones (as Orthanc with StorageCompression off).
+ATTACHMENT_PARTS = ("compressed-data", "compressed-md5", "compressed-size", "data", "info", "is-compressed", "md5",
+                    "size")
+# Orthanc's ContentType numbers (FileContentType): 1 is the DICOM file, user attachments
+# are numbered by their names (1024 and above).
+DICOM_CONTENT_TYPE = 1
+
+
 @require_http_methods(["GET"])
 @annotation_view
 def attachment_part(request, plural, public_id, name, part):
     item = annotations.get_attachment(_level(plural), public_id, name)
-    part = part.removeprefix("uncompressed-").removeprefix("compressed-")
+    if part not in ATTACHMENT_PARTS:
+        return error_response(request, 404, f"unknown attachment route {part}", orthanc=(17, "Unknown resource"))
+    part = part.removeprefix("compressed-")
     if part == "data":
-        response = FileResponse(get_storage().open(item["storage_key"]), content_type="application/octet-stream")
+        content_type = "application/dicom" if name == "dicom" else "application/octet-stream"
+        response = FileResponse(get_storage().open(item["storage_key"]), content_type=content_type)
         response["Content-Length"] = str(item["size"])
         return _with_revision(response, item["revision"])
     if part == "size":
@@ -123,10 +133,12 @@ def attachment_part(request, plural, public_id, name, part):
         return _with_revision(HttpResponse(item["md5"], content_type="text/plain"), item["revision"])
     if part == "is-compressed":
         return HttpResponse("0", content_type="text/plain")
-    if part == "info":
-        return _with_revision(JsonResponse({"Revision": item["revision"], "Size": item["size"], "MD5": item["md5"],
-                                            "Uuid": item["storage_key"]}), item["revision"])
-    return error_response(request, 404, f"unknown attachment route {part}", orthanc=(17, "Unknown resource"))
+    # info: Orthanc's fields, and the revision (which Orthanc gives in the ETag only).
+    content_type = DICOM_CONTENT_TYPE if name == "dicom" else int(name) if name.isdigit() else name
+    return _with_revision(JsonResponse({
+        "CompressedMD5": item["md5"], "CompressedSize": item["size"], "ContentType": content_type,
+        "UncompressedMD5": item["md5"], "UncompressedSize": item["size"], "Uuid": resources.uuid_form(item["storage_key"]),
+        "Revision": item["revision"]}), item["revision"])
 
 
 @require_http_methods(["GET"])

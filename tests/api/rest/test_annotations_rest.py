@@ -17,6 +17,13 @@ def test_system_metadata_of_an_instance(api, instance):
     assert values["TransferSyntax"] == "1.2.840.10008.1.2.1"
     assert values["IndexInSeries"] == "1"
     assert len(values["ReceptionDate"]) == 15
+    # As Orthanc: an upload over HTTP has an empty RemoteAET, and the Pixel Data
+    # element's place in the file is given (viewers read frames from it).
+    assert values["RemoteAET"] == ""
+    offset = int(values["PixelDataOffset"])
+    assert b"".join(api.get(f"/instances/{instance['ID']}/file").streaming_content)[offset:offset + 4] == b"\xe0\x7f\x10\x00"
+    study = api.get(f"/studies/{instance['ParentStudy']}/metadata?expand").json()
+    assert study == {"LastUpdate": api.get(f"/studies/{instance['ParentStudy']}").json()["LastUpdate"]}
     response = api.put(f"/instances/{instance['ID']}/metadata/Origin", "x", content_type="text/plain")
     assert response.status_code == 403
 
@@ -106,3 +113,20 @@ def test_preview_and_rendered_images(api, instance):
     assert Image.open(io.BytesIO(small.content)).size == (32, 32)
     assert api.get(f"/instances/{instance['ID']}/frames/3/preview").status_code == 404
     assert api.get(f"/instances/{instance['ID']}/rendered?quality=abc").status_code == 400
+
+
+def test_attachment_info_and_parts_as_orthanc(api, instance):
+    base = f"/instances/{instance['ID']}/attachments/dicom"
+    size = len(b"".join(api.get(f"/instances/{instance['ID']}/file").streaming_content))
+    md5 = api.get(f"{base}/md5").content.decode()
+    info = api.get(f"{base}/info").json()
+    assert info == {"CompressedMD5": md5, "CompressedSize": size, "ContentType": 1, "UncompressedMD5": md5,
+                    "UncompressedSize": size, "Uuid": info["Uuid"], "Revision": 1}
+    assert api.get(f"{base}/compressed-md5").content.decode() == md5 and len(md5) == 32
+    assert api.get(f"{base}/data")["Content-Type"] == "application/dicom"
+    assert api.get(f"{base}/uncompressed-size").status_code == 404
+    assert set(api.get(base).json()) == {"compressed-data", "compressed-md5", "compressed-size", "data", "info",
+                                         "is-compressed", "md5", "size"}
+    put = api.put(f"/instances/{instance['ID']}/attachments/1030", b"bytes", content_type="application/octet-stream")
+    assert put.status_code == 200
+    assert api.get(f"/instances/{instance['ID']}/attachments/1030/info").json()["ContentType"] == 1030
