@@ -161,7 +161,7 @@ def instance_content(request, public_id, path=""):
     item = annotations.get_attachment(resources.Level.INSTANCE, public_id, "dicom")
     with get_storage().open(item["storage_key"]) as stream:
         dataset = orthanc_tags.read(stream)
-        node = dataset
+        node, raw = dataset, None
         parts = [p for p in path.split("/") if p]
         for position, part in enumerate(parts):
             if isinstance(node, list):
@@ -172,13 +172,14 @@ def instance_content(request, public_id, path=""):
             tag = orthanc_tags.parse_tag(part)
             if tag is None or tag not in node:
                 return error_response(request, 404, f"no element {part}", orthanc=(17, "Unknown resource"))
+            raw = node.get_item(tag)  # before node[tag] converts it: the value as written
             element = node[tag]
             node = list(element.value) if element.VR == "SQ" else element
         if isinstance(node, list):
             return JsonResponse([str(n) for n in range(len(node))], safe=False)
         if not isinstance(node, orthanc_tags.Element):
             return JsonResponse(sorted(f"{e.tag.group:04x}-{e.tag.element:04x}" for e in node), safe=False)
-        return HttpResponse(orthanc_tags.raw_value(node), content_type="application/octet-stream")
+        return HttpResponse(orthanc_tags.raw_value(raw, node), content_type="application/octet-stream")
 
 
 @require_http_methods(["GET"])
@@ -188,4 +189,4 @@ def instance_frames(request, public_id):
     if row is None:
         raise annotations.UnknownResource(public_id)
     count = int(str(row["main_dicom_tags"].get("NumberOfFrames") or "1").split("\\")[0] or 1)
-    return JsonResponse([str(n) for n in range(count)], safe=False)
+    return JsonResponse(list(range(count)), safe=False)

@@ -77,6 +77,33 @@ def test_tags_full_simplified_and_short(api, instance):
     assert api.get(f"/instances/{instance['ID']}/tags?short").json()["0008,0060"] == "CT"
 
 
+def test_tags_of_sequences_tag_values_floats_and_private_elements_as_orthanc(api, db, storage_dir):
+    import io
+
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    item = Dataset()
+    item.ReferencedSOPInstanceUID = "1.2.3.4"
+    dataset = pydicom.dcmread(io.BytesIO(make_instance(ReferencedImageSequence=Sequence([item]))))
+    dataset.FrameIncrementPointer = [0x00181063, 0x00181065]
+    dataset.ReferencePixelPhysicalValueX = 0.0
+    dataset.add_new(0x00186030, "FD", 9.699999809265137)
+    dataset.private_block(0x0009, "PACSWEB_TEST", create=True).add_new(0x01, "LO", "private value")
+    out = io.BytesIO()
+    dataset.save_as(out)
+    instance_id = api.generic("POST", "/instances", out.getvalue(), content_type="application/dicom").json()["ID"]
+    short = api.get(f"/instances/{instance_id}/tags?short").json()
+    assert short["0008,1140"] == [{"0008,1155": "1.2.3.4"}]
+    assert short["0028,0009"] == "0018,1063\\0018,1065"
+    assert (short["0018,6028"], short["0018,6030"]) == ("0", "9.6999998092651367")
+    full = api.get(f"/instances/{instance_id}/tags").json()
+    assert full["0009,1001"] == {"Name": "Unknown Tag & Data", "PrivateCreator": "PACSWEB_TEST", "Type": "String",
+                                 "Value": "private value"}
+    assert "0009,0010" in full and "PrivateCreator" not in full["0009,0010"]
+
+
 def test_content_walks_elements_and_sequences(api, db, storage_dir):
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
@@ -89,10 +116,11 @@ def test_content_walks_elements_and_sequences(api, db, storage_dir):
     assert "0010-0010" in api.get(base).json()
     assert api.get(base + "/0010-0010").content == b"CONTENT^TEST"
     assert api.get(base + "/0008-1140").json() == ["0"]
-    assert api.get(base + "/0008-1140/0/0008-1155").content == b"1.2.3.4"
+    # As written in the file, the padding of an odd-length UID included (as Orthanc).
+    assert api.get(base + "/0008-1140/0/0008-1155").content == b"1.2.3.4\0"
     assert api.get(base + "/0008-1140/5").status_code == 404
     assert api.get(base + "/zzzz").status_code == 404
-    assert api.get(f"/instances/{instance_id}/frames").json() == ["0"]
+    assert api.get(f"/instances/{instance_id}/frames").json() == [0]
 
 
 def test_preview_and_rendered_images(api, instance):
