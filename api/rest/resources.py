@@ -4,6 +4,7 @@ deletion, /tools/find and /changes."""
 import json
 
 from django.db.models import Count, Sum
+from pydicom.datadict import tag_for_keyword
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -32,6 +33,34 @@ def _int_param(request, name):
     return int(value)
 
 
+def _tag_format(request):
+    """Orthanc's ?short (main tags keyed by tag) and ?full (by tag, with name and type)."""
+    return "short" if "short" in request.GET else "full" if "full" in request.GET else None
+
+
+def _shaped(answer, form):
+    """A described resource (or a list of them) with its main tags in the asked form."""
+    if form is None:
+        return answer
+    if isinstance(answer, list):
+        return [_shaped(item, form) for item in answer]
+    for key in ("MainDicomTags", "PatientMainDicomTags"):
+        if key in answer:
+            answer[key] = _tags_by_number(answer[key], form)
+    return answer
+
+
+def _tags_by_number(tags, form):
+    shaped = {}
+    for keyword, value in tags.items():
+        tag = tag_for_keyword(keyword)
+        if tag is None:
+            continue
+        key = f"{tag >> 16:04x},{tag & 0xFFFF:04x}"
+        shaped[key] = value if form == "short" else {"Name": keyword, "Type": "String", "Value": value}
+    return shaped
+
+
 def _not_found_empty():
     # Orthanc answers an unknown id on a resource's own route with an empty 404.
     return HttpResponse(status=404)
@@ -50,7 +79,8 @@ def listing(request, plural):
         return error_response(request, 400, "since and limit go together: give both or neither")
     end = None if limit is None else since + limit
     if "expand" in request.GET:
-        return JsonResponse(resources.describe_many(level, resources.queryset(level)[since:end]), safe=False)
+        return JsonResponse(_shaped(resources.describe_many(level, resources.queryset(level)[since:end]),
+                                    _tag_format(request)), safe=False)
     ids = resources.MODELS[level].objects.order_by("pk").values_list("public_id", flat=True)[since:end]
     return JsonResponse(list(ids), safe=False)
 
@@ -73,7 +103,7 @@ def detail(request, plural, public_id):
     row = resources.get(level, public_id)
     if row is None:
         return _not_found_empty()
-    return JsonResponse(resources.describe(level, row))
+    return JsonResponse(_shaped(resources.describe(level, row), _tag_format(request)))
 
 
 RELATED = {"patient": Level.PATIENT, "study": Level.STUDY, "studies": Level.STUDY, "series": Level.SERIES,
@@ -98,7 +128,7 @@ def children(request, plural, public_id, child_level):
     if row is None:
         return error_response(request, 404, f"{level.lower()} {public_id} is not in the archive", orthanc=(17, "Unknown resource"))
     rows = resources.descendants(level, row, child_level)
-    return JsonResponse(resources.describe_many(child_level, rows), safe=False)
+    return JsonResponse(_shaped(resources.describe_many(child_level, rows), _tag_format(request)), safe=False)
 
 
 @require_http_methods(["GET"])
@@ -108,7 +138,8 @@ def parent(request, plural, public_id, ancestor_level):
     row = resources.MODELS[level].objects.filter(public_id=public_id).first()
     if row is None:
         return error_response(request, 404, f"{level.lower()} {public_id} is not in the archive", orthanc=(17, "Unknown resource"))
-    return JsonResponse(resources.describe(ancestor_level, resources.ancestor(level, row, ancestor_level)))
+    return JsonResponse(_shaped(resources.describe(ancestor_level, resources.ancestor(level, row, ancestor_level)),
+                                _tag_format(request)))
 
 
 @require_http_methods(["GET"])
@@ -152,7 +183,7 @@ def find(request):
     level = LEVEL_NAMES.get(str(body.get("Level", "")).lower())
     if level is None:
         return error_response(request, 400, "Level must be Patient, Study, Series or Instance")
-    criteria = body.get("Query", {})
+    criteria = body.get("Query")
     if not isinstance(criteria, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in criteria.items()):
         return error_response(request, 400, "Query must map DICOM keywords to strings")
     for name in ("Limit", "Since"):

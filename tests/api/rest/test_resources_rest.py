@@ -62,6 +62,17 @@ def test_unknown_ids_are_404(api):
     assert response.status_code == 404 and response.json()["HttpStatus"] == 404
 
 
+def test_main_tags_short_and_full_as_orthanc(api):
+    study_id, answers = study_of(api, 1)
+    short = api.get(f"/studies/{study_id}?short").json()
+    assert short["MainDicomTags"]["0008,0050"] == "ACC0001"
+    assert short["PatientMainDicomTags"]["0010,0020"] == "P1"
+    full = api.get(f"/patients/{answers[0]['ParentPatient']}/studies?full").json()
+    assert full[0]["MainDicomTags"]["0008,0050"] == {"Name": "AccessionNumber", "Type": "String", "Value": "ACC0001"}
+    assert api.get("/series?expand&short").json()[0]["MainDicomTags"]["0008,0060"] == "CT"
+    assert api.get(f"/instances/{answers[0]['ID']}/study?short").json()["MainDicomTags"]["0020,0010"] == "1"
+
+
 def test_lists_page_with_since_and_limit(api):
     ids = [store(api, patient_id=f"P{n}")["ParentPatient"] for n in range(5)]
     assert api.get("/patients").json() == ids
@@ -161,6 +172,7 @@ def test_tools_find_wildcards_ranges_lists_and_expand(api):
 
 
 @pytest.mark.parametrize("body", ["{not json", '{"Level": "Planet", "Query": {}}', '{"Level": "Study", "Query": []}',
+                                  '{"Level": "Study"}',
                                   '{"Level": "Study", "Query": {"PatientName": 5}}', '{"Level": "Study", "Limit": "ten"}', "[]"])
 def test_malformed_find_is_400_with_a_message(api, body):
     response = api.post("/tools/find", body, content_type="application/json")
