@@ -121,9 +121,10 @@ def attachment_part(request, plural, public_id, name, part):
     item = annotations.get_attachment(_level(plural), public_id, name)
     if part not in ATTACHMENT_PARTS:
         return error_response(request, 404, f"unknown attachment route {part}", orthanc=(17, "Unknown resource"))
+    # Orthanc labels the DICOM file application/dicom on /data only, not on /compressed-data.
+    content_type = "application/dicom" if name == "dicom" and part == "data" else "application/octet-stream"
     part = part.removeprefix("compressed-")
     if part == "data":
-        content_type = "application/dicom" if name == "dicom" else "application/octet-stream"
         response = FileResponse(get_storage().open(item["storage_key"]), content_type=content_type)
         response["Content-Length"] = str(item["size"])
         return _with_revision(response, item["revision"])

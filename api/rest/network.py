@@ -102,11 +102,14 @@ def describe(modality):
         "AllowStore": modality.allow_store,
         # A modality allowed to find queries the worklist too (archive/modalities.py).
         "AllowFindWorklist": modality.allow_find,
-        # Storage commitment and MPPS are allowed to whoever may store (dicom/workflow.py).
-        "AllowStorageCommitment": modality.allow_store,
-        "AllowTranscoding": False,
+        # Storage commitment (N-ACTION, N-EVENT-REPORT) and MPPS are allowed to whoever
+        # may store (dicom/workflow.py).
+        "AllowEventReport": modality.allow_store,
+        "AllowNAction": modality.allow_store,
+        # Sends transcode when the modality accepts only other transfer syntaxes (archive/scu.py).
+        "AllowTranscoding": True,
         "UseDicomTls": False,
-        "LocalAet": modality.local_aet or None,
+        "LocalAet": modality.local_aet or "",
         "Timeout": modality.timeout,
     }
 
@@ -510,15 +513,17 @@ PEER_OPERATIONS = ["configuration", "store", "system"]
 
 
 def _describe_peer(peer):
-    return {
+    answer = {
         "Url": peer.url,
-        "Username": peer.username or None,
-        # Secrets stay in the database: a GET never shows them (as Orthanc).
-        "Password": None,
         "HttpHeaders": sorted(peer.http_headers),
         "Pkcs11": False,
         "Timeout": peer.timeout,
     }
+    # As Orthanc: the user name when there is one, with a null password (a secret
+    # stays in the database); neither when there is none.
+    if peer.username:
+        answer.update(Username=peer.username, Password=None)
+    return answer
 
 
 def _peer_row(request, name):

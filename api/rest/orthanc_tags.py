@@ -50,6 +50,8 @@ def _private_creator(dataset, tag):
 
 def _name(element, creator):
     """The tag's name as Orthanc's (DCMTK's) dictionaries give it."""
+    if element.tag.is_private_creator:
+        return "PrivateCreator"
     if creator:
         try:
             description = private_dictionary_description(element.tag, creator)

@@ -33,6 +33,8 @@ def test_modalities_are_created_listed_shown_and_deleted(server_factory):
     assert expanded["mr1"]["Port"] == 11112 and expanded["mr1"]["AllowFind"] is True
     status, config = servers.request_json(server.url + "/modalities/ct1/configuration")
     assert (status, config["Host"]) == (200, "10.0.0.5")
+    # Orthanc's fields: storage commitment as its two DIMSE services, no local AE title as "".
+    assert (config["AllowNAction"], config["AllowEventReport"], config["LocalAet"]) == (True, True, "")
     assert servers.request_json(server.url + "/modalities/ct1", method="DELETE") == (200, {})
     assert servers.request_json(server.url + "/modalities") == (200, ["mr1"])
     status, body = servers.request_json(server.url + "/modalities/ct1/configuration")
