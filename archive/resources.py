@@ -45,8 +45,11 @@ def queryset(level):
         rows = rows.select_related(PARENT[level])
     if level in CHILDREN:
         child_model = MODELS[CHILD_LEVEL[level]]
+        fields = ["pk", "public_id", PARENT[CHILD_LEVEL[level]] + "_id"]
+        if level == Level.SERIES:
+            fields.append("instance_number")  # the series' Status counts them
         rows = rows.prefetch_related(
-            Prefetch(CHILDREN[level], queryset=child_model.objects.order_by("pk").only("pk", "public_id", PARENT[CHILD_LEVEL[level]] + "_id"))
+            Prefetch(CHILDREN[level], queryset=child_model.objects.order_by("pk").only(*fields))
         )
     return rows.order_by("pk")
 
@@ -90,7 +93,8 @@ def describe(level, row, file=None):
         "MainDicomTags": row.main_dicom_tags,
         "Type": level,
     }
-    children = [child.public_id for child in getattr(row, CHILDREN[level]).all()]
+    child_rows = list(getattr(row, CHILDREN[level]).all())
+    children = [child.public_id for child in child_rows]
     if level == Level.PATIENT:
         answer["Studies"] = children
     elif level == Level.STUDY:
@@ -98,11 +102,56 @@ def describe(level, row, file=None):
         answer["PatientMainDicomTags"] = row.patient.main_dicom_tags
         answer["Series"] = children
     elif level == Level.SERIES:
-        answer["ExpectedNumberOfInstances"] = None
+        expected = expected_instances(row.main_dicom_tags)
+        answer["ExpectedNumberOfInstances"] = expected
         answer["Instances"] = children
         answer["ParentStudy"] = row.study.public_id
-        answer["Status"] = "Unknown"
+        answer["Status"] = series_status(expected, [child.instance_number for child in child_rows])
     return answer
+
+
+def expected_instances(series_tags):
+    """How many instances a series announces (Orthanc's ExpectedNumberOfInstances), or None.
+
+    Orthanc's rule: ImagesInAcquisition times NumberOfTemporalPositions when both are
+    given, else NumberOfSlices, else CardiacNumberOfImages; the first rule that applies
+    decides, and an unreadable or non-positive number means none.
+    """
+    def present(keyword):
+        return series_tags.get(keyword) not in (None, "")
+
+    if present("ImagesInAcquisition") and present("NumberOfTemporalPositions"):
+        factors = ("ImagesInAcquisition", "NumberOfTemporalPositions")
+    elif present("NumberOfSlices"):
+        factors = ("NumberOfSlices",)
+    elif present("CardiacNumberOfImages"):
+        factors = ("CardiacNumberOfImages",)
+    else:
+        return None
+    expected = 1
+    for keyword in factors:
+        text = str(series_tags[keyword]).strip()
+        if not text.lstrip("+-").isdigit():
+            return None
+        expected *= int(text)
+    return expected if expected > 0 else None
+
+
+def series_status(expected, instance_numbers):
+    """Orthanc's Status of a series: Complete when its instances are numbered 1 to the
+    expected count, Missing when some are absent, Inconsistent when a number is out of
+    range or repeated, Unknown when no count is announced. Instances without a number
+    are not counted."""
+    if expected is None:
+        return "Unknown"
+    seen = set()
+    for number in instance_numbers:
+        if number is None:
+            continue
+        if not 0 < number <= expected or number in seen:
+            return "Inconsistent"
+        seen.add(number)
+    return "Complete" if len(seen) == expected else "Missing"
 
 
 def descendants(level, row, child_level):

@@ -62,6 +62,20 @@ def test_unknown_ids_are_404(api):
     assert response.status_code == 404 and response.json()["HttpStatus"] == 404
 
 
+def test_series_status_from_the_expected_number_of_instances(api):
+    def series_with(numbers, **tags):
+        key = "-".join(map(str, numbers)) + str(tags)
+        answers = [store(api, patient_id="S", study_uid=uid("S", "study"), series_uid=uid("S", key), instance_number=n,
+                         sop_uid=uid("S", key, n), **tags) for n in numbers]
+        series = api.get(f"/series/{answers[0]['ParentSeries']}").json()
+        return series["ExpectedNumberOfInstances"], series["Status"]
+
+    assert series_with([1, 2], ImagesInAcquisition=2, NumberOfTemporalPositions=1) == (2, "Complete")
+    assert series_with([1], NumberOfSlices=3) == (3, "Missing")
+    assert series_with([1, 4], CardiacNumberOfImages=2) == (2, "Inconsistent")
+    assert series_with([1]) == (None, "Unknown")
+
+
 def test_main_tags_short_and_full_as_orthanc(api):
     study_id, answers = study_of(api, 1)
     short = api.get(f"/studies/{study_id}?short").json()
