@@ -21,7 +21,7 @@ from archive import db
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # Orthanc's instance metadata that the archive sets itself: read-only.
-SYSTEM_METADATA = ("ReceptionDate", "RemoteAET", "RemoteIP", "CalledAET", "Origin", "TransferSyntax",
+SYSTEM_METADATA = ("ReceptionDate", "RemoteAET", "RemoteIP", "CalledAET", "HttpUsername", "Origin", "TransferSyntax",
                    "SopClassUid", "IndexInSeries", "MainDicomTagsSignature", "PixelDataOffset", "LastUpdate")
 PIXEL_DATA_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")  # (7FE0,0010), little and big endian
 
@@ -44,6 +44,7 @@ def system_metadata(level, row):
         "SopClassUid": row.sop_class_uid,
         "RemoteIP": row.remote_ip,
         "CalledAET": row.called_aet,
+        "HttpUsername": row.http_username,
     }
     if row.instance_number is not None:
         values["IndexInSeries"] = str(row.instance_number)

@@ -14,6 +14,7 @@ import os
 VOLATILE = {
     "LastUpdate", "ReceptionDate", "FileUuid", "Uuid", "Date", "Seq", "Last", "CreationTime", "CompletionTime",
     "Timestamp", "EffectiveRuntime", "ElapsedTime",
+    "HttpUsername",  # each server has its own user
 }
 # The metadata items that hold a time, on /metadata/{name}.
 VOLATILE_METADATA = {"ReceptionDate", "LastUpdate"}

@@ -20,6 +20,7 @@ def test_system_metadata_of_an_instance(api, instance):
     # As Orthanc: an upload over HTTP has an empty RemoteAET, and the Pixel Data
     # element's place in the file is given (viewers read frames from it).
     assert values["RemoteAET"] == ""
+    assert values["HttpUsername"] == "admin"
     offset = int(values["PixelDataOffset"])
     assert b"".join(api.get(f"/instances/{instance['ID']}/file").streaming_content)[offset:offset + 4] == b"\xe0\x7f\x10\x00"
     study = api.get(f"/studies/{instance['ParentStudy']}/metadata?expand").json()
