@@ -206,12 +206,18 @@ def _find():
         {"Level": "Study", "Query": {}, "Limit": 0},
         {"Level": "Study", "Query": {"StudyInstanceUID": "{study_uid}"}},
         {"Level": "Patient", "Query": {"PatientID": "NOSUCH"}},
+        {"Level": "Study", "Query": {"StudyInstanceUID": "1.2.826.0.1.3680043.10.1401.*"}},
+        {"Level": "Series", "Query": {"SeriesDescription": "series ?"}, "CaseSensitive": False},
+        {"Level": "Instance", "Query": {}, "Since": 1000, "Limit": 5},
+        {"Level": "Study", "Query": {}, "Limit": -1},
+        {"Level": "Study", "Query": {}, "Limit": "ten"},
+        {"Level": "Study", "Query": {"PatientName": 5}},
         {"Level": "Nonexistent", "Query": {}},
         {"Level": "Study", "Query": "not an object"},
         {"Level": "Study"},
     ]
     return [post(find, q) for q in queries] + [post(find, b"{not json", label="bad JSON"),
-                                              get(find, label="wrong method")]
+                                              get(find, label="wrong method"), put(find, b"{}", label="wrong method")]
 
 
 def _archives():
@@ -238,6 +244,9 @@ def _network():
         get("/modalities", label="after PUT"), get("/modalities?expand", label="after PUT"), get("/modalities/remote"),
         get("/modalities/remote/configuration"),
         put("/modalities/bad", b"{", label="bad JSON"),
+        put("/modalities/bad", {"AET": "BAD"}, label="no host"),
+        put("/peers/bad", b"{", label="bad JSON"),
+        post("/modalities", b"{}", label="wrong method"),
         get("/peers"), get("/peers?expand"), get("/peers/nonexistent"),
         put("/peers/remote", peer),
         get("/peers", label="after PUT"), get("/peers?expand", label="after PUT"), get("/peers/remote"),
@@ -265,6 +274,10 @@ def _dicomweb():
         get(f"{qido}/series?Modality=CT&PatientID=COMPAT-2"),
         get(f"{qido}/instances?PatientID=COMPAT-2&InstanceNumber=3"),
         get(f"{qido}/studies?PatientID=NOSUCH"),
+        get(f"{qido}/studies?00100020=COMPAT-1"),
+        get(f"{qido}/series?SeriesInstanceUID={{series_uid}}"),
+        get(f"{qido}/instances?SOPInstanceUID={{sop_uid}}"),
+        get(f"{qido}/studies?limit=abc", compare="status"),
         get(f"{qido}/studies/{{study_uid}}/series/{{series_uid}}/instances/{{sop_uid}}", compare="status"),
         get(f"{qido}/studies/{{study_uid}}/series/{{series_uid}}/instances/{{sop_uid}}/metadata"),
         get(f"{qido}/studies/{{study_uid}}/series/{{series_uid}}/metadata"),
@@ -275,6 +288,8 @@ def _changes_and_writes():
     return [
         get("/changes"), get("/changes?limit=5"), get("/changes?since=3&limit=4", compare="shape"), get("/changes?last"),
         get("/changes?limit=abc"),
+        get("/changes?since=100000&limit=5", compare="shape"),
+        post("/changes", b"{}", label="wrong method"),
         put("/instances/{instance}/metadata/1024", "a value"),
         get("/instances/{instance}/metadata/1024", compare="bytes"),
         put("/studies/{study}/metadata/1025", "study value"),
@@ -300,6 +315,8 @@ def _changes_and_writes():
         get("/changes?limit=1000", label="after DELETE"),
         get("/changes?last", label="after DELETE"),
         get("/patients", label="after DELETE"),
+        delete("/changes"),
+        get("/changes", label="after DELETE /changes"),
     ]
 
 
@@ -308,5 +325,6 @@ SYSTEM = ("Name", "HttpPort", "DicomPort", "Version", "DatabaseBackendPlugin", "
 
 CASES = [
     get("/system", volatile=SYSTEM), get("/statistics"),
+    put("/system", b"{}", label="wrong method"), delete("/statistics", label="wrong method"),
     *_resources(), *_instances(), *_find(), *_archives(), *_network(), *_dicomweb(), *_changes_and_writes(),
 ]
