@@ -35,6 +35,10 @@ class Item:
 def system_metadata(level, row):
     """The metadata Orthanc keeps for a resource, from its row (and, for PixelDataOffset,
     from the header of an instance's file)."""
+    if level == resources.Level.SERIES:
+        # Orthanc (since 1.9) keeps on a series the RemoteAET of the instance that created it.
+        first = row.instances.order_by("pk").values_list("remote_aet", flat=True).first()
+        return {"LastUpdate": resources.orthanc_time(row.last_update), "RemoteAET": first or ""}
     if level != resources.Level.INSTANCE:
         return {"LastUpdate": resources.orthanc_time(row.last_update)}
     values = {

@@ -25,6 +25,8 @@ def test_system_metadata_of_an_instance(api, instance):
     assert b"".join(api.get(f"/instances/{instance['ID']}/file").streaming_content)[offset:offset + 4] == b"\xe0\x7f\x10\x00"
     study = api.get(f"/studies/{instance['ParentStudy']}/metadata?expand").json()
     assert study == {"LastUpdate": api.get(f"/studies/{instance['ParentStudy']}").json()["LastUpdate"]}
+    series = api.get(f"/series/{instance['ParentSeries']}/metadata?expand").json()
+    assert set(series) == {"LastUpdate", "RemoteAET"} and series["RemoteAET"] == ""
     response = api.put(f"/instances/{instance['ID']}/metadata/Origin", "x", content_type="text/plain")
     assert response.status_code == 403
 
