@@ -38,6 +38,27 @@ def _tag_format(request):
     return "short" if "short" in request.GET else "full" if "full" in request.GET else None
 
 
+def _requested_tags(request):
+    """The keywords of Orthanc 1.12's ?requestedTags=A;B (empty without it); ValueError
+    names one that is no DICOM keyword."""
+    keys = [key for key in request.GET.get("requestedTags", "").split(";") if key]
+    unknown = [key for key in keys if tag_for_keyword(key) is None]
+    if unknown:
+        raise ValueError(f"requestedTags: {', '.join(unknown)} is not a DICOM keyword")
+    return keys
+
+
+def _with_requested(answer, level, keys):
+    """Each described resource with its RequestedTags (Orthanc 1.12), when asked."""
+    if not keys:
+        return answer
+    items = answer if isinstance(answer, list) else [answer]
+    values = query.requested_values(level, [item["ID"] for item in items], keys)
+    for item in items:
+        item["RequestedTags"] = values.get(item["ID"], {})
+    return answer
+
+
 def _shaped(answer, form):
     """A described resource (or a list of them) with its main tags in the asked form."""
     if form is None:
@@ -72,6 +93,7 @@ def listing(request, plural):
     level = _level(plural)
     try:
         since, limit = _int_param(request, "since") or 0, _int_param(request, "limit")
+        requested = _requested_tags(request)
     except ValueError as error:
         return error_response(request, 400, str(error))
     if ("since" in request.GET) != ("limit" in request.GET):
@@ -79,8 +101,8 @@ def listing(request, plural):
         return error_response(request, 400, "since and limit go together: give both or neither")
     end = None if limit is None else since + limit
     if "expand" in request.GET:
-        return JsonResponse(_shaped(resources.describe_many(level, resources.queryset(level)[since:end]),
-                                    _tag_format(request)), safe=False)
+        described = resources.describe_many(level, resources.queryset(level)[since:end])
+        return JsonResponse(_shaped(_with_requested(described, level, requested), _tag_format(request)), safe=False)
     ids = resources.MODELS[level].objects.order_by("pk").values_list("public_id", flat=True)[since:end]
     return JsonResponse(list(ids), safe=False)
 
@@ -100,10 +122,15 @@ def detail(request, plural, public_id):
         ancestor_level, ancestor_id = remaining
         return JsonResponse({"RemainingAncestor": {
             "ID": ancestor_id, "Path": f"/{resources.PLURAL[ancestor_level]}/{ancestor_id}", "Type": ancestor_level}})
+    try:
+        requested = _requested_tags(request)
+    except ValueError as error:
+        return error_response(request, 400, str(error))
     row = resources.get(level, public_id)
     if row is None:
         return _not_found_empty()
-    return JsonResponse(_shaped(resources.describe(level, row), _tag_format(request)))
+    return JsonResponse(_shaped(_with_requested(resources.describe(level, row), level, requested),
+                                _tag_format(request)))
 
 
 RELATED = {"patient": Level.PATIENT, "study": Level.STUDY, "studies": Level.STUDY, "series": Level.SERIES,
@@ -127,8 +154,12 @@ def children(request, plural, public_id, child_level):
     row = resources.MODELS[level].objects.filter(public_id=public_id).first()
     if row is None:
         return error_response(request, 404, f"{level.lower()} {public_id} is not in the archive", orthanc=(17, "Unknown resource"))
-    rows = resources.descendants(level, row, child_level)
-    return JsonResponse(_shaped(resources.describe_many(child_level, rows), _tag_format(request)), safe=False)
+    try:
+        requested = _requested_tags(request)
+    except ValueError as error:
+        return error_response(request, 400, str(error))
+    described = resources.describe_many(child_level, resources.descendants(level, row, child_level))
+    return JsonResponse(_shaped(_with_requested(described, child_level, requested), _tag_format(request)), safe=False)
 
 
 @require_http_methods(["GET"])

@@ -117,7 +117,11 @@ def _resources():
             cases.append(get(f"/{plural}/{one}/{other}"))
             cases.append(get(f"/{plural}/{UNKNOWN}/{other}"))
         cases.append(get(f"/{plural}/{one}/{related[-1]}?expand"))
-    cases += [get("/studies/{study}/series?short"), get("/patients/{patient}/studies?full")]
+    cases += [get("/studies/{study}/series?short"), get("/patients/{patient}/studies?full"),
+              get("/studies?expand&requestedTags=ModalitiesInStudy;NumberOfStudyRelatedInstances;PatientName"),
+              get("/studies/{study}?requestedTags=StudyDate;PatientID"),
+              get("/series/{series}/instances?requestedTags=InstanceNumber;SOPClassUID"),
+              get("/studies/{study}?requestedTags=NotAKeyword")]
     for name in ODD_FILES:
         cases += [get(f"/instances/{{instance@{name}}}"), get(f"/series/{{series@{name}}}"),
                   get(f"/studies/{{study@{name}}}"), get(f"/patients/{{patient@{name}}}")]

@@ -87,6 +87,20 @@ def test_main_tags_short_and_full_as_orthanc(api):
     assert api.get(f"/instances/{answers[0]['ID']}/study?short").json()["MainDicomTags"]["0020,0010"] == "1"
 
 
+def test_requested_tags_as_orthanc_1_12(api, django_assert_max_num_queries):
+    study_id, answers = study_of(api, 2)
+    keys = "requestedTags=ModalitiesInStudy;NumberOfStudyRelatedInstances;PatientName"
+    with django_assert_max_num_queries(6):
+        listed = api.get(f"/studies?expand&{keys}").json()
+    assert listed[0]["RequestedTags"] == {"ModalitiesInStudy": "CT", "NumberOfStudyRelatedInstances": "2",
+                                          "PatientName": "DOE^JANE"}
+    assert api.get(f"/studies/{study_id}?{keys}").json()["RequestedTags"] == listed[0]["RequestedTags"]
+    children = api.get(f"/series/{answers[0]['ParentSeries']}/instances?requestedTags=InstanceNumber").json()
+    assert sorted(c["RequestedTags"]["InstanceNumber"] for c in children) == ["1", "2"]
+    assert "RequestedTags" not in api.get(f"/studies/{study_id}").json()
+    assert api.get(f"/studies/{study_id}?requestedTags=NotAKeyword").status_code == 400
+
+
 def test_lists_page_with_since_and_limit(api):
     ids = [store(api, patient_id=f"P{n}")["ParentPatient"] for n in range(5)]
     assert api.get("/patients").json() == ids
