@@ -33,6 +33,9 @@ ROUTE_FORMS = [
     (r"/(metadata|attachments)/[^/]+", r"/\1/{name}"),
     (r"/content/.+", "/content/{path}"),
     (r"/frames/[0-9]+/", "/frames/{frame}/"),
+    (r"/frames/[0-9,]+$", "/frames/{frames}"),
+    (r"/bulk/[0-9a-fA-F]{8}$", "/bulk/{tag}"),
+    (r"/dicom-web/studies/1\.2\.3\.4", "/dicom-web/studies/{study_uid}"),
 ]
 
 
@@ -260,6 +263,9 @@ def _network():
     ]
 
 
+INSTANCE_URL = "/dicom-web/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
+
+
 def _dicomweb():
     qido = "/dicom-web"
     return [
@@ -285,6 +291,19 @@ def _dicomweb():
         get(f"{qido}/studies/{{study_uid}}/series/{{series_uid}}/instances/{{sop_uid}}", compare="status"),
         get(f"{qido}/studies/{{study_uid}}/series/{{series_uid}}/instances/{{sop_uid}}/metadata"),
         get(f"{qido}/studies/{{study_uid}}/series/{{series_uid}}/metadata"),
+        get(f"{qido}/studies/{{study_uid}}/metadata"),
+        get(f"{qido}/studies/{{study_uid}}", compare="type"),
+        get(f"{qido}/studies/{{study_uid}}/series/{{series_uid}}", compare="type"),
+        get(f"{INSTANCE_URL}", compare="type"),
+        get(f"{INSTANCE_URL}/frames/1", compare="type"),
+        get(f"{INSTANCE_URL}/rendered", compare="type"),
+        get(f"{INSTANCE_URL}/bulk/7fe00010", compare="type"),
+        get(f"{qido}/studies/1.2.3.4", compare="status"),
+        get("/wado?requestType=WADO&studyUID={study_uid}&seriesUID={series_uid}&objectUID={sop_uid}"
+            "&contentType=application/dicom", compare="bytes"),
+        get("/wado?requestType=WADO&studyUID={study_uid}&seriesUID={series_uid}&objectUID={sop_uid}",
+            compare="type"),
+        get("/wado?requestType=WADO&studyUID={study_uid}&seriesUID={series_uid}&objectUID=1.2.3", compare="status"),
     ]
 
 
