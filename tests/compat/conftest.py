@@ -64,7 +64,8 @@ def generated_files():
 
 
 def corpus_file_names():
-    return list(generated_files()) + [os.path.basename(path) for path in pydicom_test_files()]
+    # pydicom ships a few names twice (DICOMDIR, README.txt in two folders): the last one is loaded.
+    return list(dict.fromkeys([*generated_files(), *(os.path.basename(path) for path in pydicom_test_files())]))
 
 
 def corpus_files():
@@ -101,6 +102,10 @@ def _json(data):
 
 @pytest.fixture(scope="session")
 def pair(tmp_path_factory):
+    missing = [path for path in (orthanc.ORTHANC, DICOMWEB_PLUGIN) if not os.path.exists(path)]
+    if missing:
+        pytest.fail(f"the differential tests need Debian's orthanc and orthanc-dicomweb ({', '.join(missing)} "
+                    "missing): `make test` installs them when run as root")
     config = {"Name": "compat", "DicomAet": "PACSWEB", "StableAge": 3600,
               "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
     with orthanc.OrthancServer(config=config, plugins=[DICOMWEB_PLUGIN]) as reference:
