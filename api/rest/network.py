@@ -13,6 +13,7 @@ from django.db import IntegrityError
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
+from pydicom.datadict import tag_for_keyword
 
 from archive import scu, sends
 from archive.models import Level
@@ -323,7 +324,7 @@ def modality_query(request, name):
     if not isinstance(query, dict) or not all(isinstance(v, str) for v in query.values()):
         raise BadRequest("Query must map DICOM keywords to strings")
     try:
-        answers = scu.find(modality_peer(modality), level, query)
+        answers = scu.find(modality_peer(modality), level, {**IDENTIFIERS_ASKED[level], **query})
     except (ValueError, TypeError) as error:
         raise BadRequest(f"invalid query key: {error}")
     stored = DicomQuery.objects.create(
@@ -335,10 +336,22 @@ def modality_query(request, name):
     return JsonResponse({"ID": stored.id, "Path": f"/queries/{stored.id}"})
 
 
+# Orthanc's /modalities/{m}/query asks for the identifiers of the level and of the
+# levels above, whatever the query names, so that every answer can be retrieved and
+# placed in the hierarchy.
+IDENTIFIERS_ASKED = {
+    Level.PATIENT: {"PatientID": ""},
+    Level.STUDY: {"AccessionNumber": "", "PatientID": "", "StudyInstanceUID": ""},
+    Level.SERIES: {"AccessionNumber": "", "PatientID": "", "StudyInstanceUID": "", "SeriesInstanceUID": ""},
+    Level.INSTANCE: {"AccessionNumber": "", "PatientID": "", "StudyInstanceUID": "", "SeriesInstanceUID": "",
+                     "SOPInstanceUID": ""},
+}
+
+
 def _dicom_as_json(dataset):
     out = {}
     for element in dataset:
-        if element.VR == "SQ" or element.tag.group == 0x0008 and element.tag.element == 0x0005:
+        if element.VR == "SQ":
             continue
         tag = f"{element.tag.group:04x},{element.tag.element:04x}"
         value = element.value
@@ -426,7 +439,11 @@ def query_attribute(request, query_id, attribute):
     if value is None:
         raise _NotFound(request, f"unknown attribute {attribute}")
     if isinstance(value, dict):
-        return JsonResponse(value)
+        # As Orthanc: the query's keys by tag with name and type; ?simplify by name.
+        if "simplify" in request.GET:
+            return JsonResponse(value)
+        return JsonResponse({f"{tag >> 16:04x},{tag & 0xFFFF:04x}": {"Name": keyword, "Type": "String", "Value": text}
+                             for keyword, text in value.items() if (tag := tag_for_keyword(keyword)) is not None})
     return HttpResponse(value, content_type="text/plain")
 
 

@@ -42,6 +42,8 @@ class Pair:
     uploads: dict = field(default_factory=dict)
     # Case id → the differences found, filled as the cases run.
     results: dict = field(default_factory=dict)
+    # Side name → placeholders whose values are that server's own (Case.capture).
+    own_ids: dict = field(default_factory=lambda: {"Orthanc": {}, "pacsweb": {}})
 
 
 def generated_files():
@@ -106,13 +108,17 @@ def pair(tmp_path_factory):
     if missing:
         pytest.fail(f"the differential tests need Debian's orthanc and orthanc-dicomweb ({', '.join(missing)} "
                     "missing): `make test` installs them when run as root")
-    config = {"Name": "compat", "DicomAet": "PACSWEB", "StableAge": 3600,
+    # Orthanc's C-FIND SCP answers both servers' queries (corpus._queries): both call as
+    # PACSWEB from loopback, which the corpus adds to both servers' modalities.
+    dicom_port = servers.free_port()
+    config = {"Name": "compat", "DicomAet": "PACSWEB", "DicomPort": dicom_port, "StableAge": 3600,
               "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
     with orthanc.OrthancServer(config=config, plugins=[DICOMWEB_PLUGIN]) as reference:
         server = servers.Server(tmp_path_factory.mktemp("compat") / "pacsweb", PACS_STABLE_AGE=3600)
         try:
             pair = Pair(Side("Orthanc", reference.url, reference.auth_header),
                         Side("pacsweb", server.url, servers.auth_header()))
+            pair.ids["orthanc_dicom_port"] = str(dicom_port)
             _FILES.update(corpus_files())
             load(pair, _FILES)
             yield pair

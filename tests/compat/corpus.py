@@ -29,7 +29,8 @@ ODD_FILES = ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "rtplan.dcm", "SC_r
 ROUTE_FORMS = [
     (r"\{(patient|study|series|instance)(@[^}]*)?\}", "{id}"),
     (UNKNOWN, "{id}"),
-    (r"/(modalities|peers|jobs)/[^/]+", r"/\1/{id}"),
+    (r"/(modalities|peers|jobs|queries)/[^/]+", r"/\1/{id}"),
+    (r"/answers/[0-9]+/", "/answers/{index}/"),
     (r"/(metadata|attachments)/[^/]+", r"/\1/{name}"),
     (r"/content/.+", "/content/{path}"),
     (r"/frames/[0-9]+/", "/frames/{frame}/"),
@@ -49,6 +50,9 @@ class Case:
     headers: dict = field(default_factory=dict)
     # Members whose values differ by configuration, not behaviour (beyond compare.VOLATILE).
     volatile: tuple = ()
+    # Keep each server's own "ID" of the answer as this placeholder for the next cases
+    # (a query made on a modality has a different id on each).
+    capture: str = ""
 
     @property
     def id(self):
@@ -266,6 +270,31 @@ def _network():
 INSTANCE_URL = "/dicom-web/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
 
 
+def _queries():
+    """Both servers query one C-FIND SCP: Orthanc's own (it knows pacsweb's and its own
+    AE title, PACSWEB), so that the answers differ by how each shows them only."""
+    modality = '{"AET": "PACSWEB", "Host": "127.0.0.1", "Port": {orthanc_dicom_port}}'
+    query = "/queries/{query}"
+    return [
+        put("/modalities/pacs", modality, label="the Orthanc SCP"),
+        post("/modalities/pacs/echo", "{}"),
+        post("/modalities/pacs/query", {"Level": "Study", "Query": {"PatientID": "COMPAT*", "StudyDescription": ""}},
+             capture="query", volatile=("ID", "Path")),
+        get(query), get(f"{query}/answers"), get(f"{query}/answers?expand"), get(f"{query}/answers?expand&simplify"),
+        get(f"{query}/answers/0/content"), get(f"{query}/answers/0/content?simplify"),
+        get(f"{query}/level", compare="bytes"), get(f"{query}/modality", compare="bytes"), get(f"{query}/query"),
+        get(f"{query}/answers/9/content"),
+        post("/modalities/pacs/query", {"Level": "Series", "Query": {"StudyInstanceUID": "{study_uid}",
+                                                                   "Modality": "", "SeriesNumber": ""}},
+             capture="series_query", volatile=("ID", "Path")),
+        get("/queries/{series_query}/answers?expand"),
+        post("/modalities/pacs/query", {"Level": "Planet", "Query": {}}),
+        post("/modalities/nonexistent/query", {"Level": "Study", "Query": {}}),
+        get("/queries/nonexistent/answers"),
+        delete("/modalities/pacs"),
+    ]
+
+
 def _dicomweb():
     qido = "/dicom-web"
     return [
@@ -349,5 +378,6 @@ SYSTEM = ("Name", "HttpPort", "DicomPort", "Version", "DatabaseBackendPlugin", "
 CASES = [
     get("/system", volatile=SYSTEM), get("/statistics"),
     put("/system", b"{}", label="wrong method"), delete("/statistics", label="wrong method"),
-    *_resources(), *_instances(), *_find(), *_archives(), *_network(), *_dicomweb(), *_changes_and_writes(),
+    *_resources(), *_instances(), *_find(), *_archives(), *_network(), *_queries(), *_dicomweb(),
+    *_changes_and_writes(),
 ]

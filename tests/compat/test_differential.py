@@ -55,11 +55,16 @@ def check(pair, case, orthanc, pacsweb):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
 def test_same_answer(pair, case):
-    path = resolve(case.path, pair.ids)
-    body = case.encoded_body()
-    if body is not None and not isinstance(case.body, bytes):
-        body = resolve(body.decode(), pair.ids).encode()
-    answers = [side.request(case.method, path, body, case.headers) for side in (pair.orthanc, pair.pacsweb)]
+    answers = []
+    for side in (pair.orthanc, pair.pacsweb):
+        ids = {**pair.ids, **pair.own_ids[side.name]}
+        body = case.encoded_body()
+        if body is not None and not isinstance(case.body, bytes):
+            body = resolve(body.decode(), ids).encode()
+        answer = side.request(case.method, resolve(case.path, ids), body, case.headers)
+        if case.capture and answer[0] == 200:
+            pair.own_ids[side.name][case.capture] = json.loads(answer[2])["ID"]
+        answers.append(answer)
     check(pair, case, *answers)
 
 

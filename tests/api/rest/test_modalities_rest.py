@@ -107,6 +107,9 @@ def test_query_then_retrieve_brings_the_study_into_the_archive(server_factory, l
     assert servers.request_json(query_path + "/answers") == (200, ["0"])
     status, content = servers.request_json(query_path + "/answers/0/content?simplify")
     assert content["StudyInstanceUID"] == study_uid
+    # As Orthanc: the query by tag, with name and type (tests/compat checks the answers' keys).
+    assert servers.request_json(query_path + "/query")[1] == {
+        "0010,0020": {"Name": "PatientID", "Type": "String", "Value": "RMT*"}}
     status, full = servers.request_json(query_path + "/answers/0/content")
     assert full["0020,000d"]["Value"] == study_uid
 
