@@ -22,6 +22,9 @@ class Side:
     name: str
     url: str
     auth: str
+    # Base URLs written as "{base}" in answers: the server's own, and the other's (which
+    # pacsweb shows as the URL of a peer that is the Orthanc).
+    bases: tuple = ()
 
     def request(self, method, path, body=None, headers=None):
         """(status, content type, body bytes) of one request; never raises on a 4xx/5xx."""
@@ -29,7 +32,9 @@ class Side:
                                                        headers=headers, auth=self.auth)
         content_type = {k.lower(): v for k, v in answer_headers.items()}.get("content-type", "")
         # Absolute URLs in answers (DICOMweb's RetrieveURL, BulkDataURI) differ by port only.
-        return status, content_type, data.replace(self.url.encode(), b"{base}")
+        for base in (self.url, *self.bases):
+            data = data.replace(base.encode(), b"{base}")
+        return status, content_type, data
 
 
 @dataclass
@@ -116,9 +121,9 @@ def pair(tmp_path_factory):
     with orthanc.OrthancServer(config=config, plugins=[DICOMWEB_PLUGIN]) as reference:
         server = servers.Server(tmp_path_factory.mktemp("compat") / "pacsweb", PACS_STABLE_AGE=3600)
         try:
-            pair = Pair(Side("Orthanc", reference.url, reference.auth_header),
-                        Side("pacsweb", server.url, servers.auth_header()))
-            pair.ids["orthanc_dicom_port"] = str(dicom_port)
+            pair = Pair(Side("Orthanc", reference.url, reference.auth_header, (server.url,)),
+                        Side("pacsweb", server.url, servers.auth_header(), (reference.url,)))
+            pair.ids.update(orthanc_dicom_port=str(dicom_port), orthanc_url=reference.url)
             _FILES.update(corpus_files())
             load(pair, _FILES)
             yield pair

@@ -292,6 +292,11 @@ def _queries():
         post("/modalities/nonexistent/query", {"Level": "Study", "Query": {}}),
         get("/queries/nonexistent/answers"),
         delete("/modalities/pacs"),
+        put("/peers/orthanc", '{"Url": "{orthanc_url}", "Username": "bench", "Password": "bench-password"}',
+            label="the Orthanc"),
+        get("/peers/orthanc/system", volatile=SYSTEM),
+        get("/peers/orthanc/configuration"),
+        delete("/peers/orthanc"),
     ]
 
 
