@@ -151,9 +151,10 @@ def load(pair, files):
         if pacsweb_answer is None:
             continue
         if _stored_id(orthanc_answer) == _stored_id(pacsweb_answer):
-            # AlreadyStored on both (an earlier file had its SOP Instance UID): named, not stored again.
             shared.append(name)
-            if orthanc_answer[1]["Status"] == "Success":
+            # What pacsweb stored anew, Orthanc stores again; an instance both already
+            # held (an earlier file had its SOP Instance UID) is named, not stored again.
+            if pacsweb_answer[1]["Status"] == "Success":
                 common.append(name)
         elif _stored_id(pacsweb_answer) and pacsweb_answer[1]["Status"] == "Success":
             pair.pacsweb.request("DELETE", f"/instances/{_stored_id(pacsweb_answer)}")
