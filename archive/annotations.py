@@ -23,8 +23,9 @@ from archive import db
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # Orthanc's instance metadata that the archive sets itself: read-only.
-SYSTEM_METADATA = ("ReceptionDate", "RemoteAET", "RemoteIP", "CalledAET", "Origin", "TransferSyntax",
-                   "SopClassUid", "IndexInSeries", "MainDicomTagsSignature")
+SYSTEM_METADATA = ("ReceptionDate", "RemoteAET", "RemoteIP", "CalledAET", "HttpUsername", "Origin", "TransferSyntax",
+                   "SopClassUid", "IndexInSeries", "MainDicomTagsSignature", "PixelDataOffset", "LastUpdate")
+PIXEL_DATA_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")  # (7FE0,0010), little and big endian
 
 
 @dataclass(frozen=True)
@@ -34,21 +35,50 @@ class Item:
 
 
 def system_metadata(level, row):
-    """The metadata Orthanc keeps for an instance, from the instance row."""
+    """The metadata Orthanc keeps for a resource, from its row (and, for PixelDataOffset,
+    from the header of an instance's file)."""
+    if level == resources.Level.SERIES:
+        # Orthanc (since 1.9) keeps on a series the RemoteAET of the instance that created it.
+        first = row.instances.order_by("pk").values_list("remote_aet", flat=True).first()
+        return {"LastUpdate": resources.orthanc_time(row.last_update), "RemoteAET": first or ""}
     if level != resources.Level.INSTANCE:
-        return {}
+        return {"LastUpdate": resources.orthanc_time(row.last_update)}
     values = {
         "ReceptionDate": resources.orthanc_time(row.created_at),
         "Origin": row.origin,
         "TransferSyntax": row.transfer_syntax_uid,
         "SopClassUid": row.sop_class_uid,
-        "RemoteAET": row.remote_aet,
         "RemoteIP": row.remote_ip,
         "CalledAET": row.called_aet,
+        "HttpUsername": row.http_username,
     }
     if row.instance_number is not None:
         values["IndexInSeries"] = str(row.instance_number)
-    return {k: v for k, v in values.items() if v}
+    values = {k: v for k, v in values.items() if v}
+    # Orthanc writes RemoteAET for every instance, "" for one uploaded over HTTP.
+    values["RemoteAET"] = row.remote_aet
+    offset = _pixel_data_offset(row.public_id)
+    if offset is not None:
+        values["PixelDataOffset"] = str(offset)
+    return values
+
+
+def _pixel_data_offset(public_id):
+    """Where the Pixel Data element starts in the stored file (Orthanc's PixelDataOffset,
+    which viewers use to read frames without parsing), or None without pixel data."""
+    import pydicom
+
+    key = Attachment.objects.filter(resource_id=public_id, name=Attachment.DICOM).values_list(
+        "storage_key", flat=True).first()
+    if key is None:
+        return None
+    try:
+        with get_storage().open(key) as stream:
+            pydicom.dcmread(stream, stop_before_pixels=True)
+            offset = stream.tell()
+            return offset if stream.read(4) in PIXEL_DATA_TAGS else None
+    except Exception:  # a file pydicom stored but cannot re-read here still has its other metadata
+        return None
 
 
 def _resource(level, public_id):

@@ -93,6 +93,9 @@ def _release(cursor, ids_sql, params, now):
     ids = [r[0] for r in cursor.fetchall()]
     cursor.execute(f"DELETE FROM {Attachment._meta.db_table} WHERE resource_id IN ({ids_sql})", params)
     cursor.execute(f"DELETE FROM metadata WHERE resource_id IN ({ids_sql})", params)
+    # Orthanc drops a resource's changes with it: /changes never names a resource
+    # that is gone, but for the Deleted change appended after (see _delete).
+    cursor.execute(f"DELETE FROM {Change._meta.db_table} WHERE public_id IN ({ids_sql})", params)
     return ids
 
 

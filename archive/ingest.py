@@ -531,6 +531,7 @@ def _index_step_by_step(parsed, stored, origin, now):
             remote_aet=origin.remote_aet[:16],
             remote_ip=origin.remote_ip[:45],
             called_aet=origin.called_aet[:16],
+            http_username=origin.username[:150],
             node=node[:128],
         )
         if inserted is None:
@@ -631,7 +632,7 @@ def _index_in_one_statement(parsed, stored, origin, now):
         "sop_class": parsed.sop_class_uid, "syntax": parsed.transfer_syntax_uid,
         "instance_number": _int(parsed.instance_tags.get("InstanceNumber")),
         "origin": origin.kind, "remote_aet": origin.remote_aet[:16], "remote_ip": origin.remote_ip[:45],
-        "called_aet": origin.called_aet[:16],
+        "called_aet": origin.called_aet[:16], "http_username": origin.username[:150],
         "key": stored.key, "size": stored.size, "md5": stored.md5,
         "dicom": Attachment.DICOM, "instance_level": Level.INSTANCE,
         "new_instance": ChangeType.NEW_INSTANCE, "new_series": ChangeType.NEW_SERIES,
@@ -687,10 +688,10 @@ def _index_in_one_statement(parsed, stored, origin, now):
         i AS (
             INSERT INTO {Instance._meta.db_table} (public_id, main_dicom_tags, created_at, last_update, is_stable,
                 series_id, sop_instance_uid, sop_class_uid, transfer_syntax_uid, instance_number, origin,
-                remote_aet, remote_ip, called_aet, node)
+                remote_aet, remote_ip, called_aet, http_username, node)
             SELECT %(instance_pid)s, %(instance_tags)s::jsonb, %(stamp)s, %(stamp)s, false, se.id, %(sop)s,
                    %(sop_class)s, %(syntax)s, %(instance_number)s::integer, %(origin)s, %(remote_aet)s,
-                   %(remote_ip)s, %(called_aet)s, %(node)s
+                   %(remote_ip)s, %(called_aet)s, %(http_username)s, %(node)s
             FROM se
             ON CONFLICT (sop_instance_uid) DO NOTHING
             RETURNING id

@@ -197,6 +197,21 @@ def _matching(query, return_keys):
     return queryset.order_by(*query.order, "pk"), wanted
 
 
+def requested_values(level, public_ids, return_keys):
+    """{public id: {keyword: value}} for these resources: Orthanc 1.12's requestedTags,
+    answered as /tools/find answers its RequestedTags, in a constant number of queries."""
+    if not public_ids or not return_keys:
+        return {}
+    wanted = set(return_keys)
+    queryset = MODELS[level].objects.filter(public_id__in=list(public_ids))
+    related = [path.rstrip("_") for path in PATHS[level].values() if path]
+    if related:
+        queryset = queryset.select_related(*related)
+    rows = list(_annotate_counts(queryset, level, wanted))
+    return {match.row.public_id: {key: match.values.get(key, "") for key in return_keys}
+            for match in _matches(level, rows, wanted)}
+
+
 def _matches(level, rows, wanted):
     extra = _aggregates(level, rows, wanted)
     return [Match(level, row, _values(level, row, wanted, extra)) for row in rows]

@@ -45,8 +45,11 @@ def queryset(level):
         rows = rows.select_related(PARENT[level])
     if level in CHILDREN:
         child_model = MODELS[CHILD_LEVEL[level]]
+        fields = ["pk", "public_id", PARENT[CHILD_LEVEL[level]] + "_id"]
+        if level == Level.SERIES:
+            fields.append("instance_number")  # the series' Status counts them
         rows = rows.prefetch_related(
-            Prefetch(CHILDREN[level], queryset=child_model.objects.order_by("pk").only("pk", "public_id", PARENT[CHILD_LEVEL[level]] + "_id"))
+            Prefetch(CHILDREN[level], queryset=child_model.objects.order_by("pk").only(*fields))
         )
     return rows.order_by("pk")
 
@@ -76,7 +79,7 @@ def describe(level, row, file=None):
                 "size", "storage_key").first() or {}
         return {
             "FileSize": file.get("size", 0),
-            "FileUuid": _uuid(file.get("storage_key", "")),
+            "FileUuid": uuid_form(file.get("storage_key", "")),
             "ID": row.public_id,
             "IndexInSeries": row.instance_number,
             "MainDicomTags": row.main_dicom_tags,
@@ -90,7 +93,8 @@ def describe(level, row, file=None):
         "MainDicomTags": row.main_dicom_tags,
         "Type": level,
     }
-    children = [child.public_id for child in getattr(row, CHILDREN[level]).all()]
+    child_rows = list(getattr(row, CHILDREN[level]).all())
+    children = [child.public_id for child in child_rows]
     if level == Level.PATIENT:
         answer["Studies"] = children
     elif level == Level.STUDY:
@@ -98,11 +102,56 @@ def describe(level, row, file=None):
         answer["PatientMainDicomTags"] = row.patient.main_dicom_tags
         answer["Series"] = children
     elif level == Level.SERIES:
-        answer["ExpectedNumberOfInstances"] = None
+        expected = expected_instances(row.main_dicom_tags)
+        answer["ExpectedNumberOfInstances"] = expected
         answer["Instances"] = children
         answer["ParentStudy"] = row.study.public_id
-        answer["Status"] = "Unknown"
+        answer["Status"] = series_status(expected, [child.instance_number for child in child_rows])
     return answer
+
+
+def expected_instances(series_tags):
+    """How many instances a series announces (Orthanc's ExpectedNumberOfInstances), or None.
+
+    Orthanc's rule: ImagesInAcquisition times NumberOfTemporalPositions when both are
+    given, else NumberOfSlices, else CardiacNumberOfImages; the first rule that applies
+    decides, and an unreadable or non-positive number means none.
+    """
+    def present(keyword):
+        return series_tags.get(keyword) not in (None, "")
+
+    if present("ImagesInAcquisition") and present("NumberOfTemporalPositions"):
+        factors = ("ImagesInAcquisition", "NumberOfTemporalPositions")
+    elif present("NumberOfSlices"):
+        factors = ("NumberOfSlices",)
+    elif present("CardiacNumberOfImages"):
+        factors = ("CardiacNumberOfImages",)
+    else:
+        return None
+    expected = 1
+    for keyword in factors:
+        text = str(series_tags[keyword]).strip()
+        if not text.lstrip("+-").isdigit():
+            return None
+        expected *= int(text)
+    return expected if expected > 0 else None
+
+
+def series_status(expected, instance_numbers):
+    """Orthanc's Status of a series: Complete when its instances are numbered 1 to the
+    expected count, Missing when some are absent, Inconsistent when a number is out of
+    range or repeated, Unknown when no count is announced. Instances without a number
+    are not counted."""
+    if expected is None:
+        return "Unknown"
+    seen = set()
+    for number in instance_numbers:
+        if number is None:
+            continue
+        if not 0 < number <= expected or number in seen:
+            return "Inconsistent"
+        seen.add(number)
+    return "Complete" if len(seen) == expected else "Missing"
 
 
 def descendants(level, row, child_level):
@@ -116,7 +165,8 @@ def ancestor(level, row, ancestor_level):
     return queryset(ancestor_level).get(pk__in=ancestor_pk)
 
 
-def _uuid(key):
+def uuid_form(key):
+    """A storage key as Orthanc writes its file UUIDs (8-4-4-4-12)."""
     if len(key) != 32:
         return key
     return f"{key[:8]}-{key[8:12]}-{key[12:16]}-{key[16:20]}-{key[20:]}"

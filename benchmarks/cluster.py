@@ -61,9 +61,9 @@ import psutil
 import psycopg
 import redis
 
-from benchmarks import ingest, orthanc
+from benchmarks import ingest
 from benchmarks.ingest import cpu_model, git_revision, memory_gb, percentile
-from tests import servers
+from tests import orthanc, servers
 from tests.dicomgen import make_instance, uid
 from tests.services import EmbeddedPostgres, EmbeddedRedis, remove, scratch_dir
 

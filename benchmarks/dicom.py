@@ -46,9 +46,9 @@ import psycopg
 import pydicom
 
 from archive.identifiers import patient_public_id
-from benchmarks import indexfill, ingest, orthanc
+from benchmarks import indexfill, ingest
 from benchmarks.ingest import cpu_model, git_revision, memory_gb, percentile
-from tests import servers
+from tests import orthanc, servers
 from tests.dicomgen import make_instance, uid
 from tests.services import remove, scratch_dir
 

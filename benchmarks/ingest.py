@@ -34,8 +34,7 @@ from urllib.parse import urlparse
 
 import psycopg
 
-from benchmarks import orthanc
-from tests import servers
+from tests import orthanc, servers
 from tests.dicomgen import make_instance, uid
 from tests.services import EmbeddedPostgres, remove, scratch_dir
 

@@ -63,9 +63,9 @@ import psycopg
 import redis
 
 from archive.identifiers import study_public_id
-from benchmarks import ingest, orthanc
+from benchmarks import ingest
 from benchmarks.rest import RssSampler
-from tests import servers
+from tests import orthanc, servers
 from tests.dicomgen import make_instance, uid
 from tests.services import EmbeddedRedis, remove, scratch_dir
 

@@ -51,8 +51,8 @@ import psutil
 import psycopg
 
 from archive.identifiers import study_public_id
-from benchmarks import ingest, orthanc
-from tests import servers
+from benchmarks import ingest
+from tests import orthanc, servers
 from tests.dicomgen import make_instance, uid
 from tests.services import remove, scratch_dir
 

@@ -38,7 +38,7 @@ urlpatterns = [
     re_path(rf"^{RESOURCE}/metadata/(?P<name>[^/]+)$", annotations.metadata_item),
     re_path(rf"^{RESOURCE}/attachments$", annotations.attachment_list),
     re_path(rf"^{RESOURCE}/attachments/(?P<name>[^/]+)$", annotations.attachment_item),
-    re_path(rf"^{RESOURCE}/attachments/(?P<name>[^/]+)/(?P<part>[a-z-]+)$", annotations.attachment_part),
+    re_path(rf"^{RESOURCE}/attachments/(?P<name>[^/]+)/(?P<part>[a-z0-9-]+)$", annotations.attachment_part),
     re_path(rf"^{RESOURCE}/instances-tags$", tags_rest.instances_tags),
     re_path(rf"^{RESOURCE}/shared-tags$", tags_rest.shared_tags),
     re_path(rf"^{RESOURCE}/module$", tags_rest.module),

@@ -17,13 +17,23 @@ from tests.services import EmbeddedPostgres, EmbeddedRedis, remove, scratch_dir
 
 
 # Debian packages the suite drives as real peers (DCMTK's echoscu, storescu,
-# findscu, movescu, getscu, storescp), HAProxy in front of the cluster tests, and
-# Chromium for the console's browser tests (Playwright drives it; it downloads none).
-DEBIAN_PACKAGES = {"dcmtk": "storescu", "haproxy": "haproxy", "chromium": "chromium"}
+# findscu, movescu, getscu, storescp), HAProxy in front of the cluster tests,
+# Chromium for the console's browser tests (Playwright drives it; it downloads none),
+# and Orthanc with its DICOMweb plugin, which the differential tests (tests/compat/)
+# compare pacsweb with. Each package is known present by a command on the PATH or,
+# for a plugin, by an absolute path.
+DEBIAN_PACKAGES = {
+    "dcmtk": "storescu", "haproxy": "haproxy", "chromium": "chromium",
+    "orthanc": "/usr/sbin/Orthanc", "orthanc-dicomweb": "/usr/share/orthanc/plugins/libOrthancDicomWeb.so",
+}
+
+
+def _installed(command):
+    return os.path.exists(command) if command.startswith("/") else shutil.which(command) is not None
 
 
 def ensure_debian_packages():
-    missing = [package for package, command in DEBIAN_PACKAGES.items() if shutil.which(command) is None]
+    missing = [package for package, command in DEBIAN_PACKAGES.items() if not _installed(command)]
     if not missing:
         return
     if os.geteuid() != 0:

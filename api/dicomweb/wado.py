@@ -151,12 +151,13 @@ def _instance_metadata(stored, base):
             item = dataset.get_item(tag, keep_deferred=True)
             vr = _vr(tag, item)
             if vr in BYTES_VR and _length(item) > BULK_SIZE:
-                answer[f"{tag:08X}"] = {"vr": vr, "BulkDataURI": f"{bulk_base}/{tag:08X}"}
+                # The tag in lower case in the URI, as Orthanc's DICOMweb plugin writes it.
+                answer[f"{tag:08X}"] = {"vr": vr, "BulkDataURI": f"{bulk_base}/{tag:08x}"}
             else:
                 element = correct_ambiguous_vr_element(dataset[tag], dataset, dataset.original_encoding[1])
                 answer[f"{tag:08X}"] = element_json(element)
     if pixel is not None:
-        answer[f"{pixel.tag:08X}"] = {"vr": pixel.vr, "BulkDataURI": f"{bulk_base}/{pixel.tag:08X}"}
+        answer[f"{pixel.tag:08X}"] = {"vr": pixel.vr, "BulkDataURI": f"{bulk_base}/{pixel.tag:08x}"}
     return answer
 
 

@@ -96,9 +96,7 @@ def attachment_item(request, plural, public_id, name):
     level = _level(plural)
     if request.method == "GET":
         item = annotations.get_attachment(level, public_id, name)
-        return _with_revision(JsonResponse(["compressed-data", "compressed-md5", "compressed-size", "data", "info",
-                                            "is-compressed", "md5", "size", "uncompressed-data", "uncompressed-md5",
-                                            "uncompressed-size"], safe=False), item["revision"])
+        return _with_revision(JsonResponse(list(ATTACHMENT_PARTS), safe=False), item["revision"])
     expected = _expected_revision(request)
     if request.method == "PUT":
         with spool(request) as body:
@@ -108,13 +106,26 @@ def attachment_item(request, plural, public_id, name):
     return JsonResponse({})
 
 
+# The GET routes below an attachment. pacsweb stores attachments uncompressed, so the
+# compressed-* forms answer as the plain ones (as Orthanc with StorageCompression off).
+ATTACHMENT_PARTS = ("compressed-data", "compressed-md5", "compressed-size", "data", "info", "is-compressed", "md5",
+                    "size")
+# Orthanc's ContentType numbers (FileContentType): 1 is the DICOM file, user attachments
+# are numbered by their names (1024 and above).
+DICOM_CONTENT_TYPE = 1
+
+
 @require_http_methods(["GET"])
 @annotation_view
 def attachment_part(request, plural, public_id, name, part):
     item = annotations.get_attachment(_level(plural), public_id, name)
-    part = part.removeprefix("uncompressed-").removeprefix("compressed-")
+    if part not in ATTACHMENT_PARTS:
+        return error_response(request, 404, f"unknown attachment route {part}", orthanc=(17, "Unknown resource"))
+    # Orthanc labels the DICOM file application/dicom on /data only, not on /compressed-data.
+    content_type = "application/dicom" if name == "dicom" and part == "data" else "application/octet-stream"
+    part = part.removeprefix("compressed-")
     if part == "data":
-        response = FileResponse(get_storage().open(item["storage_key"]), content_type="application/octet-stream")
+        response = FileResponse(get_storage().open(item["storage_key"]), content_type=content_type)
         response["Content-Length"] = str(item["size"])
         return _with_revision(response, item["revision"])
     if part == "size":
@@ -123,10 +134,12 @@ def attachment_part(request, plural, public_id, name, part):
         return _with_revision(HttpResponse(item["md5"], content_type="text/plain"), item["revision"])
     if part == "is-compressed":
         return HttpResponse("0", content_type="text/plain")
-    if part == "info":
-        return _with_revision(JsonResponse({"Revision": item["revision"], "Size": item["size"], "MD5": item["md5"],
-                                            "Uuid": item["storage_key"]}), item["revision"])
-    return error_response(request, 404, f"unknown attachment route {part}", orthanc=(17, "Unknown resource"))
+    # info: Orthanc's fields, and the revision (which Orthanc gives in the ETag only).
+    content_type = DICOM_CONTENT_TYPE if name == "dicom" else int(name) if name.isdigit() else name
+    return _with_revision(JsonResponse({
+        "CompressedMD5": item["md5"], "CompressedSize": item["size"], "ContentType": content_type,
+        "UncompressedMD5": item["md5"], "UncompressedSize": item["size"], "Uuid": resources.uuid_form(item["storage_key"]),
+        "Revision": item["revision"]}), item["revision"])
 
 
 @require_http_methods(["GET"])
@@ -149,7 +162,7 @@ def instance_content(request, public_id, path=""):
     item = annotations.get_attachment(resources.Level.INSTANCE, public_id, "dicom")
     with get_storage().open(item["storage_key"]) as stream:
         dataset = orthanc_tags.read(stream)
-        node = dataset
+        node, raw = dataset, None
         parts = [p for p in path.split("/") if p]
         for position, part in enumerate(parts):
             if isinstance(node, list):
@@ -160,13 +173,14 @@ def instance_content(request, public_id, path=""):
             tag = orthanc_tags.parse_tag(part)
             if tag is None or tag not in node:
                 return error_response(request, 404, f"no element {part}", orthanc=(17, "Unknown resource"))
+            raw = node.get_item(tag)  # before node[tag] converts it: the value as written
             element = node[tag]
             node = list(element.value) if element.VR == "SQ" else element
         if isinstance(node, list):
             return JsonResponse([str(n) for n in range(len(node))], safe=False)
         if not isinstance(node, orthanc_tags.Element):
             return JsonResponse(sorted(f"{e.tag.group:04x}-{e.tag.element:04x}" for e in node), safe=False)
-        return HttpResponse(orthanc_tags.raw_value(node), content_type="application/octet-stream")
+        return HttpResponse(orthanc_tags.raw_value(raw, node), content_type="application/octet-stream")
 
 
 @require_http_methods(["GET"])
@@ -176,4 +190,4 @@ def instance_frames(request, public_id):
     if row is None:
         raise annotations.UnknownResource(public_id)
     count = int(str(row["main_dicom_tags"].get("NumberOfFrames") or "1").split("\\")[0] or 1)
-    return JsonResponse([str(n) for n in range(count)], safe=False)
+    return JsonResponse(list(range(count)), safe=False)

@@ -13,6 +13,7 @@ from django.db import IntegrityError
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
+from pydicom.datadict import tag_for_keyword
 
 from archive import scu, sends
 from archive.models import Level
@@ -102,11 +103,14 @@ def describe(modality):
         "AllowStore": modality.allow_store,
         # A modality allowed to find queries the worklist too (archive/modalities.py).
         "AllowFindWorklist": modality.allow_find,
-        # Storage commitment and MPPS are allowed to whoever may store (dicom/workflow.py).
-        "AllowStorageCommitment": modality.allow_store,
-        "AllowTranscoding": False,
+        # Storage commitment (N-ACTION, N-EVENT-REPORT) and MPPS are allowed to whoever
+        # may store (dicom/workflow.py).
+        "AllowEventReport": modality.allow_store,
+        "AllowNAction": modality.allow_store,
+        # Sends transcode when the modality accepts only other transfer syntaxes (archive/scu.py).
+        "AllowTranscoding": True,
         "UseDicomTls": False,
-        "LocalAet": modality.local_aet or None,
+        "LocalAet": modality.local_aet or "",
         "Timeout": modality.timeout,
     }
 
@@ -320,7 +324,7 @@ def modality_query(request, name):
     if not isinstance(query, dict) or not all(isinstance(v, str) for v in query.values()):
         raise BadRequest("Query must map DICOM keywords to strings")
     try:
-        answers = scu.find(modality_peer(modality), level, query)
+        answers = scu.find(modality_peer(modality), level, {**IDENTIFIERS_ASKED[level], **query})
     except (ValueError, TypeError) as error:
         raise BadRequest(f"invalid query key: {error}")
     stored = DicomQuery.objects.create(
@@ -332,10 +336,22 @@ def modality_query(request, name):
     return JsonResponse({"ID": stored.id, "Path": f"/queries/{stored.id}"})
 
 
+# Orthanc's /modalities/{m}/query asks for the identifiers of the level and of the
+# levels above, whatever the query names, so that every answer can be retrieved and
+# placed in the hierarchy.
+IDENTIFIERS_ASKED = {
+    Level.PATIENT: {"PatientID": ""},
+    Level.STUDY: {"AccessionNumber": "", "PatientID": "", "StudyInstanceUID": ""},
+    Level.SERIES: {"AccessionNumber": "", "PatientID": "", "StudyInstanceUID": "", "SeriesInstanceUID": ""},
+    Level.INSTANCE: {"AccessionNumber": "", "PatientID": "", "StudyInstanceUID": "", "SeriesInstanceUID": "",
+                     "SOPInstanceUID": ""},
+}
+
+
 def _dicom_as_json(dataset):
     out = {}
     for element in dataset:
-        if element.VR == "SQ" or element.tag.group == 0x0008 and element.tag.element == 0x0005:
+        if element.VR == "SQ":
             continue
         tag = f"{element.tag.group:04x},{element.tag.element:04x}"
         value = element.value
@@ -423,7 +439,11 @@ def query_attribute(request, query_id, attribute):
     if value is None:
         raise _NotFound(request, f"unknown attribute {attribute}")
     if isinstance(value, dict):
-        return JsonResponse(value)
+        # As Orthanc: the query's keys by tag with name and type; ?simplify by name.
+        if "simplify" in request.GET:
+            return JsonResponse(value)
+        return JsonResponse({f"{tag >> 16:04x},{tag & 0xFFFF:04x}": {"Name": keyword, "Type": "String", "Value": text}
+                             for keyword, text in value.items() if (tag := tag_for_keyword(keyword)) is not None})
     return HttpResponse(value, content_type="text/plain")
 
 
@@ -510,15 +530,17 @@ PEER_OPERATIONS = ["configuration", "store", "system"]
 
 
 def _describe_peer(peer):
-    return {
+    answer = {
         "Url": peer.url,
-        "Username": peer.username or None,
-        # Secrets stay in the database: a GET never shows them (as Orthanc).
-        "Password": None,
         "HttpHeaders": sorted(peer.http_headers),
         "Pkcs11": False,
         "Timeout": peer.timeout,
     }
+    # As Orthanc: the user name when there is one, with a null password (a secret
+    # stays in the database); neither when there is none.
+    if peer.username:
+        answer.update(Username=peer.username, Password=None)
+    return answer
 
 
 def _peer_row(request, name):

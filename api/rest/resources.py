@@ -4,6 +4,7 @@ deletion, /tools/find and /changes."""
 import json
 
 from django.db.models import Count, Sum
+from pydicom.datadict import tag_for_keyword
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -32,6 +33,55 @@ def _int_param(request, name):
     return int(value)
 
 
+def _tag_format(request):
+    """Orthanc's ?short (main tags keyed by tag) and ?full (by tag, with name and type)."""
+    return "short" if "short" in request.GET else "full" if "full" in request.GET else None
+
+
+def _requested_tags(request):
+    """The keywords of Orthanc 1.12's ?requestedTags=A;B (empty without it); ValueError
+    names one that is no DICOM keyword."""
+    keys = [key for key in request.GET.get("requestedTags", "").split(";") if key]
+    unknown = [key for key in keys if tag_for_keyword(key) is None]
+    if unknown:
+        raise ValueError(f"requestedTags: {', '.join(unknown)} is not a DICOM keyword")
+    return keys
+
+
+def _with_requested(answer, level, keys):
+    """Each described resource with its RequestedTags (Orthanc 1.12), when asked."""
+    if not keys:
+        return answer
+    items = answer if isinstance(answer, list) else [answer]
+    values = query.requested_values(level, [item["ID"] for item in items], keys)
+    for item in items:
+        item["RequestedTags"] = values.get(item["ID"], {})
+    return answer
+
+
+def _shaped(answer, form):
+    """A described resource (or a list of them) with its main tags in the asked form."""
+    if form is None:
+        return answer
+    if isinstance(answer, list):
+        return [_shaped(item, form) for item in answer]
+    for key in ("MainDicomTags", "PatientMainDicomTags"):
+        if key in answer:
+            answer[key] = _tags_by_number(answer[key], form)
+    return answer
+
+
+def _tags_by_number(tags, form):
+    shaped = {}
+    for keyword, value in tags.items():
+        tag = tag_for_keyword(keyword)
+        if tag is None:
+            continue
+        key = f"{tag >> 16:04x},{tag & 0xFFFF:04x}"
+        shaped[key] = value if form == "short" else {"Name": keyword, "Type": "String", "Value": value}
+    return shaped
+
+
 def _not_found_empty():
     # Orthanc answers an unknown id on a resource's own route with an empty 404.
     return HttpResponse(status=404)
@@ -43,11 +93,16 @@ def listing(request, plural):
     level = _level(plural)
     try:
         since, limit = _int_param(request, "since") or 0, _int_param(request, "limit")
+        requested = _requested_tags(request)
     except ValueError as error:
         return error_response(request, 400, str(error))
+    if ("since" in request.GET) != ("limit" in request.GET):
+        # Orthanc pages a list only with both: one alone is an error, not a default.
+        return error_response(request, 400, "since and limit go together: give both or neither")
     end = None if limit is None else since + limit
     if "expand" in request.GET:
-        return JsonResponse(resources.describe_many(level, resources.queryset(level)[since:end]), safe=False)
+        described = resources.describe_many(level, resources.queryset(level)[since:end])
+        return JsonResponse(_shaped(_with_requested(described, level, requested), _tag_format(request)), safe=False)
     ids = resources.MODELS[level].objects.order_by("pk").values_list("public_id", flat=True)[since:end]
     return JsonResponse(list(ids), safe=False)
 
@@ -67,10 +122,15 @@ def detail(request, plural, public_id):
         ancestor_level, ancestor_id = remaining
         return JsonResponse({"RemainingAncestor": {
             "ID": ancestor_id, "Path": f"/{resources.PLURAL[ancestor_level]}/{ancestor_id}", "Type": ancestor_level}})
+    try:
+        requested = _requested_tags(request)
+    except ValueError as error:
+        return error_response(request, 400, str(error))
     row = resources.get(level, public_id)
     if row is None:
         return _not_found_empty()
-    return JsonResponse(resources.describe(level, row))
+    return JsonResponse(_shaped(_with_requested(resources.describe(level, row), level, requested),
+                                _tag_format(request)))
 
 
 RELATED = {"patient": Level.PATIENT, "study": Level.STUDY, "studies": Level.STUDY, "series": Level.SERIES,
@@ -94,8 +154,12 @@ def children(request, plural, public_id, child_level):
     row = resources.MODELS[level].objects.filter(public_id=public_id).first()
     if row is None:
         return error_response(request, 404, f"{level.lower()} {public_id} is not in the archive", orthanc=(17, "Unknown resource"))
-    rows = resources.descendants(level, row, child_level)
-    return JsonResponse(resources.describe_many(child_level, rows), safe=False)
+    try:
+        requested = _requested_tags(request)
+    except ValueError as error:
+        return error_response(request, 400, str(error))
+    described = resources.describe_many(child_level, resources.descendants(level, row, child_level))
+    return JsonResponse(_shaped(_with_requested(described, child_level, requested), _tag_format(request)), safe=False)
 
 
 @require_http_methods(["GET"])
@@ -105,7 +169,8 @@ def parent(request, plural, public_id, ancestor_level):
     row = resources.MODELS[level].objects.filter(public_id=public_id).first()
     if row is None:
         return error_response(request, 404, f"{level.lower()} {public_id} is not in the archive", orthanc=(17, "Unknown resource"))
-    return JsonResponse(resources.describe(ancestor_level, resources.ancestor(level, row, ancestor_level)))
+    return JsonResponse(_shaped(resources.describe(ancestor_level, resources.ancestor(level, row, ancestor_level)),
+                                _tag_format(request)))
 
 
 @require_http_methods(["GET"])
@@ -149,7 +214,7 @@ def find(request):
     level = LEVEL_NAMES.get(str(body.get("Level", "")).lower())
     if level is None:
         return error_response(request, 400, "Level must be Patient, Study, Series or Instance")
-    criteria = body.get("Query", {})
+    criteria = body.get("Query")
     if not isinstance(criteria, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in criteria.items()):
         return error_response(request, 400, "Query must map DICOM keywords to strings")
     for name in ("Limit", "Since"):
@@ -189,6 +254,11 @@ def changes(request):
     if request.method == "DELETE":
         Change.objects.all().delete()
         return JsonResponse({})
+    if "last" in request.GET:
+        # Orthanc's ?last: the newest change only, whatever since and limit say.
+        newest = Change.objects.order_by("-seq").first()
+        rows = [newest] if newest else []
+        return JsonResponse({"Changes": [_change(c) for c in rows], "Done": True, "Last": newest.seq if newest else 0})
     try:
         since = _int_param(request, "since") or 0
         limit = _int_param(request, "limit")
@@ -200,13 +270,18 @@ def changes(request):
     rows = rows[:limit]
     last = rows[-1].seq if rows else (Change.objects.order_by("-seq").values_list("seq", flat=True).first() or 0)
     return JsonResponse({
-        "Changes": [{
-            "ChangeType": c.change_type, "Date": resources.orthanc_time(c.date), "ID": c.public_id,
-            "Path": f"/{resources.PLURAL[c.level]}/{c.public_id}", "ResourceType": c.level, "Seq": c.seq,
-        } for c in rows],
+        "Changes": [_change(c) for c in rows],
         "Done": done,
         "Last": last,
     })
+
+
+def _change(change):
+    return {
+        "ChangeType": change.change_type, "Date": resources.orthanc_time(change.date), "ID": change.public_id,
+        "Path": f"/{resources.PLURAL[change.level]}/{change.public_id}", "ResourceType": change.level,
+        "Seq": change.seq,
+    }
 
 
 @csrf_exempt

@@ -67,9 +67,9 @@ def _datasets(level, row):
 def _form(request, answer):
     """full tags → the form the query string asks for."""
     if "simplify" in request.GET:
-        return {entry["Name"]: orthanc_tags._simplify(entry) for entry in answer.values()}
+        return orthanc_tags.simplify(answer)
     if "short" in request.GET:
-        return {tag: orthanc_tags._simplify(entry) for tag, entry in answer.items()}
+        return orthanc_tags.simplify(answer, by_tag=True)
     return answer
 
 

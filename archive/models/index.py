@@ -85,6 +85,9 @@ class Instance(Resource):
     remote_aet = models.CharField(max_length=16, blank=True)
     remote_ip = models.CharField(max_length=45, blank=True)
     called_aet = models.CharField(max_length=16, blank=True)
+    # Who stored it over HTTP (Orthanc's HttpUsername metadata).
+    # A database default too: bulk writers (benchmarks/indexfill.py) leave it out.
+    http_username = models.CharField(max_length=150, blank=True, default="", db_default="")
     node = models.CharField(max_length=128, blank=True)
 
     class Meta:
@@ -151,6 +154,8 @@ class Change(models.Model):
 
     class Meta:
         db_table = "change"
+        # A deletion removes the changes of the resources it deletes.
+        indexes = [models.Index(fields=["public_id"], name="change_public_id")]
 
 
 class FileDeletion(models.Model):

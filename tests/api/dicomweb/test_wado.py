@@ -83,7 +83,7 @@ def test_metadata_replaces_bulk_data_by_uris_that_serve_it(api):
     assert value(answer, "StudyInstanceUID") == [ds.StudyInstanceUID]
     pixel_uri = answer[tag("PixelData")]["BulkDataURI"]
     icc_uri = answer[tag("ICCProfile")]["BulkDataURI"]
-    assert pixel_uri == f"http://testserver{instance}/bulk/7FE00010"
+    assert pixel_uri == f"http://testserver{instance}/bulk/7fe00010"  # lower case, as Orthanc
     [(headers, pixels)] = read_parts(api.get(pixel_uri))
     assert headers == "Content-Type: application/octet-stream"
     assert pixels == dataset(data).PixelData

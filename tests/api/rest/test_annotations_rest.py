@@ -17,6 +17,16 @@ def test_system_metadata_of_an_instance(api, instance):
     assert values["TransferSyntax"] == "1.2.840.10008.1.2.1"
     assert values["IndexInSeries"] == "1"
     assert len(values["ReceptionDate"]) == 15
+    # As Orthanc: an upload over HTTP has an empty RemoteAET, and the Pixel Data
+    # element's place in the file is given (viewers read frames from it).
+    assert values["RemoteAET"] == ""
+    assert values["HttpUsername"] == "admin"
+    offset = int(values["PixelDataOffset"])
+    assert b"".join(api.get(f"/instances/{instance['ID']}/file").streaming_content)[offset:offset + 4] == b"\xe0\x7f\x10\x00"
+    study = api.get(f"/studies/{instance['ParentStudy']}/metadata?expand").json()
+    assert study == {"LastUpdate": api.get(f"/studies/{instance['ParentStudy']}").json()["LastUpdate"]}
+    series = api.get(f"/series/{instance['ParentSeries']}/metadata?expand").json()
+    assert set(series) == {"LastUpdate", "RemoteAET"} and series["RemoteAET"] == ""
     response = api.put(f"/instances/{instance['ID']}/metadata/Origin", "x", content_type="text/plain")
     assert response.status_code == 403
 
@@ -70,6 +80,33 @@ def test_tags_full_simplified_and_short(api, instance):
     assert api.get(f"/instances/{instance['ID']}/tags?short").json()["0008,0060"] == "CT"
 
 
+def test_tags_of_sequences_tag_values_floats_and_private_elements_as_orthanc(api, db, storage_dir):
+    import io
+
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    item = Dataset()
+    item.ReferencedSOPInstanceUID = "1.2.3.4"
+    dataset = pydicom.dcmread(io.BytesIO(make_instance(ReferencedImageSequence=Sequence([item]))))
+    dataset.FrameIncrementPointer = [0x00181063, 0x00181065]
+    dataset.ReferencePixelPhysicalValueX = 0.0
+    dataset.add_new(0x00186030, "FD", 9.699999809265137)
+    dataset.private_block(0x0009, "PACSWEB_TEST", create=True).add_new(0x01, "LO", "private value")
+    out = io.BytesIO()
+    dataset.save_as(out)
+    instance_id = api.generic("POST", "/instances", out.getvalue(), content_type="application/dicom").json()["ID"]
+    short = api.get(f"/instances/{instance_id}/tags?short").json()
+    assert short["0008,1140"] == [{"0008,1155": "1.2.3.4"}]
+    assert short["0028,0009"] == "0018,1063\\0018,1065"
+    assert (short["0018,6028"], short["0018,6030"]) == ("0", "9.6999998092651367")
+    full = api.get(f"/instances/{instance_id}/tags").json()
+    assert full["0009,1001"] == {"Name": "Unknown Tag & Data", "PrivateCreator": "PACSWEB_TEST", "Type": "String",
+                                 "Value": "private value"}
+    assert full["0009,0010"] == {"Name": "PrivateCreator", "Type": "String", "Value": "PACSWEB_TEST"}
+
+
 def test_content_walks_elements_and_sequences(api, db, storage_dir):
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
@@ -82,10 +119,11 @@ def test_content_walks_elements_and_sequences(api, db, storage_dir):
     assert "0010-0010" in api.get(base).json()
     assert api.get(base + "/0010-0010").content == b"CONTENT^TEST"
     assert api.get(base + "/0008-1140").json() == ["0"]
-    assert api.get(base + "/0008-1140/0/0008-1155").content == b"1.2.3.4"
+    # As written in the file, the padding of an odd-length UID included (as Orthanc).
+    assert api.get(base + "/0008-1140/0/0008-1155").content == b"1.2.3.4\0"
     assert api.get(base + "/0008-1140/5").status_code == 404
     assert api.get(base + "/zzzz").status_code == 404
-    assert api.get(f"/instances/{instance_id}/frames").json() == ["0"]
+    assert api.get(f"/instances/{instance_id}/frames").json() == [0]
 
 
 def test_preview_and_rendered_images(api, instance):
@@ -111,3 +149,21 @@ def test_preview_and_rendered_images(api, instance):
     again = api.get(f"/instances/{instance['ID']}/rendered?window-center=1000&window-width=10",
                     HTTP_IF_NONE_MATCH=narrow["ETag"])
     assert again.status_code == 304 and again["ETag"] == narrow["ETag"] and not again.content
+
+
+def test_attachment_info_and_parts_as_orthanc(api, instance):
+    base = f"/instances/{instance['ID']}/attachments/dicom"
+    size = len(b"".join(api.get(f"/instances/{instance['ID']}/file").streaming_content))
+    md5 = api.get(f"{base}/md5").content.decode()
+    info = api.get(f"{base}/info").json()
+    assert info == {"CompressedMD5": md5, "CompressedSize": size, "ContentType": 1, "UncompressedMD5": md5,
+                    "UncompressedSize": size, "Uuid": info["Uuid"], "Revision": 1}
+    assert api.get(f"{base}/compressed-md5").content.decode() == md5 and len(md5) == 32
+    assert api.get(f"{base}/data")["Content-Type"] == "application/dicom"
+    assert api.get(f"{base}/compressed-data")["Content-Type"] == "application/octet-stream"
+    assert api.get(f"{base}/uncompressed-size").status_code == 404
+    assert set(api.get(base).json()) == {"compressed-data", "compressed-md5", "compressed-size", "data", "info",
+                                         "is-compressed", "md5", "size"}
+    put = api.put(f"/instances/{instance['ID']}/attachments/1030", b"bytes", content_type="application/octet-stream")
+    assert put.status_code == 200
+    assert api.get(f"/instances/{instance['ID']}/attachments/1030/info").json()["ContentType"] == 1030

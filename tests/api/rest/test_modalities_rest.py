@@ -33,6 +33,8 @@ def test_modalities_are_created_listed_shown_and_deleted(server_factory):
     assert expanded["mr1"]["Port"] == 11112 and expanded["mr1"]["AllowFind"] is True
     status, config = servers.request_json(server.url + "/modalities/ct1/configuration")
     assert (status, config["Host"]) == (200, "10.0.0.5")
+    # Orthanc's fields: storage commitment as its two DIMSE services, no local AE title as "".
+    assert (config["AllowNAction"], config["AllowEventReport"], config["LocalAet"]) == (True, True, "")
     assert servers.request_json(server.url + "/modalities/ct1", method="DELETE") == (200, {})
     assert servers.request_json(server.url + "/modalities") == (200, ["mr1"])
     status, body = servers.request_json(server.url + "/modalities/ct1/configuration")
@@ -105,6 +107,9 @@ def test_query_then_retrieve_brings_the_study_into_the_archive(server_factory, l
     assert servers.request_json(query_path + "/answers") == (200, ["0"])
     status, content = servers.request_json(query_path + "/answers/0/content?simplify")
     assert content["StudyInstanceUID"] == study_uid
+    # As Orthanc: the query by tag, with name and type (tests/compat checks the answers' keys).
+    assert servers.request_json(query_path + "/query")[1] == {
+        "0010,0020": {"Name": "PatientID", "Type": "String", "Value": "RMT*"}}
     status, full = servers.request_json(query_path + "/answers/0/content")
     assert full["0020,000d"]["Value"] == study_uid
 

@@ -62,11 +62,53 @@ def test_unknown_ids_are_404(api):
     assert response.status_code == 404 and response.json()["HttpStatus"] == 404
 
 
+def test_series_status_from_the_expected_number_of_instances(api):
+    def series_with(numbers, **tags):
+        key = "-".join(map(str, numbers)) + str(tags)
+        answers = [store(api, patient_id="S", study_uid=uid("S", "study"), series_uid=uid("S", key), instance_number=n,
+                         sop_uid=uid("S", key, n), **tags) for n in numbers]
+        series = api.get(f"/series/{answers[0]['ParentSeries']}").json()
+        return series["ExpectedNumberOfInstances"], series["Status"]
+
+    assert series_with([1, 2], ImagesInAcquisition=2, NumberOfTemporalPositions=1) == (2, "Complete")
+    assert series_with([1], NumberOfSlices=3) == (3, "Missing")
+    assert series_with([1, 4], CardiacNumberOfImages=2) == (2, "Inconsistent")
+    assert series_with([1]) == (None, "Unknown")
+
+
+def test_main_tags_short_and_full_as_orthanc(api):
+    study_id, answers = study_of(api, 1)
+    short = api.get(f"/studies/{study_id}?short").json()
+    assert short["MainDicomTags"]["0008,0050"] == "ACC0001"
+    assert short["PatientMainDicomTags"]["0010,0020"] == "P1"
+    full = api.get(f"/patients/{answers[0]['ParentPatient']}/studies?full").json()
+    assert full[0]["MainDicomTags"]["0008,0050"] == {"Name": "AccessionNumber", "Type": "String", "Value": "ACC0001"}
+    assert api.get("/series?expand&short").json()[0]["MainDicomTags"]["0008,0060"] == "CT"
+    assert api.get(f"/instances/{answers[0]['ID']}/study?short").json()["MainDicomTags"]["0020,0010"] == "1"
+
+
+def test_requested_tags_as_orthanc_1_12(api, django_assert_max_num_queries):
+    study_id, answers = study_of(api, 2)
+    keys = "requestedTags=ModalitiesInStudy;NumberOfStudyRelatedInstances;PatientName"
+    with django_assert_max_num_queries(6):
+        listed = api.get(f"/studies?expand&{keys}").json()
+    assert listed[0]["RequestedTags"] == {"ModalitiesInStudy": "CT", "NumberOfStudyRelatedInstances": "2",
+                                          "PatientName": "DOE^JANE"}
+    assert api.get(f"/studies/{study_id}?{keys}").json()["RequestedTags"] == listed[0]["RequestedTags"]
+    children = api.get(f"/series/{answers[0]['ParentSeries']}/instances?requestedTags=InstanceNumber").json()
+    assert sorted(c["RequestedTags"]["InstanceNumber"] for c in children) == ["1", "2"]
+    assert "RequestedTags" not in api.get(f"/studies/{study_id}").json()
+    assert api.get(f"/studies/{study_id}?requestedTags=NotAKeyword").status_code == 400
+
+
 def test_lists_page_with_since_and_limit(api):
     ids = [store(api, patient_id=f"P{n}")["ParentPatient"] for n in range(5)]
     assert api.get("/patients").json() == ids
     assert api.get("/patients?since=1&limit=2").json() == ids[1:3]
     assert api.get("/patients?limit=x").status_code == 400
+    # As Orthanc: one of the two alone is refused rather than defaulted.
+    assert api.get("/patients?since=1").status_code == 400
+    assert api.get("/patients?limit=2").status_code == 400
 
 
 def test_children_and_parents(api):
@@ -123,7 +165,18 @@ def test_delete_patient_removes_everything_below(api, storage_dir, settings):
     removed_by_the_housekeeper(settings)
     assert stored_files(storage_dir) == []
     kinds = [c["ChangeType"] for c in api.get("/changes?limit=1000").json()["Changes"]]
-    assert kinds.count("Deleted") == 1
+    # As Orthanc, the changes of deleted resources go with them; the Deleted change stays.
+    assert kinds == ["Deleted"]
+
+
+def test_deleting_one_series_keeps_the_changes_of_the_rest(api):
+    study_id, answers = study_of(api, 1)
+    other = store(api, patient_id="P1", study_uid=uid("P1", "s1"), series_uid=uid("P1", "other series"))
+    api.delete(f"/series/{other['ParentSeries']}")
+    changes = api.get("/changes").json()["Changes"]
+    assert [(c["ChangeType"], c["ID"]) for c in changes] == [
+        ("NewInstance", answers[0]["ID"]), ("NewSeries", answers[0]["ParentSeries"]), ("NewStudy", study_id),
+        ("NewPatient", answers[0]["ParentPatient"]), ("Deleted", other["ParentSeries"])]
 
 
 def find(api, body):
@@ -147,6 +200,7 @@ def test_tools_find_wildcards_ranges_lists_and_expand(api):
 
 
 @pytest.mark.parametrize("body", ["{not json", '{"Level": "Planet", "Query": {}}', '{"Level": "Study", "Query": []}',
+                                  '{"Level": "Study"}',
                                   '{"Level": "Study", "Query": {"PatientName": 5}}', '{"Level": "Study", "Limit": "ten"}', "[]"])
 def test_malformed_find_is_400_with_a_message(api, body):
     response = api.post("/tools/find", body, content_type="application/json")
@@ -162,5 +216,8 @@ def test_changes_page_and_clear(api):
     first = changes["Changes"][0]["Seq"]
     page = api.get(f"/changes?since={first}&limit=2").json()
     assert [c["Seq"] for c in page["Changes"]] == [first + 1, first + 2] and page["Done"] is False
+    last = api.get(f"/changes?last&since={first}&limit=2").json()
+    assert last == {"Changes": [changes["Changes"][-1]], "Done": True, "Last": changes["Last"]}
     assert api.delete("/changes").status_code == 200
+    assert api.get("/changes?last").json() == {"Changes": [], "Done": True, "Last": 0}
     assert api.get("/changes").json()["Changes"] == []

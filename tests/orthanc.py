@@ -1,4 +1,5 @@
-"""A throwaway Orthanc (Debian's package) on loopback, for benchmarks that compare with it.
+"""A throwaway Orthanc (Debian's package) on loopback, for benchmarks that compare with it
+and the differential tests (tests/compat/) that check pacsweb answers as it does.
 
     with OrthancServer("postgres", postgres_url=url) as orthanc:
         http.client.HTTPConnection(...).request("POST", "/instances", body,
