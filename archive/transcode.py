@@ -133,13 +133,14 @@ def frames(stream, target, indices, *, lossy=False) -> Iterator[bytes]:
             yield _encode(array, properties, target)
 
 
-def read_header(stream):
+def read_header(stream, defer_size=None):
     """The dataset up to its pixel data (file meta included), and where the pixel data value lies (or None).
 
-    The pixel data is never read: its place in the file is enough.
+    The pixel data is never read: its place in the file is enough. Values longer
+    than `defer_size` are read only when accessed (WADO-RS metadata).
     """
     try:
-        dataset = pydicom.dcmread(stream, stop_before_pixels=True)
+        dataset = pydicom.dcmread(stream, stop_before_pixels=True, defer_size=defer_size)
     except Exception as error:  # pydicom raises many types on malformed input
         raise TranscodeError(f"the DICOM file cannot be read: {error}")
     if "TransferSyntaxUID" not in dataset.file_meta:
