@@ -112,6 +112,7 @@ class ParsedInstance:
     study_tags: dict = field(default_factory=dict)
     series_tags: dict = field(default_factory=dict)
     instance_tags: dict = field(default_factory=dict)
+    image_tags: dict = field(default_factory=dict)
 
     @property
     def public_ids(self):
@@ -265,6 +266,7 @@ def parse(stream):
             study_tags=tags.main_tags(dataset, tags.STUDY_TAGS),
             series_tags=tags.main_tags(dataset, tags.SERIES_TAGS),
             instance_tags=tags.main_tags(dataset, tags.INSTANCE_TAGS),
+            image_tags=tags.main_tags(dataset, tags.IMAGE_TAGS),
         )
     except RejectedInstance:
         raise
@@ -527,6 +529,7 @@ def _index_step_by_step(parsed, stored, origin, now):
             sop_class_uid=parsed.sop_class_uid,
             transfer_syntax_uid=parsed.transfer_syntax_uid,
             instance_number=_int(parsed.instance_tags.get("InstanceNumber")),
+            image_tags=json.dumps(parsed.image_tags),
             origin=origin.kind,
             remote_aet=origin.remote_aet[:16],
             remote_ip=origin.remote_ip[:45],

@@ -117,6 +117,13 @@ if HTTPS:
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = 31536000
+# The archive's address as its clients reach it (https://pacs.example.org, maybe with a
+# path the proxy strips): the base of every absolute URL it writes (DICOMweb
+# RetrieveURL and BulkDataURI). Unset, the base is taken from the request, and
+# X-Forwarded-Proto / -Host / -Port count only when the request comes from one of
+# PACS_TRUSTED_PROXIES (addresses or networks): from anyone else they are forgeries.
+PUBLIC_URL = (env("PACS_PUBLIC_URL", "") or "").rstrip("/")
+TRUSTED_PROXIES = [item.strip() for item in (env("PACS_TRUSTED_PROXIES", "") or "").split(",") if item.strip()]
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

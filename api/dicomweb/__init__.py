@@ -6,9 +6,11 @@ are what the three services share: DICOM JSON, absolute URLs and media type
 negotiation.
 """
 
+import ipaddress
 import json
 import logging
 
+from django.conf import settings
 from django.http import HttpResponse
 from django.urls import reverse
 from django.utils.http import parse_header_parameters
@@ -43,7 +45,45 @@ def unparsed_json(vr, values, error):
 
 def studies_url(request):
     """Absolute URL of /dicom-web/studies, wherever the routes are mounted (PS3.18 §10.4.1.2 RetrieveURL)."""
-    return request.build_absolute_uri(reverse("dicomweb:studies"))
+    return public_base_url(request) + reverse("dicomweb:studies")
+
+
+def public_base_url(request):
+    """scheme://host[:port][/prefix] of the archive as the client reaches it (no trailing slash).
+
+    PACS_PUBLIC_URL when set; otherwise the request's, corrected by the
+    X-Forwarded-* headers of a trusted proxy (a Host without its port, or a TLS
+    proxy in front of plain HTTP, would otherwise give URLs that lead nowhere).
+    """
+    if settings.PUBLIC_URL:
+        return settings.PUBLIC_URL
+    scheme, host = request.scheme, request.get_host()
+    if _from_trusted_proxy(request):
+        scheme = _first(request.headers.get("X-Forwarded-Proto")) or scheme
+        host = _first(request.headers.get("X-Forwarded-Host")) or host
+        port = _first(request.headers.get("X-Forwarded-Port"))
+        if port and ":" not in host.rsplit("]", 1)[-1] and port != {"http": "80", "https": "443"}.get(scheme):
+            host = f"{host}:{port}"
+    return f"{scheme}://{host}"
+
+
+def _from_trusted_proxy(request):
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    for item in settings.TRUSTED_PROXIES:
+        try:
+            if address in ipaddress.ip_network(item, strict=False):
+                return True
+        except ValueError:
+            log.warning("PACS_TRUSTED_PROXIES: %r is not an address or a network", item)
+    return False
+
+
+def _first(value):
+    # A chain of proxies lists one value each, the client's side first.
+    return value.split(",")[0].strip() if value else ""
 
 
 def media_ranges(request):
