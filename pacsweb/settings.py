@@ -304,6 +304,9 @@ DICOM_MAX_ASSOCIATIONS = envint("PACS_DICOM_MAX_ASSOCIATIONS", 64)
 DICOM_MAX_FIND_ANSWERS = envint("PACS_DICOM_MAX_FIND_ANSWERS", 0)  # [LimitFindResults]
 DICOM_TIMEOUT = envint("PACS_DICOM_TIMEOUT", 30)  # [DicomScpTimeout]
 DICOM_MAX_PDU = envint("PACS_DICOM_MAX_PDU", 262144)
+# Storage SOP classes the listener accepts: "all" (the current standard's and the
+# retired ones), "current", or a comma-separated list of SOP Class UIDs.
+DICOM_STORAGE_CLASSES = env("PACS_DICOM_STORAGE_CLASSES", "all")
 # Listener processes per node, sharing the port (SO_REUSEPORT): one Python
 # process stores on one core at a time.
 DICOM_PROCESSES = envint("PACS_DICOM_PROCESSES", min(4, os.cpu_count() or 1))
