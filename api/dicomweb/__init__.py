@@ -18,6 +18,8 @@ from django.utils.http import parse_header_parameters
 log = logging.getLogger(__name__)
 
 DICOM_JSON = "application/dicom+json"
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+FORWARDED_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PROTO", "HTTP_FORWARDED")
 
 
 def dicom_json_response(payload, status=200):
@@ -58,13 +60,24 @@ def public_base_url(request):
     if settings.PUBLIC_URL:
         return settings.PUBLIC_URL
     scheme, host = request.scheme, request.get_host()
+    forwarded = any(name in request.META for name in FORWARDED_HEADERS)
+    if not forwarded and not _has_port(host) and request.META.get("SERVER_PORT") not in (None, DEFAULT_PORTS[scheme]):
+        # A client that reached us directly but sent Host without the port
+        # (dicomweb-client does): the port it connected to is the one to use.
+        # Behind a proxy (which adds X-Forwarded-*) the port we listen on is
+        # not the client's, and the request's Host stands.
+        host = f"{host}:{request.META['SERVER_PORT']}"
     if _from_trusted_proxy(request):
         scheme = _first(request.headers.get("X-Forwarded-Proto")) or scheme
         host = _first(request.headers.get("X-Forwarded-Host")) or host
         port = _first(request.headers.get("X-Forwarded-Port"))
-        if port and ":" not in host.rsplit("]", 1)[-1] and port != {"http": "80", "https": "443"}.get(scheme):
+        if port and not _has_port(host) and port != DEFAULT_PORTS.get(scheme):
             host = f"{host}:{port}"
     return f"{scheme}://{host}"
+
+
+def _has_port(host):
+    return ":" in host.rsplit("]", 1)[-1]  # an IPv6 literal is bracketed
 
 
 def _from_trusted_proxy(request):

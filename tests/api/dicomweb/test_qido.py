@@ -212,6 +212,15 @@ def test_urls_use_the_public_url_when_set(api, patients, settings):
     assert value(answer, "RetrieveURL")[0].startswith("https://pacs.example.org/archive/dicom-web/studies/")
 
 
+def test_a_host_header_without_its_port_gets_the_port_the_client_connected_to(api, patients):
+    # dicomweb-client sends Host without the port; a proxy (X-Forwarded-For) knows better.
+    direct = api.get("/dicom-web/studies", {"PatientID": "B1"}, HTTP_HOST="pacs.local", SERVER_PORT="8042").json()[0]
+    assert value(direct, "RetrieveURL")[0].startswith("http://pacs.local:8042/dicom-web/")
+    proxied = api.get("/dicom-web/studies", {"PatientID": "B1"}, HTTP_HOST="pacs.local", SERVER_PORT="8042",
+                      HTTP_X_FORWARDED_FOR="10.0.0.1").json()[0]
+    assert value(proxied, "RetrieveURL")[0].startswith("http://pacs.local/dicom-web/")
+
+
 def test_forwarded_headers_count_only_from_a_trusted_proxy(api, patients, settings):
     forwarded = {"HTTP_X_FORWARDED_PROTO": "https", "HTTP_X_FORWARDED_HOST": "pacs.example.org",
                  "HTTP_X_FORWARDED_PORT": "8443"}
