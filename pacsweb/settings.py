@@ -55,6 +55,8 @@ def envbool(name, default):
 
 DATA_DIR = Path(env("PACS_DATA_DIR", BASE_DIR / "var")).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Where the OHIF viewer's files are unpacked (console/ohif.py), one folder per version.
+OHIF_DIR = Path(env("PACS_OHIF_DIR", DATA_DIR / "ohif")).resolve()
 
 
 def _persistent_secret_key():
