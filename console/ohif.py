@@ -7,8 +7,9 @@ dist under PACS_OHIF_DIR. The view serves those files with a configuration
 written here: one DICOMweb data source at this archive's /dicom-web, same
 origin, so the browser's console session is the viewer's (no second login).
 
-The dist is built for the site root (`PUBLIC_URL="/"`): index.html is rewritten
-to load from /ohif/ and the router gets /ohif as its base name.
+The dist is built for the site root (`PUBLIC_URL="/"`, webpack's public path
+"/"): at install, index.html is rewritten to load from /ohif/ and the webpack
+runtime to load its chunks from there; the router gets /ohif as its base name.
 """
 
 import base64
@@ -35,6 +36,7 @@ VERSION = "3.13.2"
 # The npm registry's dist.integrity of that version (`npm view @ohif/app@3.13.2 dist.integrity`).
 INTEGRITY = "sha512-WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkycZM6C6Zk2F87BKxFfpq+jd5xXZB9E8EA=="
 PREFIX = "/ohif/"
+WEBPACK_PUBLIC_PATH = b'__webpack_require__.p = "/";'
 
 
 class OhifUnavailable(Exception):
@@ -65,6 +67,7 @@ def fetch(tarball=None):
         _extract_dist(tarball, unpacked)
         if not (unpacked / "index.html").is_file():
             raise OhifUnavailable(f"{tarball} has no package/dist/index.html: not a built @ohif/app")
+        _serve_from_prefix(unpacked)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.with_name(target.name + ".new")
         shutil.rmtree(staging, ignore_errors=True)
@@ -109,6 +112,17 @@ def _extract_dist(tarball, destination):
             member.name = member.name[len("package/dist/"):]
         # The "data" filter refuses absolute paths, "..", links out of the tree, devices.
         archive.extractall(destination, members=[m for m in members if m.name], filter="data")
+
+
+def _serve_from_prefix(dist):
+    index = dist / "index.html"
+    html = index.read_text(encoding="utf-8").replace('window.PUBLIC_URL="/"', f'window.PUBLIC_URL="{PREFIX}"')
+    # Root-relative URLs, not protocol-relative ones (//host/...).
+    index.write_text(re.sub(r'\b(href|src)="/(?!/)', rf'\1="{PREFIX}', html), encoding="utf-8")
+    for script in dist.glob("*.js"):
+        code = script.read_bytes()
+        if WEBPACK_PUBLIC_PATH in code:
+            script.write_bytes(code.replace(WEBPACK_PUBLIC_PATH, f'__webpack_require__.p = "{PREFIX}";'.encode()))
 
 
 def app_config(request):
@@ -170,7 +184,7 @@ def viewer(request, path=""):
         # A chunk asked relative to a deeper route (/ohif/viewer/123.bundle.js).
         candidate = root / candidate.name
     if not candidate.is_file() or candidate.name == "index.html":
-        return HttpResponse(_index(root), content_type="text/html; charset=utf-8")
+        return FileResponse(open(root / "index.html", "rb"), content_type="text/html; charset=utf-8")
     content_type = mimetypes.guess_type(candidate.name)[0] or "application/octet-stream"
     if candidate.suffix == ".wasm":
         content_type = "application/wasm"
@@ -179,10 +193,3 @@ def viewer(request, path=""):
     response["Cache-Control"] = "private, max-age=31536000, immutable" if ".bundle." in candidate.name \
         else "private, max-age=300"
     return response
-
-
-def _index(root):
-    html = (root / "index.html").read_text(encoding="utf-8")
-    html = html.replace('window.PUBLIC_URL="/"', f'window.PUBLIC_URL="{PREFIX}"')
-    # Root-relative URLs, not protocol-relative ones (//host/...).
-    return re.sub(r'\b(href|src)="/(?!/)', rf'\1="{PREFIX}', html)

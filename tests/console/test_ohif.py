@@ -14,6 +14,9 @@ INDEX = ('<html><head><script>window.PUBLIC_URL="/"</script><script src="/app-co
          '<body><script defer src="/app.bundle.abc.js"></script></body></html>')
 
 
+RUNTIME = b'(() => {\n__webpack_require__.p = "/";\n})();'
+
+
 def tarball(path, members):
     with tarfile.open(path, "w:gz") as archive:
         for name, data in members.items():
@@ -36,7 +39,7 @@ def ohif_dir(settings, tmp_path):
 @pytest.fixture
 def installed(ohif_dir, tmp_path, monkeypatch):
     path = tarball(tmp_path / "app.tgz", {
-        "package/dist/index.html": INDEX.encode(), "package/dist/app.bundle.abc.js": b"console.log(1)",
+        "package/dist/index.html": INDEX.encode(), "package/dist/app.bundle.abc.js": RUNTIME,
         "package/dist/12.bundle.def.js": b"chunk", "package/dist/zz.wasm": b"\0asm", "package/README.md": b"x"})
     monkeypatch.setattr(ohif, "INTEGRITY", integrity(path))
     return ohif.fetch(path)
@@ -66,7 +69,7 @@ def test_members_outside_the_dist_never_land_outside_it(ohif_dir, tmp_path, monk
 
 def test_index_loads_from_ohif_and_the_config_points_at_this_archive(installed, admin):
     page = admin.get("/ohif/viewer", {"StudyInstanceUIDs": "1.2.3"})
-    html = page.content.decode()
+    html = b"".join(page.streaming_content).decode()
     assert page.status_code == 200
     assert 'window.PUBLIC_URL="/ohif/"' in html and 'src="/ohif/app-config.js"' in html
     assert 'href="/ohif/app.bundle.css"' in html and 'src="//cdn.example.org/x.js"' in html
@@ -77,7 +80,8 @@ def test_index_loads_from_ohif_and_the_config_points_at_this_archive(installed, 
 
 def test_files_and_chunks_asked_from_deeper_routes(installed, admin):
     bundle = admin.get("/ohif/app.bundle.abc.js")
-    assert b"".join(bundle.streaming_content) == b"console.log(1)"
+    # The webpack runtime loads its chunks from /ohif/, not from the site root.
+    assert b"".join(bundle.streaming_content) == RUNTIME.replace(b'p = "/"', b'p = "/ohif/"')
     assert "immutable" in bundle["Cache-Control"]
     assert b"".join(admin.get("/ohif/viewer/12.bundle.def.js").streaming_content) == b"chunk"
     assert admin.get("/ohif/zz.wasm")["Content-Type"] == "application/wasm"
@@ -87,6 +91,17 @@ def test_files_and_chunks_asked_from_deeper_routes(installed, admin):
 def test_the_viewer_needs_a_session(installed, client):
     response = client.get("/ohif/viewer")
     assert response.status_code == 302 and "/ui/login/" in response["Location"]
+
+
+def test_the_console_study_page_links_to_the_study_in_ohif(admin, storage_dir):
+    from archive import ingest
+    from archive.models import Study
+    from tests.dicomgen import make_instance
+
+    ingest.store(make_instance(patient_id="OHIF-LINK"), ingest.Origin.http("127.0.0.1", "admin"))
+    study = Study.objects.get()
+    page = admin.get(f"/ui/studies/{study.public_id}/").content.decode()
+    assert f'href="/ohif/viewer?StudyInstanceUIDs={study.study_instance_uid}"' in page
 
 
 def test_not_installed_says_how_to_install(ohif_dir, admin):
