@@ -18,8 +18,9 @@ from tests.services import EmbeddedPostgres, EmbeddedRedis, remove, scratch_dir
 
 # Debian packages the suite drives as real peers (DCMTK's echoscu, storescu,
 # findscu, movescu, getscu, storescp), HAProxy in front of the cluster tests, and
-# Chromium for the console's browser tests (Playwright drives it; it downloads none).
-DEBIAN_PACKAGES = {"dcmtk": "storescu", "haproxy": "haproxy", "chromium": "chromium"}
+# Chromium for the console's browser tests (Playwright drives it; it downloads none),
+# npm to fetch the OHIF viewer the browser tests open (console/ohif.py).
+DEBIAN_PACKAGES = {"dcmtk": "storescu", "haproxy": "haproxy", "chromium": "chromium", "npm": "npm"}
 
 
 def ensure_debian_packages():
