@@ -147,7 +147,7 @@ def _instance_syntaxes(accepted, stored_syntax):
 
 
 def _instance_parts(stored, choices):
-    for item in stored:
+    for position, item in enumerate(stored):
         for syntax in choices[item.transfer_syntax_uid]:
             if syntax == item.transfer_syntax_uid:
                 yield f"{DICOM}; transfer-syntax={syntax}", _file_chunks(item.storage_key)
@@ -160,7 +160,12 @@ def _instance_parts(stored, choices):
             yield f"{DICOM}; transfer-syntax={syntax}", chunks
             break
         else:
-            raise NotAcceptable(f"instance {item.sop_instance_uid} cannot be produced in any accepted transfer syntax")
+            what = f"instance {item.sop_instance_uid} cannot be produced in any accepted transfer syntax"
+            if position == 0:
+                raise NotAcceptable(what)  # nothing sent yet: the answer is a 406
+            # The answer is streaming (200 sent): leaving the instance out is all
+            # that is left; the log says which.
+            log.warning("WADO-RS: %s; left out of the answer", what)
 
 
 def _transcoded_chunks(storage_key, syntax):

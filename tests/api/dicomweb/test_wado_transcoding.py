@@ -9,7 +9,7 @@ from PIL import Image
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels import get_decoder
 
-from tests.api.dicomweb.support import pydicom_file, read_parts, store
+from tests.api.dicomweb.support import pydicom_file, read_parts, store, variant
 
 pytestmark = pytest.mark.urls("tests.api.dicomweb.urls_for_tests")
 
@@ -154,3 +154,19 @@ def test_wado_uri_transcodes_to_the_transfer_syntax_asked(api):
     received = pydicom.dcmread(io.BytesIO(b"".join(response.streaming_content)))
     assert received.file_meta.TransferSyntaxUID == EXPLICIT
     assert np.array_equal(received.pixel_array, ds.pixel_array)
+
+
+def test_an_instance_that_cannot_be_decoded_is_left_out_of_a_study_already_streaming(api):
+    # 12-bit JPEG Extended: no non-GPL decoder (README), so it cannot become Explicit VR LE.
+    study_uid = "1.2.826.0.1.3680043.8.498.4242"
+    files = [variant(open(pydicom_file(name), "rb").read(), f"{study_uid}.{n}", StudyInstanceUID=study_uid,
+                     SeriesInstanceUID=f"{study_uid}.{n}.1") for n, name in enumerate(("CT_small.dcm", "JPGExtended.dcm"))]
+    for data in files:
+        store(api, data)
+    accept = f'multipart/related; type="application/dicom"; transfer-syntax={EXPLICIT}'
+
+    parts = read_parts(api.get(f"/dicom-web/studies/{study_uid}", HTTP_ACCEPT=accept))
+
+    assert [pydicom.dcmread(io.BytesIO(content)).SOPInstanceUID for _, content in parts] == [f"{study_uid}.0"]
+    alone = api.get(f"/dicom-web/studies/{study_uid}/series/{study_uid}.1.1", HTTP_ACCEPT=accept)
+    assert alone.status_code == 406
