@@ -69,11 +69,16 @@ def fetch(tarball=None):
             raise OhifUnavailable(f"{tarball} has no package/dist/index.html: not a built @ohif/app")
         _serve_from_prefix(unpacked)
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.with_name(target.name + ".new")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(unpacked, staging)
+        # Staged beside the target (same filesystem) under a name of its own, so
+        # that two installs at once (nodes of one machine) do not mix their files.
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        shutil.copytree(unpacked, staging, dirs_exist_ok=True)
         shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except OSError:
+            # Another install finished first with the same checked files.
+            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

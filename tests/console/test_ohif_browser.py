@@ -19,7 +19,6 @@ from tests.dicomgen import pydicom_test_files, uid
 from tests.storing import store_on
 from tests.waiting import wait_for
 
-OHIF_DIR = servers.REPO / "var" / "ohif"
 STUDIES = {  # what the issue asks OHIF to open, from pydicom's test files
     "jpeg2000": "MR_small_jp2klossless.dcm",
     "jpeg-baseline-colour": "SC_rgb_jpeg_dcmtk.dcm",
@@ -41,8 +40,8 @@ def own_copy(key, name):
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    env = {"PACS_OHIF_DIR": str(OHIF_DIR)}
-    server = servers.Server(tmp_path_factory.mktemp("ohif") / "node", workers=1, threads=8, **env)
+    # servers.base_env points every server at the repository's var/ohif.
+    server = servers.Server(tmp_path_factory.mktemp("ohif") / "node", workers=1, threads=8)
     servers.manage("ohif", "--if-missing", env=server.env)
     yield server
     server.stop()
