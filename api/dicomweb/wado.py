@@ -305,7 +305,12 @@ def _frames_response(request, stored, dataset, pixel, numbers=None, bulk=False):
     indices = [n - 1 for n in numbers]
     try:
         choice = _frame_choice(request, stored.transfer_syntax_uid, bulk)
-        frames = _prefetched(_frame_data(stored.storage_key, choice, indices))
+        if choice.as_stored and not bulk:
+            # Frames as stored, asked by number (a viewer asks one at a time): cut
+            # now from the file already open, rather than parse its header again.
+            frames = [_frame(dataset, pixel, index, count) for index in indices]
+        else:
+            frames = _prefetched(_frame_data(stored.storage_key, choice, indices))
     except (NotAcceptable, FrameError, TranscodeError, render.RenderError) as error:
         return error_response(request, 406, str(error))
     if bulk and (choice.syntax is None or not UID(choice.syntax).is_compressed):
