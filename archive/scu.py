@@ -9,8 +9,8 @@ import logging
 import queue
 from dataclasses import dataclass, field
 
-from django.conf import settings
 import pydicom
+from django.conf import settings
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, build_role, evt
