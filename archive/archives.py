@@ -12,8 +12,10 @@ letters, digits, space, dot and underscore; DICOMDIR media hold IMAGES/IM<n>
 and the DICOMDIR that indexes them.
 """
 
+import dataclasses
 import datetime
 import io
+import logging
 import zipfile
 from dataclasses import dataclass
 
@@ -24,10 +26,13 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, MediaStorageDirectoryStorage, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
-from archive.errors import UnknownResource  # noqa: F401 (raised here, caught by name)
+from archive import transcode
+from archive.errors import TranscodeError, UnknownResource  # noqa: F401 (raised here, caught by name)
 from archive.models import Attachment, Instance, Level
 from archive.resources import BY_ANCESTOR, MODELS
 from archive.storage import CHUNK, get_storage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -164,20 +169,30 @@ def _zip_info(path, size, moment):
     return info
 
 
-def write_zip(files, out, media=False, step=None):
+def write_zip(files, out, media=False, step=None, transcode_to=None):
     """Write the ZIP of the entries to `out` (seekable or not); step(done, total)
-    is called after each file. Returns the uncompressed size."""
+    is called after each file. Returns the uncompressed size.
+
+    With `transcode_to` (a transfer syntax UID, Orthanc's `transcode` option) each
+    file is written in that syntax, one frame at a time (archive/transcode.py);
+    a file that cannot be converted goes as stored, and the log says so."""
     storage = get_storage()
     moment = datetime.datetime.now()
     total = 0
+    if transcode_to and media:
+        # The DICOMDIR names each file's syntax.
+        files = [dataclasses.replace(entry, transfer_syntax_uid=transcode_to)
+                 if transcode.can_transcode(entry.transfer_syntax_uid, transcode_to, lossy=True) else entry
+                 for entry in files]
     # Built before the first byte: a DICOMDIR that cannot be built fails the
     # request while it can still answer an error.
     dicomdir = build_dicomdir(files) if media else None
     with zipfile.ZipFile(out, "w", allowZip64=True, compresslevel=settings.ZIP_LEVEL or None) as archive:
         for done, entry in enumerate(files, 1):
             info = _zip_info(entry.path, entry.size, moment)
-            with storage.open(entry.key) as source, archive.open(info, "w") as target:
-                while chunk := source.read(CHUNK):
+            # A transcoded file's size is known once written: ZIP64 fields in case it passes 4 GB.
+            with storage.open(entry.key) as source, archive.open(info, "w", force_zip64=bool(transcode_to)) as target:
+                for chunk in _member_chunks(source, entry, transcode_to):
                     target.write(chunk)
                     total += len(chunk)
                     yield
@@ -189,17 +204,36 @@ def write_zip(files, out, media=False, step=None):
     return total
 
 
-def stream_zip(files, media=False):
+def _member_chunks(source, entry, transcode_to):
+    if transcode_to:
+        # The file's own header says its syntax (the entry's may already name the
+        # target, for the DICOMDIR); one already in it is copied as it is.
+        try:
+            chunks = transcode.transcode(source, transcode_to, lossy=True)
+            first = next(chunks, b"")
+        except TranscodeError as error:
+            log.warning("archive: instance %s kept in %s, not transcoded to %s: %s", entry.sop_instance_uid,
+                        entry.transfer_syntax_uid, transcode_to, error)
+            source.seek(0)
+        else:
+            yield first
+            yield from chunks
+            return
+    while chunk := source.read(CHUNK):
+        yield chunk
+
+
+def stream_zip(files, media=False, transcode_to=None):
     """The ZIP of the entries as a generator of byte strings, built while it is sent."""
     sink = _Sink()
-    for _ in write_zip(files, sink, media=media):
+    for _ in write_zip(files, sink, media=media, transcode_to=transcode_to):
         yield from sink.drain()
     yield from sink.drain()
 
 
-def write_zip_file(files, out, media=False, step=None):
+def write_zip_file(files, out, media=False, step=None, transcode_to=None):
     """Write the whole ZIP to a file object; the uncompressed size."""
-    writer = write_zip(files, out, media=media, step=step)
+    writer = write_zip(files, out, media=media, step=step, transcode_to=transcode_to)
     while True:
         try:
             next(writer)

@@ -1,10 +1,20 @@
 """What the listener and the SCU share of DIMSE: status codes, status datasets,
-the storage commitment report, and sockets that do not wait for Nagle's algorithm."""
+the storage commitment report, the storage classes and the presentation contexts
+of a send, and sockets that do not wait for Nagle's algorithm."""
 
+import io
 import socket
 
+import pydicom
 from pydicom.dataset import Dataset
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian, UID_dictionary
+from pynetdicom.presentation import AllStoragePresentationContexts, StoragePresentationContexts
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import register_uid, uid_to_service_class
 from pynetdicom.transport import AssociationSocket
+
+from archive import transcode
+from archive.errors import TranscodeError
 
 SUCCESS = 0x0000
 PENDING = 0xFF00
@@ -24,6 +34,107 @@ STORAGE_COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"
 REQUEST_COMMITMENT = 1
 ALL_COMMITTED = 1
 FAILURES_EXIST = 2
+
+
+# What a peer that takes no compressed syntax gets (PS3.5 §10.1: Implicit VR
+# Little Endian is the one every AE must accept).
+UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+# An association carries at most 128 presentation contexts (PS3.8 §9.3.2.2).
+MAX_CONTEXTS = 128
+
+
+def _storage_classes():
+    current = {context.abstract_syntax for context in AllStoragePresentationContexts}
+    # pynetdicom's selection adds retired classes still in use (the retired US
+    # Image Storage 1.2.840.10008.5.1.4.1.1.6, NM, VL...); pydicom's dictionary
+    # names every retired storage class of the standard.
+    retired = {context.abstract_syntax for context in StoragePresentationContexts} - current
+    retired |= {uid for uid, (name, kind, _, retired_flag, _) in UID_dictionary.items()
+                if kind == "SOP Class" and retired_flag == "Retired" and " Storage" in name
+                and "Commitment" not in name}
+    retired -= current
+    return sorted(current), sorted(retired)
+
+
+# Every storage SOP class of the current standard, and the retired ones (PS3.4 B.5,
+# PS3.6 Table A-1 "(Retired)"), which a listener accepts unless told otherwise.
+CURRENT_STORAGE_CLASSES, RETIRED_STORAGE_CLASSES = _storage_classes()
+
+
+def _register_retired_classes():
+    # pynetdicom answers a C-STORE only for classes bound to its Storage service
+    # class; the retired ones it does not know would get "no supported service
+    # class" and a failure status, as well on a C-MOVE sub-operation we send.
+    for uid in RETIRED_STORAGE_CLASSES:
+        if uid_to_service_class(uid) is StorageServiceClass:
+            continue
+        keyword = UID_dictionary[uid][4] or f"RetiredStorage_{uid.replace('.', '_')}"
+        register_uid(uid, keyword, StorageServiceClass)
+
+
+_register_retired_classes()
+
+
+def storage_classes(setting):
+    """The storage SOP classes a listener accepts, from PACS_DICOM_STORAGE_CLASSES."""
+    setting = (setting or "all").strip()
+    if setting == "all":
+        return CURRENT_STORAGE_CLASSES + RETIRED_STORAGE_CLASSES
+    if setting == "current":
+        return list(CURRENT_STORAGE_CLASSES)
+    classes = [item.strip() for item in setting.split(",") if item.strip()]
+    invalid = [item for item in classes if not all(part.isdigit() for part in item.split("."))]
+    if invalid or not classes:
+        raise ValueError(f"expected all, current or SOP Class UIDs separated by commas, not {setting!r}")
+    return classes
+
+
+def storage_contexts(instances):
+    """[(SOP class, [transfer syntaxes])] to propose for sending (SOP class, stored syntax) pairs.
+
+    One context per pair, so that a peer accepting Explicit VR Little Endian for
+    a class can still accept JPEG 2000 in another context of the same class
+    (one context with every syntax gets one syntax accepted, and nothing is left
+    for the others); plus an uncompressed context per class, so that an instance
+    whose syntax is refused can be sent decompressed (what Orthanc does).
+    """
+    classes, pairs = [], []
+    for sop_class, syntax in instances:
+        if sop_class not in classes:
+            classes.append(sop_class)
+        if syntax not in UNCOMPRESSED and (sop_class, syntax) not in pairs:
+            pairs.append((sop_class, syntax))
+    # The fallbacks first: past 128 contexts an instance may go decompressed,
+    # but a class without any context could not go at all.
+    contexts = [(sop_class, list(UNCOMPRESSED)) for sop_class in classes]
+    contexts += [(sop_class, [syntax]) for sop_class, syntax in pairs]
+    return contexts[:MAX_CONTEXTS]
+
+
+def accepted_syntaxes(assoc, sop_class):
+    """The transfer syntaxes the peer accepted for a SOP class on an association."""
+    return [context.transfer_syntax[0] for context in assoc.accepted_contexts
+            if context.abstract_syntax == sop_class]
+
+
+def dataset_to_send(stream, stored_syntax, accepted):
+    """The stored file (open `stream`) as the dataset to C-STORE to a peer that accepted `accepted` for its class.
+
+    What is stored goes as stored when the peer takes it (pynetdicom re-encodes
+    between uncompressed syntaxes); otherwise it is transcoded to an accepted
+    syntax, uncompressed first, never lossy. Raises TranscodeError when the peer
+    accepts nothing that can be produced.
+    """
+    stored = UID(stored_syntax)
+    if stored in accepted or (not stored.is_compressed and any(not UID(s).is_compressed for s in accepted)):
+        return pydicom.dcmread(stream)
+    candidates = [s for s in UNCOMPRESSED if s in accepted] + [s for s in accepted if s in transcode.LOSSLESS]
+    for target in candidates:
+        if transcode.can_transcode(stored, target):
+            stream.seek(0)
+            return pydicom.dcmread(io.BytesIO(transcode.transcoded_bytes(stream, target)))
+    raise TranscodeError(f"the peer accepts {', '.join(map(str, accepted)) or 'no syntax'} for this class, and "
+                         f"the instance, stored in {stored.name or stored}, cannot be converted to any of them")
 
 
 def status(code, comment):

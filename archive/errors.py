@@ -120,6 +120,10 @@ class NoSuchFrame(RenderError):
     """The frame asked for is not in the instance."""
 
 
+class TranscodeError(ArchiveError):
+    """The pixel data cannot be converted to the transfer syntax asked for (no codec, corrupt data, lossy not asked)."""
+
+
 class DicomNetworkError(ArchiveError):
     """The remote AE could not be reached, refused the association, or failed the operation."""
 

@@ -112,6 +112,7 @@ class ParsedInstance:
     study_tags: dict = field(default_factory=dict)
     series_tags: dict = field(default_factory=dict)
     instance_tags: dict = field(default_factory=dict)
+    image_tags: dict = field(default_factory=dict)
 
     @property
     def public_ids(self):
@@ -265,6 +266,7 @@ def parse(stream):
             study_tags=tags.main_tags(dataset, tags.STUDY_TAGS),
             series_tags=tags.main_tags(dataset, tags.SERIES_TAGS),
             instance_tags=tags.main_tags(dataset, tags.INSTANCE_TAGS),
+            image_tags=tags.main_tags(dataset, tags.IMAGE_TAGS),
         )
     except RejectedInstance:
         raise
@@ -527,6 +529,7 @@ def _index_step_by_step(parsed, stored, origin, now):
             sop_class_uid=parsed.sop_class_uid,
             transfer_syntax_uid=parsed.transfer_syntax_uid,
             instance_number=_int(parsed.instance_tags.get("InstanceNumber")),
+            image_tags=json.dumps(parsed.image_tags),
             origin=origin.kind,
             remote_aet=origin.remote_aet[:16],
             remote_ip=origin.remote_ip[:45],
@@ -631,6 +634,7 @@ def _index_in_one_statement(parsed, stored, origin, now):
         "instance_pid": instance_pid, "instance_tags": json.dumps(parsed.instance_tags),
         "sop_class": parsed.sop_class_uid, "syntax": parsed.transfer_syntax_uid,
         "instance_number": _int(parsed.instance_tags.get("InstanceNumber")),
+        "image_tags": json.dumps(parsed.image_tags),
         "origin": origin.kind, "remote_aet": origin.remote_aet[:16], "remote_ip": origin.remote_ip[:45],
         "called_aet": origin.called_aet[:16], "http_username": origin.username[:150],
         "key": stored.key, "size": stored.size, "md5": stored.md5,
@@ -687,11 +691,11 @@ def _index_in_one_statement(parsed, stored, origin, now):
         ),
         i AS (
             INSERT INTO {Instance._meta.db_table} (public_id, main_dicom_tags, created_at, last_update, is_stable,
-                series_id, sop_instance_uid, sop_class_uid, transfer_syntax_uid, instance_number, origin,
-                remote_aet, remote_ip, called_aet, http_username, node)
+                series_id, sop_instance_uid, sop_class_uid, transfer_syntax_uid, instance_number, image_tags,
+                origin, remote_aet, remote_ip, called_aet, http_username, node)
             SELECT %(instance_pid)s, %(instance_tags)s::jsonb, %(stamp)s, %(stamp)s, false, se.id, %(sop)s,
-                   %(sop_class)s, %(syntax)s, %(instance_number)s::integer, %(origin)s, %(remote_aet)s,
-                   %(remote_ip)s, %(called_aet)s, %(http_username)s, %(node)s
+                   %(sop_class)s, %(syntax)s, %(instance_number)s::integer, %(image_tags)s::jsonb, %(origin)s,
+                   %(remote_aet)s, %(remote_ip)s, %(called_aet)s, %(http_username)s, %(node)s
             FROM se
             ON CONFLICT (sop_instance_uid) DO NOTHING
             RETURNING id

@@ -386,6 +386,8 @@ def _values(level, row, wanted, extra):
             values[keyword] = "\\".join(sorted(extra.get((keyword, row.pk), ())))
         elif keyword in ("SOPClassUID",) and level == Level.INSTANCE:
             values[keyword] = row.sop_class_uid
+        elif keyword in tags.IMAGE_TAGS and level == Level.INSTANCE:
+            values[keyword] = (row.image_tags or {}).get(keyword, "")
         else:
             tag_level = TAG_LEVEL.get(keyword)
             owner = chain.get(tag_level)

@@ -15,9 +15,9 @@ import pydicom
 from PIL import Image, ImageOps
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, pixel_array
-from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from archive.errors import NoSuchFrame, RenderError  # noqa: F401 (raised here, caught by name)
+from archive import transcode
+from archive.errors import NoSuchFrame, RenderError, TranscodeError  # noqa: F401 (raised here, caught by name)
 
 JPEG = "image/jpeg"
 PNG = "image/png"
@@ -89,14 +89,26 @@ def frame_count(header):
 
 
 def _decode(stream, header, frame):
+    # The transcoder's decoder: one frame read from the open file, the same
+    # codecs and the same YCbCr → RGB conversion as WADO and C-MOVE use.
     try:
-        if header.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
-            # pydicom's frame-by-frame reader needs the raw dataset; a deflated
-            # one exists only once inflated, whole, in memory.
-            stream.seek(0)
-            return pixel_array(pydicom.dcmread(stream), index=frame)
         stream.seek(0)
-        return pixel_array(stream, index=frame)
+        dataset, pixel = transcode.read_header(stream)
+        if pixel is None:
+            raise RenderError("the instance has no pixel data")
+        if pixel.tag != 0x7FE00010:
+            raise RenderError("float pixel data cannot be rendered")
+        if int(dataset.get("BitsAllocated") or 0) == 1:
+            # Bit-packed frames (segmentations, overlays stored as images) are not
+            # the transcoder's business: pydicom unpacks them.
+            stream.seek(0)
+            return pixel_array(stream, index=frame)
+        [(array, _)] = transcode.decoded_frames(dataset, pixel, [frame])
+        return array
+    except TranscodeError as error:
+        raise RenderError(str(error))
+    except RenderError:
+        raise
     except Exception as error:  # decoders raise ValueError, RuntimeError, NotImplementedError...
         raise RenderError(f"the pixel data cannot be decoded: {error}")
 

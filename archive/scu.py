@@ -25,7 +25,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from archive.errors import DicomNetworkError  # noqa: F401 (raised here, caught by name)
+from archive.errors import DicomNetworkError, TranscodeError  # noqa: F401 (raised here, caught by name)
 from archive import ingest
 from archive.models import Attachment, Instance, Level
 from archive.storage import get_storage
@@ -170,7 +170,7 @@ def store(peer, instance_ids, progress=None, originator=None):
     (PS3.7 9.1.1.1: Move Originator AE Title and Message ID), as Orthanc's
     MoveOriginatorAet / MoveOriginatorID do."""
     found = {row[0]: row for row in Instance.objects.filter(public_id__in=instance_ids)
-             .values_list("public_id", "sop_class_uid", "transfer_syntax_uid")}
+             .values_list("public_id", "sop_class_uid", "transfer_syntax_uid", "sop_instance_uid")}
     # In the caller's order: a job resumed at position N skips exactly the first N.
     rows = [found[public_id] for public_id in instance_ids if public_id in found]
     keys = dict(Attachment.objects.filter(resource_id__in=[r[0] for r in rows], name=Attachment.DICOM)
@@ -179,17 +179,24 @@ def store(peer, instance_ids, progress=None, originator=None):
     if not rows:
         return report
     ae = _ae(peer)
-    syntaxes = {}
-    for _, sop_class, syntax in rows:
-        syntaxes.setdefault(sop_class, {ExplicitVRLittleEndian, ImplicitVRLittleEndian}).add(syntax)
-    for sop_class, wanted in list(syntaxes.items())[:128]:
-        ae.add_requested_context(sop_class, sorted(wanted))
+    for sop_class, syntaxes in dimse.storage_contexts((sop_class, syntax) for _, sop_class, syntax, _ in rows):
+        ae.add_requested_context(sop_class, syntaxes)
     assoc = _associate(ae, peer)
     storage = get_storage()
     try:
-        for done, (public_id, _, _) in enumerate(rows, 1):
+        for done, (public_id, sop_class, syntax, sop_instance_uid) in enumerate(rows, 1):
             with storage.open(keys[public_id]) as stream:
-                dataset = pydicom.dcmread(stream)
+                try:
+                    dataset = dimse.dataset_to_send(stream, syntax, dimse.accepted_syntaxes(assoc, sop_class))
+                except TranscodeError as error:
+                    log.warning("instance %s not sent to %s: %s", public_id, peer.aet, error)
+                    dataset = None
+            if dataset is None:
+                report.failed += 1
+                report.failed_uids.append(sop_instance_uid)
+                if progress:
+                    progress(done, len(rows))
+                continue
             if originator:
                 status = assoc.send_c_store(dataset, originator_aet=originator[0], originator_id=originator[1])
             else:

@@ -63,6 +63,9 @@ INSTANCE_TAGS = (
     "ImageOrientationPatient",
 )
 
+# Not main tags: what viewers need of an instance before they fetch it (QIDO-RS).
+IMAGE_TAGS = ("Rows", "Columns", "BitsAllocated")
+
 
 def element_text(dataset, keyword):
     """The value of a top-level element as Orthanc shows it: text, values joined by '\\'.
@@ -93,7 +96,7 @@ def converted_text(dataset, tag):
 
 
 # Keyword → tag once, not on every lookup of every instance.
-_TAGS = {k: tag_for_keyword(k) for k in PATIENT_TAGS + STUDY_TAGS + SERIES_TAGS + INSTANCE_TAGS
+_TAGS = {k: tag_for_keyword(k) for k in PATIENT_TAGS + STUDY_TAGS + SERIES_TAGS + INSTANCE_TAGS + IMAGE_TAGS
          + ("SOPClassUID", "SpecificCharacterSet")}
 
 

@@ -71,7 +71,8 @@ def _build_archive(context, media):
     out, publish = storage.archive_writer(archive_name(context.id))
     try:
         with out:
-            uncompressed = archives.write_zip_file(files, out, media=media, step=context.step)
+            uncompressed = archives.write_zip_file(files, out, media=media, step=context.step,
+                                                   transcode_to=context.params.get("transcode"))
             size = publish()
     except BaseException:
         storage.discard_archive(archive_name(context.id))

@@ -23,7 +23,8 @@ from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.transport import ThreadedAssociationServer
 
-from archive import ingest, query, worklist
+from archive import dimse, ingest, query, worklist
+from archive.errors import TranscodeError
 from archive.dimse import (
     CANCEL, CANNOT_UNDERSTAND, IDENTIFIER_DOES_NOT_MATCH, NOT_AUTHORIZED, OUT_OF_RESOURCES,
     PENDING, SUCCESS, UNABLE_TO_PROCESS, status as _status,
@@ -257,8 +258,12 @@ def handle_move(event, policy):
     files = _files_for(event.identifier, event.request.AffectedSOPClassUID)
     _audit_export(event, "C-MOVE", files, destination=str(event.move_destination).strip())
     contexts = _contexts_for(files)
-    yield destination[0], destination[1], {"contexts": contexts}
-    yield from _sub_operations(event, files)
+    # pynetdicom opens the sub-association itself; its established event hands
+    # it over, so each instance can be sent in a syntax the destination accepted.
+    opened = {}
+    handlers = [(evt.EVT_ESTABLISHED, lambda sub_event: opened.setdefault("assoc", sub_event.assoc))]
+    yield destination[0], destination[1], {"contexts": contexts, "evt_handlers": handlers}
+    yield from _sub_operations(event, files, lambda: opened.get("assoc"))
 
 
 def handle_get(event, policy):
@@ -269,7 +274,7 @@ def handle_get(event, policy):
         return
     files = _files_for(event.identifier, event.request.AffectedSOPClassUID)
     _audit_export(event, "C-GET", files)
-    yield from _sub_operations(event, files)
+    yield from _sub_operations(event, files, lambda: event.assoc)
 
 
 def _audit_export(event, what, files, **details):
@@ -280,18 +285,34 @@ def _audit_export(event, what, files, **details):
                  details=dict(details, identifier=keys, instances=count))
 
 
-def _sub_operations(event, files):
+def _sub_operations(event, files, sending):
+    """The C-STORE sub-operations; `sending()` is the association they go on, once open.
+
+    An instance is sent as stored when the peer accepted its syntax, and
+    transcoded (decompressed first) when it accepted only others, as Orthanc does.
+    """
     if isinstance(files, int):
         yield 0
         yield files, None
         return
     yield len(files)
     storage = get_storage()
-    for key, _, _ in files:
+    for key, sop_class, syntax in files:
         if event.is_cancelled:
             yield CANCEL, None
             return
+        assoc = sending()
         try:
+            with storage.open(key) as stream:
+                if assoc is None:
+                    dataset = pydicom.dcmread(stream)
+                else:
+                    dataset = dimse.dataset_to_send(stream, syntax, dimse.accepted_syntaxes(assoc, sop_class))
+        except TranscodeError as error:
+            # Sent as stored, the sub-operation fails (no presentation context)
+            # and is counted as failed; the others go on.
+            log.warning("instance %s cannot be sent in a syntax %s accepted: %s", key,
+                        assoc.acceptor.ae_title.strip(), error)
             with storage.open(key) as stream:
                 dataset = pydicom.dcmread(stream)
         except (StorageError, OSError, pydicom.errors.InvalidDicomError) as error:
@@ -333,17 +354,13 @@ def _files_for(identifier, sop_class_uid):
 
 
 def _contexts_for(files):
-    """Presentation contexts for the sub-association: each SOP class with its stored syntaxes."""
+    """Presentation contexts for the sub-association: one per (SOP class, stored syntax), and uncompressed ones."""
     from pynetdicom.presentation import build_context
-    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     if isinstance(files, int):
         return None
-    wanted = {}
-    for _, sop_class, syntax in files:
-        wanted.setdefault(sop_class, {ImplicitVRLittleEndian, ExplicitVRLittleEndian}).add(syntax)
-    # An association carries at most 128 presentation contexts (PS3.8 §9.3.2.2).
-    return [build_context(sop_class, sorted(syntaxes)) for sop_class, syntaxes in list(wanted.items())[:128]]
+    pairs = ((sop_class, syntax) for _, sop_class, syntax in files)
+    return [build_context(sop_class, syntaxes) for sop_class, syntaxes in dimse.storage_contexts(pairs)]
 
 
 def _parse_identifier(identifier, sop_class_uid):

@@ -25,7 +25,7 @@ from console import access as console
 
 OPEN_PATHS = {"/healthz", "/readyz"}
 # Pages with their own login (the Django admin, the console) and their assets.
-SESSION_PREFIXES = ("/admin/", "/ui/", "/static/")
+SESSION_PREFIXES = ("/admin/", "/ui/", "/static/", "/ohif/")
 
 # Checking a password costs a deliberate ~0.3 s of PBKDF2; a script storing
 # thousands of files sends the same credentials each time. Remember a success
@@ -91,7 +91,7 @@ class AccessMiddleware:
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         """The console's roles, once its route is known (the view declares them)."""
-        if request.path_info.startswith("/ui/"):
+        if request.path_info.startswith(("/ui/", "/ohif/")):
             return self._console_access(request, view_func)
         return None
 

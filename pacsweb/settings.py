@@ -55,6 +55,8 @@ def envbool(name, default):
 
 DATA_DIR = Path(env("PACS_DATA_DIR", BASE_DIR / "var")).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Where the OHIF viewer's files are unpacked (console/ohif.py), one folder per version.
+OHIF_DIR = Path(env("PACS_OHIF_DIR", DATA_DIR / "ohif")).resolve()
 
 
 def _persistent_secret_key():
@@ -117,6 +119,13 @@ if HTTPS:
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = 31536000
+# The archive's address as its clients reach it (https://pacs.example.org, maybe with a
+# path the proxy strips): the base of every absolute URL it writes (DICOMweb
+# RetrieveURL and BulkDataURI). Unset, the base is taken from the request, and
+# X-Forwarded-Proto / -Host / -Port count only when the request comes from one of
+# PACS_TRUSTED_PROXIES (addresses or networks): from anyone else they are forgeries.
+PUBLIC_URL = (env("PACS_PUBLIC_URL", "") or "").rstrip("/")
+TRUSTED_PROXIES = [item.strip() for item in (env("PACS_TRUSTED_PROXIES", "") or "").split(",") if item.strip()]
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -297,6 +306,9 @@ DICOM_MAX_ASSOCIATIONS = envint("PACS_DICOM_MAX_ASSOCIATIONS", 64)
 DICOM_MAX_FIND_ANSWERS = envint("PACS_DICOM_MAX_FIND_ANSWERS", 0)  # [LimitFindResults]
 DICOM_TIMEOUT = envint("PACS_DICOM_TIMEOUT", 30)  # [DicomScpTimeout]
 DICOM_MAX_PDU = envint("PACS_DICOM_MAX_PDU", 262144)
+# Storage SOP classes the listener accepts: "all" (the current standard's and the
+# retired ones), "current", or a comma-separated list of SOP Class UIDs.
+DICOM_STORAGE_CLASSES = env("PACS_DICOM_STORAGE_CLASSES", "all")
 # Listener processes per node, sharing the port (SO_REUSEPORT): one Python
 # process stores on one core at a time.
 DICOM_PROCESSES = envint("PACS_DICOM_PROCESSES", min(4, os.cpu_count() or 1))

@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
 from api.dicomweb.wado import wado_uri
+from console import ohif
 from api.rest import annotations, archives, images, instances, resources, system
 from api import health
 from api.rest import jobs as jobs_rest, nodes as nodes_rest, security as security_rest
@@ -92,6 +93,9 @@ urlpatterns = [
     path("changes", resources.changes),
     path("dicom-web/", include("api.dicomweb.urls")),
     path("wado", wado_uri),
+    # The OHIF viewer (console/ohif.py), signed in with the console's session.
+    path("ohif/", ohif.viewer),
+    re_path(r"^ohif/(?P<path>.+)$", ohif.viewer),
     path("modalities", cluster_rest.modalities),
     path("modalities/<str:name>", cluster_rest.modality),
     path("modalities/<str:name>/configuration", cluster_rest.modality_configuration),

@@ -19,11 +19,12 @@ from tests.services import EmbeddedPostgres, EmbeddedRedis, remove, scratch_dir
 # Debian packages the suite drives as real peers (DCMTK's echoscu, storescu,
 # findscu, movescu, getscu, storescp), HAProxy in front of the cluster tests,
 # Chromium for the console's browser tests (Playwright drives it; it downloads none),
-# and Orthanc with its DICOMweb plugin, which the differential tests (tests/compat/)
-# compare pacsweb with. Each package is known present by a command on the PATH or,
-# for a plugin, by an absolute path.
+# npm to fetch the OHIF viewer the browser tests open (console/ohif.py), and Orthanc
+# with its DICOMweb plugin, which the differential tests (tests/compat/) compare
+# pacsweb with. Each package is known present by a command on the PATH or, for a
+# plugin, by an absolute path.
 DEBIAN_PACKAGES = {
-    "dcmtk": "storescu", "haproxy": "haproxy", "chromium": "chromium",
+    "dcmtk": "storescu", "haproxy": "haproxy", "chromium": "chromium", "npm": "npm",
     "orthanc": "/usr/sbin/Orthanc", "orthanc-dicomweb": "/usr/share/orthanc/plugins/libOrthancDicomWeb.so",
 }
 

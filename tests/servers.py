@@ -60,7 +60,9 @@ def manage(*args, env, check=True, timeout=300):
 
 def base_env(data_dir, **overrides):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env.update(PACS_DATA_DIR=str(data_dir), PACS_ADMIN_PASSWORD=ADMIN_PASSWORD, MALLOC_ARENA_MAX="5")
+    # The OHIF viewer is installed once for every server of every run (console/ohif.py).
+    env.update(PACS_DATA_DIR=str(data_dir), PACS_ADMIN_PASSWORD=ADMIN_PASSWORD, MALLOC_ARENA_MAX="5",
+               PACS_OHIF_DIR=str(REPO / "var" / "ohif"))
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env.update({k: str(v) for k, v in overrides.items()})
     return env

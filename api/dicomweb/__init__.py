@@ -6,9 +6,11 @@ are what the three services share: DICOM JSON, absolute URLs and media type
 negotiation.
 """
 
+import ipaddress
 import json
 import logging
 
+from django.conf import settings
 from django.http import HttpResponse
 from django.urls import reverse
 from django.utils.http import parse_header_parameters
@@ -16,6 +18,8 @@ from django.utils.http import parse_header_parameters
 log = logging.getLogger(__name__)
 
 DICOM_JSON = "application/dicom+json"
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+FORWARDED_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PROTO", "HTTP_FORWARDED")
 
 
 def dicom_json_response(payload, status=200):
@@ -43,7 +47,56 @@ def unparsed_json(vr, values, error):
 
 def studies_url(request):
     """Absolute URL of /dicom-web/studies, wherever the routes are mounted (PS3.18 §10.4.1.2 RetrieveURL)."""
-    return request.build_absolute_uri(reverse("dicomweb:studies"))
+    return public_base_url(request) + reverse("dicomweb:studies")
+
+
+def public_base_url(request):
+    """scheme://host[:port][/prefix] of the archive as the client reaches it (no trailing slash).
+
+    PACS_PUBLIC_URL when set; otherwise the request's, corrected by the
+    X-Forwarded-* headers of a trusted proxy (a Host without its port, or a TLS
+    proxy in front of plain HTTP, would otherwise give URLs that lead nowhere).
+    """
+    if settings.PUBLIC_URL:
+        return settings.PUBLIC_URL
+    scheme, host = request.scheme, request.get_host()
+    forwarded = any(name in request.META for name in FORWARDED_HEADERS)
+    if not forwarded and not _has_port(host) and request.META.get("SERVER_PORT") not in (None, DEFAULT_PORTS[scheme]):
+        # A client that reached us directly but sent Host without the port
+        # (dicomweb-client does): the port it connected to is the one to use.
+        # Behind a proxy (which adds X-Forwarded-*) the port we listen on is
+        # not the client's, and the request's Host stands.
+        host = f"{host}:{request.META['SERVER_PORT']}"
+    if _from_trusted_proxy(request):
+        scheme = _first(request.headers.get("X-Forwarded-Proto")) or scheme
+        host = _first(request.headers.get("X-Forwarded-Host")) or host
+        port = _first(request.headers.get("X-Forwarded-Port"))
+        if port and not _has_port(host) and port != DEFAULT_PORTS.get(scheme):
+            host = f"{host}:{port}"
+    return f"{scheme}://{host}"
+
+
+def _has_port(host):
+    return ":" in host.rsplit("]", 1)[-1]  # an IPv6 literal is bracketed
+
+
+def _from_trusted_proxy(request):
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    for item in settings.TRUSTED_PROXIES:
+        try:
+            if address in ipaddress.ip_network(item, strict=False):
+                return True
+        except ValueError:
+            log.warning("PACS_TRUSTED_PROXIES: %r is not an address or a network", item)
+    return False
+
+
+def _first(value):
+    # A chain of proxies lists one value each, the client's side first.
+    return value.split(",")[0].strip() if value else ""
 
 
 def media_ranges(request):

@@ -7,7 +7,6 @@ costs the same few SQL queries whatever the number of results.
 
 import re
 
-from django.http import HttpResponse
 from django.views.decorators.http import require_GET
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
@@ -25,28 +24,29 @@ from archive.models import Level
 from api.rest.errors import error_response, rest_view
 
 ORDER = [Level.STUDY, Level.SERIES, Level.INSTANCE]
-# PS3.18 Table 10.6.3-3, -4 and -5: the attributes returned whatever the
-# request, less those the index does not hold (TimezoneOffsetFromUTC, the
-# performed procedure step and request attributes of a series, Rows, Columns
-# and BitsAllocated of an instance). RetrieveURL and InstanceAvailability are
-# added by _answer().
+# PS3.18 Table 10.6.3-3, -4 and -5 (6.7.1-2 and -2a): the attributes returned
+# whatever the request, less those the index does not hold (TimezoneOffsetFromUTC,
+# the performed procedure step and request attributes of a series). RetrieveURL
+# and InstanceAvailability are added by _answer().
 REQUIRED = {
     Level.STUDY: ("StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy", "ReferringPhysicianName",
                   "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyID",
                   "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"),
     Level.SERIES: ("Modality", "SeriesDescription", "SeriesInstanceUID", "SeriesNumber",
                    "NumberOfSeriesRelatedInstances"),
-    Level.INSTANCE: ("SOPClassUID", "SOPInstanceUID", "InstanceNumber", "NumberOfFrames"),
+    Level.INSTANCE: ("SOPClassUID", "SOPInstanceUID", "InstanceNumber", "NumberOfFrames", "Rows", "Columns",
+                     "BitsAllocated"),
 }
 # What the engine computes per level, beyond the main DICOM tags.
 COMPUTED = {
     Level.STUDY: {"NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "ModalitiesInStudy",
                   "SOPClassesInStudy"},
     Level.SERIES: {"NumberOfSeriesRelatedInstances"},
-    Level.INSTANCE: {"SOPClassUID"},
+    Level.INSTANCE: {"SOPClassUID", "Rows", "Columns", "BitsAllocated"},
 }
-# Query parameters that are not attributes (PS3.18 §8.3.4).
-PARAMETERS = {"includefield", "limit", "offset", "fuzzymatching", "accept"}
+# Query parameters that are not attributes (PS3.18 §8.3.4; orderby is a common
+# extension that viewers send).
+PARAMETERS = {"includefield", "limit", "offset", "fuzzymatching", "accept", "orderby"}
 TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
 
 
@@ -79,16 +79,17 @@ def _search(request, level, fixed):
     if not accepts_dicom_json(request):
         return error_response(request, 406, f"search results are served as {DICOM_JSON} only")
     try:
-        search, keys, unmatched, unheld = _parse(request, level, fixed)
+        search, keys, unmatched, unheld, unordered = _parse(request, level, fixed)
         found, more = query.find(search, return_keys=keys)
     except (InvalidSearch, query.InvalidQuery) as error:
         return error_response(request, 400, str(error))
-    if not found:
-        # PS3.18 §10.6.3: no match is 204 with no body, not an empty array.
-        return HttpResponse(status=204)
+    # No match is 200 with an empty array: CP-2473 replaced PS3.18's 204 (a 204
+    # has no body, and OHIF and dicomweb-client expect JSON), as Orthanc answers.
     base = studies_url(request)
     response = dicom_json_response([_answer(match, keys, base) for match in found])
     warnings = _warnings(unmatched, unheld, more)
+    if unordered:
+        warnings.append(f"The answer cannot be ordered by {', '.join(unordered)}; that ordering was ignored")
     if warnings:
         # PS3.18 §10.6.3: a partial or approximated answer says so in Warning.
         response["Warning"] = ", ".join(f'299 pacsweb "{text}"' for text in warnings)
@@ -122,18 +123,48 @@ def _parse(request, level, fixed):
             if len(values) > 1:
                 raise InvalidSearch(f"{name} is given more than once; a list of UIDs is one value separated by commas")
             criteria[keyword] = _matching_value(keyword, values[0])
+    if _fuzzy(request) and "PatientName" in criteria:
+        criteria["PatientName"] = _fuzzy_name(criteria["PatientName"])
     criteria.update(fixed)
+    order, unordered = _order(request.GET.get("orderby"), level)
     search = query.Query(
         level=level,
         criteria=criteria,
         limit=_integer(request, "limit", minimum=1),
         offset=_integer(request, "offset", minimum=0) or 0,
+        order=order,
     )
-    _check_fuzzymatching(request)
     unmatched = {keyword for keyword in criteria if keyword not in _matchable(level)}
     unheld = included - _returnable(level)
     keys = (_required(level, fixed) | included | set(criteria)) & _returnable(level)
-    return search, sorted(keys), unmatched, unheld
+    return search, sorted(keys), unmatched, unheld, unordered
+
+
+def _order(text, level):
+    """orderby=Key[,-Key]: database columns to sort by, and the keys that cannot be sorted on.
+
+    The index sorts on the attributes it keeps in columns (PatientName,
+    StudyDate, Modality...); any other key is ignored and named in a Warning.
+    """
+    order, unordered = [], []
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        descending = item.startswith("-")
+        name = item.lstrip("-+")
+        try:
+            keyword = _keyword(name)
+        except InvalidSearch:
+            unordered.append(name)
+            continue
+        column = query.COLUMNS.get(keyword)
+        path = query.PATHS[level].get(column[0]) if column else None
+        if path is None:
+            unordered.append(name)
+            continue
+        order.append(("-" if descending else "") + path + column[1])
+    return tuple(order), unordered
 
 
 def _included(value, level):
@@ -179,13 +210,24 @@ def _integer(request, name, minimum):
     return int(value)
 
 
-def _check_fuzzymatching(request):
-    # Person names already match case- and accent-insensitively (the engine's
-    # normalised columns), which is all the fuzziness offered; both values are
-    # accepted (PS3.18 §8.3.4).
+def _fuzzy(request):
     value = request.GET.get("fuzzymatching")
     if value is not None and value not in ("true", "false"):
         raise InvalidSearch(f"fuzzymatching must be true or false, not {value!r}")
+    return value == "true"
+
+
+def _fuzzy_name(value):
+    """fuzzymatching=true on a person name (PS3.18 §8.3.4.1, PS3.4 C.2.2.2.1.3).
+
+    Names always match case- and accent-insensitively (the engine's normalised
+    columns); fuzzy matching also finds the value inside the name, so "JOHN"
+    finds "SMITH^JOHN" and "SMITH^JOHN^^DR". What is fuzzy is the archive's
+    choice by the standard; a value with wildcards is taken as written.
+    """
+    if not value or "*" in value or "?" in value:
+        return value
+    return f"*{value}*"
 
 
 def _required(level, fixed):

@@ -1,18 +1,20 @@
 """WADO-RS (PS3.18 §10.4) and WADO-URI (PS3.18 §9): instances, metadata, bulk data,
-frames and rendered images, read from the storage area as they were stored.
+frames and rendered images.
 
-Nothing is transcoded: an instance is sent in the transfer syntax it was stored
-in, and a client that insists on another one is answered 406. Instances are
-streamed one file at a time, so a 2 GB study never sits in memory.
+Content negotiation follows PS3.18 §8.7: `transfer-syntax=*` gets what is
+stored, a named syntax is transcoded (archive/transcode.py), a media type
+without the parameter gets its default syntax (Explicit VR Little Endian for
+application/dicom and application/octet-stream), `q` values order the choices,
+and 406 is the answer only when none of them can be produced. Instances are
+streamed one file, and a transcoded one one frame, at a time, so a 2 GB study
+never sits in memory.
 """
 
-import io
 import json
-import struct
+import logging
 import uuid
 from dataclasses import dataclass
 
-import pydicom
 from django.db.models import OuterRef, Subquery
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET
@@ -20,10 +22,13 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.encaps import get_frame
 from pydicom.filewriter import correct_ambiguous_vr_element
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian
+from pydicom.uid import (
+    UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless,
+)
 from pydicom.valuerep import BYTES_VR
 
-from archive import render
+from archive import render, transcode
+from archive.errors import TranscodeError
 from api.dicomweb import DICOM_JSON, accepts_dicom_json, element_json, matches, media_ranges, studies_url
 from archive.ingest import UID_PATTERN
 from archive.models import Attachment, Instance
@@ -36,7 +41,6 @@ OCTET_STREAM = "application/octet-stream"
 # Values of OB, OD, OF, OL, OV, OW and UN longer than this are sent as a
 # BulkDataURI in metadata, not inline.
 BULK_SIZE = 1024
-PIXEL_TAGS = {0x7FE00008: "OF", 0x7FE00009: "OD", 0x7FE00010: "OW"}  # VR when the syntax is implicit
 # Media types of compressed frames, by transfer syntax (PS3.18 §8.7.3).
 FRAME_MEDIA_TYPES = {
     "1.2.840.10008.1.2.4.50": "image/jpeg", "1.2.840.10008.1.2.4.51": "image/jpeg",
@@ -48,13 +52,27 @@ FRAME_MEDIA_TYPES = {
     "1.2.840.10008.1.2.4.203": "image/jphc",
     "1.2.840.10008.1.2.5": "image/dicom-rle",
 }
+# What a media type means without a transfer-syntax parameter (PS3.18 Table 8.7.3-2).
+DEFAULT_SYNTAXES = {
+    DICOM: ExplicitVRLittleEndian, OCTET_STREAM: ExplicitVRLittleEndian, "image/jpeg": JPEGBaseline8Bit,
+    "image/jls": JPEGLSLossless, "image/jp2": JPEG2000Lossless, "image/jpx": "1.2.840.10008.1.2.4.92",
+    "image/jphc": "1.2.840.10008.1.2.4.201", "image/dicom-rle": RLELossless,
+}
+# Frames are offered as these, in this order of the server's preference when
+# the client's ranges tie (`*/*`); image/png and a JPEG not stored as such are
+# rendered (archive/render.py).
+FRAME_TYPES = (OCTET_STREAM, "image/jls", "image/jp2", "image/jpx", "image/jphc", "image/dicom-rle", "image/jpeg",
+               "image/png")
 THUMBNAIL_SIZE = (128, 128)
 RENDER_PARAMETERS = {"accept", "window", "viewport", "quality"}
 WINDOW_FUNCTIONS = {"linear": "LINEAR", "linear-exact": "LINEAR_EXACT", "sigmoid": "SIGMOID"}
 
 
+log = logging.getLogger(__name__)
+
+
 class NotAcceptable(Exception):
-    """The client accepts no representation that can be sent without transcoding."""
+    """The client accepts no representation of the resource that the archive can produce."""
 
 
 class InvalidParameter(Exception):
@@ -76,14 +94,17 @@ class StoredInstance:
 
 
 @dataclass(frozen=True)
-class PixelValue:
-    """Where the value of the pixel data element lies: `length` is None when undefined (encapsulated)."""
+class FrameChoice:
+    """How frames are sent: parts of `media_type` in `syntax` (the stored one when `as_stored`);
+    `syntax` None means rendered by archive.render (image/jpeg, image/png)."""
 
-    tag: int
-    vr: str
-    source: object
-    offset: int
-    length: int | None
+    media_type: str
+    syntax: str | None
+    as_stored: bool = False
+
+    @property
+    def part_type(self):
+        return self.media_type if self.syntax is None else f"{self.media_type}; transfer-syntax={self.syntax}"
 
 
 # --- instances ---------------------------------------------------------------
@@ -96,14 +117,75 @@ def retrieve(request, study, series=None, instance=None):
     stored = locate(study, series, instance)
     if not stored:
         return _unknown(request, study, series, instance)
+    accepted = _accepted(request, [DICOM])
+    if accepted == []:
+        return error_response(request, 406, f'instances are served as multipart/related; type="{DICOM}"')
     try:
-        for syntax in {item.transfer_syntax_uid for item in stored}:
-            _negotiate(request, DICOM, syntax)
+        choices = {syntax: _instance_syntaxes(accepted, syntax) for syntax in {i.transfer_syntax_uid for i in stored}}
+        parts = _instance_parts(stored, choices)
+        first = next(parts)  # a transcoding that fails on the first instance is still a 406
     except NotAcceptable as error:
         return error_response(request, 406, str(error))
-    parts = ((f"{DICOM}; transfer-syntax={item.transfer_syntax_uid}", _file_chunks(item.storage_key))
-             for item in stored)
-    return _multipart(DICOM, parts)
+    return _multipart(DICOM, _chained(first, parts))
+
+
+def _instance_syntaxes(accepted, stored_syntax):
+    """The syntaxes an instance stored in `stored_syntax` may be sent in, best first (PS3.18 §8.7.3.5)."""
+    # No Accept at all: anything goes, the default syntax first.
+    wanted = [ExplicitVRLittleEndian, "*"] if accepted is None else [param or DEFAULT_SYNTAXES[DICOM]
+                                                                       for _, param in accepted]
+    syntaxes = []
+    for syntax in wanted:
+        syntax = stored_syntax if syntax == "*" else syntax
+        # A syntax the client named is what it asked for, lossy or not.
+        if syntax not in syntaxes and transcode.can_transcode(stored_syntax, syntax, lossy=True):
+            syntaxes.append(syntax)
+    if not syntaxes:
+        raise NotAcceptable(f"an instance is stored in {UID(stored_syntax).name or stored_syntax}; the "
+                            f"accepted transfer syntaxes ({', '.join(str(w) for w in wanted)}) cannot be produced from it")
+    return syntaxes
+
+
+def _instance_parts(stored, choices):
+    for position, item in enumerate(stored):
+        for syntax in choices[item.transfer_syntax_uid]:
+            if syntax == item.transfer_syntax_uid:
+                yield f"{DICOM}; transfer-syntax={syntax}", _file_chunks(item.storage_key)
+                break
+            try:
+                chunks = _prefetched(_transcoded_chunks(item.storage_key, syntax))
+            except TranscodeError as error:
+                log.warning("instance %s cannot be sent in %s: %s", item.public_id, syntax, error)
+                continue
+            yield f"{DICOM}; transfer-syntax={syntax}", chunks
+            break
+        else:
+            what = f"instance {item.sop_instance_uid} cannot be produced in any accepted transfer syntax"
+            if position == 0:
+                raise NotAcceptable(what)  # nothing sent yet: the answer is a 406
+            # The answer is streaming (200 sent): leaving the instance out is all
+            # that is left; the log says which.
+            log.warning("WADO-RS: %s; left out of the answer", what)
+
+
+def _transcoded_chunks(storage_key, syntax):
+    with get_storage().open(storage_key) as stream:
+        yield from transcode.transcode(stream, syntax, lossy=True)
+
+
+def _prefetched(iterator):
+    """The iterator with its first item already computed: its errors are raised here, before anything is sent."""
+    iterator = iter(iterator)
+    try:
+        first = next(iterator)
+    except StopIteration:
+        return iter(())
+    return _chained(first, iterator)
+
+
+def _chained(first, rest):
+    yield first
+    yield from rest
 
 
 def locate(study, series=None, instance=None):
@@ -143,7 +225,7 @@ def _instance_metadata(stored, base):
     bulk_base = (f"{base}/{stored.study_uid}/series/{stored.series_uid}/instances/"
                  f"{stored.sop_instance_uid}/bulk")
     with get_storage().open(stored.storage_key) as stream:
-        dataset, pixel = _read_header(stream)
+        dataset, pixel = transcode.read_header(stream, defer_size=BULK_SIZE)
         answer = {}
         for tag in dataset.keys():
             if tag & 0xFFFF == 0:
@@ -170,12 +252,9 @@ def bulk(request, study, series, instance, tag):
         return _unknown(request, study, series, instance)
     stored, tag = stored[0], int(tag, 16)
     with get_storage().open(stored.storage_key) as stream:
-        dataset, pixel = _read_header(stream)
+        dataset, pixel = transcode.read_header(stream, defer_size=BULK_SIZE)
         if pixel is not None and pixel.tag == tag:
-            if pixel.length is None:
-                # Encapsulated pixel data is sent as its frames, each as stored.
-                return _frames_response(request, stored, dataset, pixel)
-            return _bulk_response(request, stored, _pixel_chunks(stored.storage_key))
+            return _frames_response(request, stored, dataset, pixel, bulk=True)
         if tag not in dataset or _vr(tag, dataset.get_item(tag, keep_deferred=True)) not in BYTES_VR:
             return error_response(request, 404, f"instance {stored.sop_instance_uid} has no bulk data "
                                   f"attribute ({tag >> 16:04X},{tag & 0xFFFF:04X})")
@@ -184,26 +263,9 @@ def bulk(request, study, series, instance, tag):
 
 
 def _bulk_response(request, stored, chunks):
-    try:
-        _negotiate(request, OCTET_STREAM, _native_syntax(stored.transfer_syntax_uid))
-    except NotAcceptable as error:
-        return error_response(request, 406, str(error))
+    if _accepted(request, [OCTET_STREAM]) == []:
+        return error_response(request, 406, f'bulk data is served as multipart/related; type="{OCTET_STREAM}"')
     return _multipart(OCTET_STREAM, [(OCTET_STREAM, chunks)])
-
-
-def _pixel_chunks(storage_key):
-    # The file is opened again while the answer streams: the view's own handle
-    # is closed by then.
-    with get_storage().open(storage_key) as stream:
-        _, pixel = _read_header(stream)
-        pixel.source.seek(pixel.offset)
-        remaining = pixel.length
-        while remaining > 0:
-            chunk = pixel.source.read(min(CHUNK, remaining))
-            if not chunk:
-                return
-            remaining -= len(chunk)
-            yield chunk
 
 
 # --- frames ------------------------------------------------------------------
@@ -221,27 +283,101 @@ def frames(request, study, series, instance, frame_list):
     if not stored:
         return _unknown(request, study, series, instance)
     with get_storage().open(stored[0].storage_key) as stream:
-        dataset, pixel = _read_header(stream)
+        dataset, pixel = transcode.read_header(stream)
         if pixel is None:
             return error_response(request, 404, f"instance {instance} has no pixel data")
         return _frames_response(request, stored[0], dataset, pixel, numbers)
 
 
-def _frames_response(request, stored, dataset, pixel, numbers=None):
-    """The frames (numbered from 1; all of them when numbers is None) as a multipart answer."""
+def _frames_response(request, stored, dataset, pixel, numbers=None, bulk=False):
+    """The frames (numbered from 1; all of them when numbers is None) as a multipart answer.
+
+    As bulk data (the pixel data's BulkDataURI), native pixel data is one part,
+    compressed frames one part each (PS3.18 §8.7.3.3).
+    """
     try:
-        count = render.frame_count(dataset)
-        numbers = numbers or range(1, count + 1)
-        missing = [n for n in numbers if n > count]
-        if missing:
-            return error_response(request, 404, f"frame {missing[0]} does not exist: the instance has {count} frame(s)")
-        media_type, syntax = _frame_media_type(stored.transfer_syntax_uid, pixel)
-        _negotiate(request, media_type, syntax)
-        data = [_frame(dataset, pixel, number - 1, count) for number in numbers]
-    except (NotAcceptable, FrameError, render.RenderError) as error:
+        count = transcode.frame_count(dataset)
+    except TranscodeError as error:
         return error_response(request, 406, str(error))
-    part_type = media_type if media_type == OCTET_STREAM else f"{media_type}; transfer-syntax={syntax}"
-    return _multipart(media_type, ((part_type, [frame]) for frame in data))
+    numbers = numbers or range(1, count + 1)
+    missing = [n for n in numbers if n > count]
+    if missing:
+        return error_response(request, 404, f"frame {missing[0]} does not exist: the instance has {count} frame(s)")
+    indices = [n - 1 for n in numbers]
+    try:
+        choice = _frame_choice(request, stored.transfer_syntax_uid, bulk)
+        if choice.as_stored and not bulk:
+            # Frames as stored, asked by number (a viewer asks one at a time): cut
+            # now from the file already open, rather than parse its header again.
+            frames = [_frame(dataset, pixel, index, count) for index in indices]
+        else:
+            frames = _prefetched(_frame_data(stored.storage_key, choice, indices))
+    except (NotAcceptable, FrameError, TranscodeError, render.RenderError) as error:
+        return error_response(request, 406, str(error))
+    if bulk and (choice.syntax is None or not UID(choice.syntax).is_compressed):
+        return _multipart(choice.media_type, [(choice.part_type, frames)])
+    return _multipart(choice.media_type, ((choice.part_type, [frame]) for frame in frames))
+
+
+def _frame_choice(request, stored_syntax, bulk=False):
+    """How to send frames stored in `stored_syntax`: the first acceptable choice that can be produced."""
+    accepted = _accepted(request, [OCTET_STREAM] if bulk else FRAME_TYPES)
+    if accepted is None:
+        # No Accept: the default (Explicit VR Little Endian), else what is stored.
+        accepted = [(OCTET_STREAM, None), (OCTET_STREAM, "*")]
+    for media_type, param in accepted:
+        choice = _frame_option(media_type, param, UID(stored_syntax))
+        if choice is not None:
+            return choice
+    wanted = ", ".join(f"{m}; transfer-syntax={p}" if p else m for m, p in accepted) or "nothing pacsweb serves"
+    raise NotAcceptable(f"the frames are stored in {UID(stored_syntax).name or stored_syntax}; the client accepts "
+                        f"{wanted}, which cannot be produced from them")
+
+
+def _frame_option(media_type, param, stored):
+    stored_type = FRAME_MEDIA_TYPES.get(stored, OCTET_STREAM)
+    stored_native = _native_syntax(stored) if not stored.is_compressed else None
+    if media_type == "image/png":
+        return FrameChoice(media_type, None) if _decodable(stored) else None
+    if param == "*":
+        if media_type in (OCTET_STREAM, stored_type):
+            return FrameChoice(media_type, stored_native or stored, as_stored=True)
+        param = None  # any syntax of that media type: its default one
+    syntax = UID(param or DEFAULT_SYNTAXES[media_type])
+    if media_type != OCTET_STREAM and FRAME_MEDIA_TYPES.get(syntax) != media_type:
+        return None  # image/jp2; transfer-syntax=<a JPEG-LS syntax> is a contradiction
+    if syntax in (stored, stored_native):
+        return FrameChoice(media_type, syntax, as_stored=True)
+    if stored_native == ExplicitVRLittleEndian and syntax == ImplicitVRLittleEndian:
+        return FrameChoice(media_type, syntax, as_stored=True)  # native frames are the same bytes
+    if syntax == JPEGBaseline8Bit and media_type == "image/jpeg":
+        # A baseline JPEG of the rendered frame (8 bits, windowed): what image/jpeg
+        # means for a browser or a viewer's thumbnail; lossy, as the client asked.
+        return FrameChoice(media_type, None) if _decodable(stored) else None
+    if transcode.can_transcode(stored, syntax, lossy=param is not None):
+        return FrameChoice(media_type, syntax)
+    return None
+
+
+def _decodable(syntax):
+    return transcode.can_transcode(syntax, ExplicitVRLittleEndian)
+
+
+def _frame_data(storage_key, choice, indices):
+    """The bytes of each frame, one at a time, from the file opened while the answer streams."""
+    with get_storage().open(storage_key) as stream:
+        if choice.syntax is None:
+            for index in indices:
+                stream.seek(0)
+                yield render.render(stream, render.Rendering(media_type=choice.media_type, frame=index))
+            return
+        if not choice.as_stored:
+            yield from transcode.frames(stream, choice.syntax, indices, lossy=True)
+            return
+        dataset, pixel = transcode.read_header(stream)
+        count = transcode.frame_count(dataset)
+        for index in indices:
+            yield _frame(dataset, pixel, index, count)
 
 
 def _frame_numbers(text):
@@ -251,15 +387,6 @@ def _frame_numbers(text):
             raise InvalidParameter(f"frame numbers are integers from 1, separated by commas; not {text!r}")
         numbers.append(int(item))
     return numbers
-
-
-def _frame_media_type(transfer_syntax_uid, pixel):
-    syntax = UID(transfer_syntax_uid)
-    if pixel.length is not None:
-        return OCTET_STREAM, _native_syntax(syntax)
-    if syntax not in FRAME_MEDIA_TYPES:
-        raise NotAcceptable(f"frames cannot be cut from pixel data in {syntax.name or syntax}")
-    return FRAME_MEDIA_TYPES[syntax], syntax
 
 
 def _native_syntax(syntax):
@@ -433,8 +560,14 @@ def wado_uri(request):
         return _rendered_response(request, stored[0], rendering)
     wanted = request.GET.get("transferSyntax")
     if wanted and wanted != stored[0].transfer_syntax_uid:
-        return error_response(request, 406, f"the instance is stored as {stored[0].transfer_syntax_uid}; "
-                              "pacsweb does not transcode")
+        # PS3.18 §9.2.2.1: transferSyntax names the syntax the client wants; the
+        # archive transcodes to it (lossy only when that is what is named).
+        try:
+            chunks = _prefetched(_transcoded_chunks(stored[0].storage_key, wanted))
+        except TranscodeError as error:
+            return error_response(request, 406, f"the instance is stored as {stored[0].transfer_syntax_uid} and "
+                                  f"cannot be sent as {wanted}: {error}")
+        return StreamingHttpResponse(chunks, content_type=DICOM)
     return rest_instances.file(request, stored[0].public_id)
 
 
@@ -487,46 +620,6 @@ def _wado_size(params, name):
 # --- shared ------------------------------------------------------------------
 
 
-def _read_header(stream):
-    """The dataset up to its pixel data, and where the pixel data value lies (or None).
-
-    Values longer than BULK_SIZE are not read (pydicom reads them on access),
-    and the pixel data is never read: its place in the file is enough.
-    """
-    dataset = pydicom.dcmread(stream, stop_before_pixels=True, defer_size=BULK_SIZE)
-    syntax = UID(dataset.file_meta.TransferSyntaxUID)
-    if syntax == DeflatedExplicitVRLittleEndian:
-        return _inflated_header(stream)
-    # pydicom stops right before the pixel data element's tag.
-    header = stream.read(8)
-    if len(header) < 8:
-        return dataset, None
-    endian = "<" if syntax.is_little_endian else ">"
-    group, element = struct.unpack(f"{endian}HH", header[:4])
-    tag = group << 16 | element
-    if tag not in PIXEL_TAGS:
-        return dataset, None
-    if syntax.is_implicit_VR:
-        vr, (length,) = PIXEL_TAGS[tag], struct.unpack(f"{endian}L", header[4:])
-    else:
-        # Pixel data VRs have a 2-byte reserved field and a 4-byte length (PS3.5 §7.1.2).
-        vr, (length,) = header[4:6].decode("ascii"), struct.unpack(f"{endian}L", stream.read(4))
-    return dataset, PixelValue(tag, vr, stream, stream.tell(), None if length == 0xFFFFFFFF else length)
-
-
-def _inflated_header(stream):
-    # A deflated dataset exists only once inflated, whole, in memory; its
-    # pixel data is native (PS3.5 A.5), so it is cut from the inflated bytes.
-    stream.seek(0)
-    dataset = pydicom.dcmread(stream)
-    tag = next((t for t in PIXEL_TAGS if t in dataset), None)
-    if tag is None:
-        return dataset, None
-    element = dataset[tag]
-    del dataset[tag]
-    return dataset, PixelValue(tag, element.VR, io.BytesIO(element.value), 0, len(element.value))
-
-
 def _vr(tag, item):
     """The VR of a dataset item, read (DataElement) or not yet (RawDataElement, maybe deferred)."""
     vr = item.VR
@@ -546,26 +639,35 @@ def _length(item):
     return len(item.value or b"")
 
 
-def _negotiate(request, media_type, syntax):
-    """Raise NotAcceptable unless the client accepts media_type in that transfer syntax.
+def _accepted(request, media_types):
+    """[(media type, transfer-syntax parameter or None)] the client accepts among `media_types`.
 
-    With no Accept, or without a transfer-syntax parameter, or with
-    transfer-syntax=*, the stored syntax is accepted: like Orthanc, the archive
-    sends what it holds rather than PS3.18's default Explicit VR Little Endian.
+    Best first: by q value (RFC 9110 §12.4.2; q=0 is a refusal), then in the
+    client's order, then in `media_types` order for a range that covers several
+    (`*/*`). The inner `type` of a multipart/related range is the media type
+    (PS3.18 §8.7.3.1). None when the client states nothing: anything goes.
     """
     ranges = media_ranges(request)
     if not ranges:
-        return
-    syntaxes = []
-    for media_range, params in ranges:
+        return None
+    ranked = []
+    for position, (media_range, params) in enumerate(ranges):
+        quality = _q(params.get("q"))
+        if quality <= 0:
+            continue
         inner = params.get("type", "*/*").lower() if media_range in ("multipart/related", "multipart/*") else media_range
-        if matches(inner, media_type):
-            syntaxes.append(params.get("transfer-syntax", "*"))
-    if not syntaxes:
-        raise NotAcceptable(f'this resource is served as multipart/related; type="{media_type}"')
-    if "*" not in syntaxes and syntax not in syntaxes:
-        raise NotAcceptable(f"the resource is stored in transfer syntax {syntax} and pacsweb does not transcode: "
-                            "accept that syntax or transfer-syntax=*")
+        for preference, media_type in enumerate(media_types):
+            if matches(inner, media_type):
+                ranked.append((-quality, position, preference, media_type, params.get("transfer-syntax")))
+    ranked.sort(key=lambda item: item[:3])
+    return [(media_type, syntax) for *_, media_type, syntax in ranked]
+
+
+def _q(text):
+    try:
+        return min(max(float(text), 0.0), 1.0) if text is not None else 1.0
+    except ValueError:
+        return 1.0
 
 
 def _multipart(media_type, parts):

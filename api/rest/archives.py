@@ -11,7 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from archive.roles import VIEWER, allow
-from archive import archives
+from archive import archives, transcode
 from archive.resources import LEVEL_OF_PLURAL, MODELS
 from api.rest.errors import error_response, rest_view
 from archive.storage import MissingFile, get_storage
@@ -25,18 +25,32 @@ def _answer(request, resources, media, filename):
     try:
         body = parse_body(request) if request.method == "POST" else None
         asynchronous, priority = job_options(body)
+        transcode_to = _transcode_option(request, body)
     except BadJobOptions as error:
         return error_response(request, 400, str(error))
     if asynchronous:
-        job = jobs.submit("Media" if media else "Archive", {"resources": resources}, priority=priority)
+        params = {"resources": resources, **({"transcode": transcode_to} if transcode_to else {})}
+        job = jobs.submit("Media" if media else "Archive", params, priority=priority)
         return submitted(job)
     try:
         files = archives.entries(resources, media=media)
     except archives.UnknownResource as missing:
         return error_response(request, 404, f"resource {missing} is not in the archive")
-    response = StreamingHttpResponse(archives.stream_zip(files, media=media), content_type="application/zip")
+    response = StreamingHttpResponse(archives.stream_zip(files, media=media, transcode_to=transcode_to),
+                                     content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+def _transcode_option(request, body):
+    """Orthanc's `?transcode=UID` (GET) or `"Transcode": "UID"` (POST body): the syntax every file is written in."""
+    value = body.get("Transcode") if isinstance(body, dict) and "Transcode" in body else request.GET.get("transcode")
+    if value in (None, ""):
+        return None
+    if value not in transcode.TARGETS:
+        raise BadJobOptions(f"Transcode: {value!r} is not a transfer syntax pacsweb writes "
+                            f"({', '.join(sorted(transcode.TARGETS))})")
+    return value
 
 
 @allow(POST=VIEWER)

@@ -80,6 +80,10 @@ class Instance(Resource):
     sop_class_uid = models.CharField(max_length=64, db_index=True)
     transfer_syntax_uid = models.CharField(max_length=64)
     instance_number = models.IntegerField(null=True)
+    # Image attributes QIDO-RS returns for every instance (PS3.18 Table
+    # 6.7.1-2a: Rows, Columns, BitsAllocated) that are not Orthanc main tags, so
+    # they stay out of main_dicom_tags; NULL for instances indexed before them.
+    image_tags = models.JSONField(null=True)
     # What Orthanc keeps as instance metadata: where and how it came in.
     origin = models.CharField(max_length=16)
     remote_aet = models.CharField(max_length=16, blank=True)

@@ -48,8 +48,8 @@ def _rows():
         "series": values(Series, "public_id", "study__public_id", "main_dicom_tags", "series_instance_uid",
                          "modality", "series_description_norm", "series_number", "is_stable"),
         "instances": values(Instance, "public_id", "series__public_id", "main_dicom_tags", "sop_instance_uid",
-                            "sop_class_uid", "transfer_syntax_uid", "instance_number", "origin", "remote_aet",
-                            "remote_ip", "called_aet", "node", "is_stable"),
+                            "sop_class_uid", "transfer_syntax_uid", "instance_number", "image_tags", "origin",
+                            "remote_aet", "remote_ip", "called_aet", "http_username", "node", "is_stable"),
         "attachments": values(Attachment, "level", "resource_id", "name", "size", "md5", "revision"),
         "changes": list(Change.objects.order_by("seq").values_list("change_type", "level", "public_id", "node")),
         "audit": list(AuditEvent.objects.order_by("id").values_list(

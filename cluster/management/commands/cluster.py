@@ -67,6 +67,9 @@ class Command(NodeCommand):
             subprocess.run(manage + ["migrate", "--noinput", "-v", "0"], env=shared, check=True)
             created = subprocess.run(manage + ["ensure_admin"], env=shared, check=True, capture_output=True, text=True)
             self.stdout.write(created.stdout)
+            # The OHIF viewer, once for every node (they read PACS_OHIF_DIR); offline, the nodes run without it.
+            shared.setdefault("PACS_OHIF_DIR", str(root / "ohif"))
+            subprocess.run(manage + ["ohif", "--if-missing"], env=shared)
 
             http, dicom, hl7 = settings.HTTP_PORT, settings.DICOM_PORT, settings.HL7_PORT
             backends = []

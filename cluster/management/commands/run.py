@@ -78,6 +78,11 @@ class Command(BaseCommand):
                 children.append(("redis", self._start_redis(env)))
             call_command("migrate", interactive=False, verbosity=0)
             call_command("ensure_admin")
+            try:
+                # The OHIF viewer is fetched once and kept: offline, a node runs without it.
+                call_command("ohif", "--if-missing")
+            except CommandError as error:
+                self.stderr.write(f"the OHIF viewer is not installed ({error}); /ohif/ will say so")
             manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
             children.append(("web", start(
                 [sys.executable, "-m", "gunicorn", "pacsweb.wsgi",

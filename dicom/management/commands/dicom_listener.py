@@ -32,6 +32,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
+from archive import dimse
 from dicom import scp, workflow
 from cluster import registry
 from archive.modalities import InvalidModality, ModalityAccess, load_modalities_file
@@ -99,10 +100,17 @@ class Command(BaseCommand):
         ae.dimse_timeout = settings.DICOM_TIMEOUT
         ae.require_called_aet = settings.DICOM_CHECK_CALLED_AET
         ae.add_supported_context(Verification)
-        for context in AllStoragePresentationContexts:
-            # Every syntax a modality may send is stored as received; the SCP
-            # role lets a C-GET requestor receive on its own association.
-            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
+        try:
+            storage_classes = dimse.storage_classes(settings.DICOM_STORAGE_CLASSES)
+        except ValueError as error:
+            raise CommandError(f"PACS_DICOM_STORAGE_CLASSES: {error}")
+        for sop_class in storage_classes:
+            # Every syntax a modality may send is stored as received (a superset
+            # of what Orthanc accepts by default); the SCP role lets a C-GET
+            # requestor receive on its own association. A class not listed is
+            # refused at negotiation: its presentation context is answered
+            # "abstract syntax not supported" (PS3.8 §9.3.3.2, result 3).
+            ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
         for sop_class in QUERY_RETRIEVE:
             ae.add_supported_context(sop_class, UNCOMPRESSED)
         # Modality Worklist C-FIND (PS3.4 K), answered from archive.worklist.

@@ -93,10 +93,12 @@ def test_limit_and_offset_page_through_results_with_a_warning_when_more_exist(ap
     assert patient_ids(last) == ["P4"] and "Warning" not in last
 
 
-def test_no_match_is_204_with_an_empty_body(api, patients):
+def test_no_match_is_200_with_an_empty_array(api, patients):
+    # CP-2473: 200 with an empty payload; OHIF and dicomweb-client parse the JSON.
     response = search(api, "studies", PatientID="NOBODY")
-    assert response.status_code == 204 and response.content == b""
-    assert search(api, "studies", offset="10").status_code == 204
+    assert response.status_code == 200 and response.json() == []
+    assert response["Content-Type"] == "application/dicom+json"
+    assert search(api, "studies", offset="10").json() == []
 
 
 @pytest.mark.parametrize("params, words", [
@@ -119,6 +121,28 @@ def test_fuzzymatching_is_accepted_either_way(api, patients):
     assert patient_ids(search(api, "studies", PatientName="smith*", fuzzymatching="true")) == ["A1", "A2"]
 
 
+def test_fuzzymatching_finds_a_name_by_any_part_of_it(api, patients):
+    assert search(api, "studies", PatientName="john").json() == []
+    assert patient_ids(search(api, "studies", PatientName="john", fuzzymatching="true")) == ["A1"]
+    assert patient_ids(search(api, "studies", PatientName="wayland", fuzzymatching="true")) == ["A2"]
+
+
+def test_orderby_sorts_on_indexed_attributes_either_way(api, patients):
+    by_date = search(api, "studies", orderby="StudyDate")
+    assert [value(a, "PatientID")[0] for a in by_date.json()] == ["A1", "A2", "B1"]
+    assert "Warning" not in by_date
+    by_date_descending = search(api, "studies", orderby="-StudyDate")
+    assert [value(a, "PatientID")[0] for a in by_date_descending.json()] == ["B1", "A2", "A1"]
+    by_name = [value(a, "PatientID")[0] for a in search(api, "studies", orderby="PatientName").json()]
+    assert by_name[0] == "B1"  # JONES before SMITH
+
+
+def test_orderby_an_attribute_the_index_cannot_sort_is_ignored_with_a_warning(api, patients):
+    response = search(api, "studies", orderby="PatientAge")
+    assert patient_ids(response) == ["A1", "A2", "B1"]
+    assert "PatientAge" in response["Warning"] and "order" in response["Warning"]
+
+
 def test_keys_the_index_cannot_match_are_ignored_with_a_warning(api, patients):
     response = search(api, "studies", PatientAge="040Y")
     assert patient_ids(response) == ["A1", "A2", "B1"]
@@ -127,9 +151,19 @@ def test_keys_the_index_cannot_match_are_ignored_with_a_warning(api, patients):
 
 def test_included_attributes_the_index_does_not_hold_are_named_in_a_warning(api):
     study(api, patient_id="P1")
-    response = search(api, "instances", includefield="Rows")
-    assert tag("Rows") not in response.json()[0]
-    assert "Rows" in response["Warning"]
+    response = search(api, "instances", includefield="PatientAge")
+    assert tag("PatientAge") not in response.json()[0]
+    assert "PatientAge" in response["Warning"]
+
+
+def test_instances_carry_what_a_viewer_needs_before_fetching_them(api):
+    # PS3.18 Table 6.7.1-2a: Rows, Columns, BitsAllocated, NumberOfFrames.
+    store(api, open(pydicom_file("SC_rgb_rle_2frame.dcm"), "rb").read())
+    [answer] = search(api, "instances").json()
+    assert answer[tag("Rows")] == {"vr": "US", "Value": [100]}
+    assert answer[tag("Columns")] == {"vr": "US", "Value": [100]}
+    assert answer[tag("BitsAllocated")] == {"vr": "US", "Value": [8]}
+    assert answer[tag("NumberOfFrames")] == {"vr": "IS", "Value": [2]}
 
 
 def test_a_number_that_does_not_parse_is_kept_as_a_string(api):
@@ -169,7 +203,32 @@ def test_instances_of_a_series_a_study_and_of_everything(api):
 
 
 def test_unknown_study_in_the_path_finds_nothing(api, patients):
-    assert search(api, "studies/1.2.3/series").status_code == 204
+    assert search(api, "studies/1.2.3/series").json() == []
+
+
+def test_urls_use_the_public_url_when_set(api, patients, settings):
+    settings.PUBLIC_URL = "https://pacs.example.org/archive"
+    answer = search(api, "studies", PatientID="B1").json()[0]
+    assert value(answer, "RetrieveURL")[0].startswith("https://pacs.example.org/archive/dicom-web/studies/")
+
+
+def test_a_host_header_without_its_port_gets_the_port_the_client_connected_to(api, patients):
+    # dicomweb-client sends Host without the port; a proxy (X-Forwarded-For) knows better.
+    direct = api.get("/dicom-web/studies", {"PatientID": "B1"}, HTTP_HOST="pacs.local", SERVER_PORT="8042").json()[0]
+    assert value(direct, "RetrieveURL")[0].startswith("http://pacs.local:8042/dicom-web/")
+    proxied = api.get("/dicom-web/studies", {"PatientID": "B1"}, HTTP_HOST="pacs.local", SERVER_PORT="8042",
+                      HTTP_X_FORWARDED_FOR="10.0.0.1").json()[0]
+    assert value(proxied, "RetrieveURL")[0].startswith("http://pacs.local/dicom-web/")
+
+
+def test_forwarded_headers_count_only_from_a_trusted_proxy(api, patients, settings):
+    forwarded = {"HTTP_X_FORWARDED_PROTO": "https", "HTTP_X_FORWARDED_HOST": "pacs.example.org",
+                 "HTTP_X_FORWARDED_PORT": "8443"}
+    untrusted = api.get("/dicom-web/studies", {"PatientID": "B1"}, **forwarded).json()[0]
+    assert value(untrusted, "RetrieveURL")[0].startswith("http://testserver/dicom-web/")
+    settings.TRUSTED_PROXIES = ["127.0.0.0/8"]
+    trusted = api.get("/dicom-web/studies", {"PatientID": "B1"}, **forwarded).json()[0]
+    assert value(trusted, "RetrieveURL")[0].startswith("https://pacs.example.org:8443/dicom-web/")
 
 
 def test_only_dicom_json_is_served(api, patients):
