@@ -95,6 +95,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: the API's paths are normalised before anything routes them.
     "api.rest.http.OrthancHttpMiddleware",
+    "pacsweb.limits.BodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -249,6 +250,9 @@ if not 0 <= ZIP_LEVEL <= 9:
     raise ImproperlyConfigured("PACS_ZIP_LEVEL is between 0 and 9")
 JOBS_HISTORY_SIZE = envint("PACS_JOBS_HISTORY_SIZE", 100)
 MAX_UPLOAD_BYTES = envint("PACS_MAX_UPLOAD_MB", 4096) * 1024 * 1024
+# Every body that is not an upload (JSON, forms, short texts) is read whole into
+# memory: this bounds it (pacsweb/limits.py).
+MAX_REQUEST_BYTES = envint("PACS_MAX_REQUEST_KB", 4096) * 1024
 # Seconds a client may leave its connection silent in the middle of a request (or
 # not read an answer) before the web server drops it: slow clients cannot hold
 # every thread (deploy/gunicorn.conf.py sets it on the listening sockets).
@@ -294,7 +298,17 @@ DICOM_ALWAYS_ALLOW_STORE = envbool("PACS_DICOM_ALWAYS_ALLOW_STORE", True)
 DICOM_CHECK_MODALITY_HOST = envbool("PACS_DICOM_CHECK_MODALITY_HOST", False)
 DICOM_CHECK_CALLED_AET = envbool("PACS_DICOM_CHECK_CALLED_AET", False)
 DICOM_MAX_ASSOCIATIONS = envint("PACS_DICOM_MAX_ASSOCIATIONS", 64)
-DICOM_MAX_FIND_ANSWERS = envint("PACS_DICOM_MAX_FIND_ANSWERS", 0)  # [LimitFindResults]
+# Answers of a search (QIDO-RS, /tools/find, C-FIND) that does not ask for fewer /
+# at most, whatever it asks [LimitFindResults, LimitFindInstances] (archive.query).
+FIND_DEFAULT_LIMIT = envint("PACS_FIND_DEFAULT_LIMIT", 1000)
+FIND_MAX_LIMIT = envint("PACS_FIND_MAX_LIMIT", 10000)
+# C-FIND answers before the final 0xA700 (0: PACS_FIND_MAX_LIMIT).
+DICOM_MAX_FIND_ANSWERS = min(envint("PACS_DICOM_MAX_FIND_ANSWERS", FIND_DEFAULT_LIMIT) or FIND_MAX_LIMIT,
+                             FIND_MAX_LIMIT)
+# A matching value may hold this many wildcards (* and ?), a list this many values:
+# beyond, the query is refused (400 / C-FIND 0xC000) instead of costing the database.
+QUERY_MAX_WILDCARDS = envint("PACS_QUERY_MAX_WILDCARDS", 32)
+QUERY_MAX_LIST = envint("PACS_QUERY_MAX_LIST", 10000)
 DICOM_TIMEOUT = envint("PACS_DICOM_TIMEOUT", 30)  # [DicomScpTimeout]
 DICOM_MAX_PDU = envint("PACS_DICOM_MAX_PDU", 262144)
 # Listener processes per node, sharing the port (SO_REUSEPORT): one Python
