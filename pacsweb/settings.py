@@ -250,6 +250,16 @@ if not 0 <= ZIP_LEVEL <= 9:
     raise ImproperlyConfigured("PACS_ZIP_LEVEL is between 0 and 9")
 JOBS_HISTORY_SIZE = envint("PACS_JOBS_HISTORY_SIZE", 100)
 MAX_UPLOAD_BYTES = envint("PACS_MAX_UPLOAD_MB", 4096) * 1024 * 1024
+# Declared size of one frame (Rows x Columns x SamplesPerPixel x BitsAllocated)
+# beyond which an instance is refused at ingest: a 1 MB compressed upload could
+# declare a 1 GiB frame that every preview would then try to decode.
+MAX_FRAME_BYTES = envint("PACS_MAX_FRAME_MB", 256) * 1024 * 1024
+# Frames above this many pixels (and viewports above it) are not rendered (PNG,
+# JPEG previews, thumbnails): rendering holds a frame several times in float64.
+MAX_RENDER_PIXELS = int(envfloat("PACS_MAX_RENDER_MPIXELS", 16) * 2**20)
+# A ZIP upload: files at most, and how many times a member (past 1 MB) may expand.
+ZIP_MAX_MEMBERS = envint("PACS_ZIP_MAX_MEMBERS", 100000)
+ZIP_MAX_RATIO = envint("PACS_ZIP_MAX_RATIO", 100)
 # Every body that is not an upload (JSON, forms, short texts) is read whole into
 # memory: this bounds it (pacsweb/limits.py).
 MAX_REQUEST_BYTES = envint("PACS_MAX_REQUEST_KB", 4096) * 1024
