@@ -95,6 +95,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: the API's paths are normalised before anything routes them.
     "api.rest.http.OrthancHttpMiddleware",
+    "pacsweb.clients.RealClientMiddleware",
     "pacsweb.limits.BodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -108,8 +109,15 @@ MIDDLEWARE = [
 ]
 
 AUTHENTICATION_BACKENDS = ["cluster.throttle.ThrottledModelBackend"]
-# Failed logins of one user name within 5 minutes before it is locked for 5 minutes.
+# Failed logins of one user name from one client within 5 minutes before that
+# client may no longer try that name for 5 minutes (five times as many failures,
+# whatever the names, lock the client out). The user keeps logging in from
+# elsewhere: an attacker cannot lock an account out (cluster/throttle.py).
 LOGIN_FAILURES = envint("PACS_LOGIN_FAILURES", 10)
+# Proxies (addresses, CIDR) whose X-Forwarded-For names the real client, for
+# throttling and the audit trail (pacsweb/clients.py); gunicorn reads the same
+# variable for X-Forwarded-Proto. Never "*" on a node clients reach directly.
+TRUSTED_PROXIES = env("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 # Behind HTTPS (directly or through a proxy that says so): cookies only over TLS,
 # and browsers told to keep to TLS.
