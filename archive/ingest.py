@@ -44,7 +44,7 @@ from archive.models import Attachment, AuditEvent, Change, ChangeType, Instance,
 from archive import spool as spooling
 from archive.spool import spool
 from archive.storage import get_storage
-from archive import db, signals
+from archive import db, signals, space
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,7 @@ def store(source, origin, parsed=None):
 
 
 def _store_parsed(stream, parsed, origin):
+    space.check_room()
     storage = get_storage()
     stored = storage.put(stream)
     try:

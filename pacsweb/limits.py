@@ -17,6 +17,8 @@ import re
 from django.conf import settings
 from django.http import JsonResponse
 
+from archive import space
+
 UPLOAD_ROUTES = re.compile(
     r"^/instances$"
     r"|^/dicom-web/studies(/[^/]+)?$"
@@ -44,6 +46,9 @@ class BodyLimitMiddleware:
         limit, setting = limit_for(request)
         if length > limit:
             return _refusal(request, 413, f"the body ({length} bytes) is larger than {setting} allows on {request.path_info}")
+        # A full disk: the database's reserve goes before anything opens a connection,
+        # so that deleting (how space is freed) still works (archive/space.py).
+        space.release_if_full()
         return self.get_response(request)
 
 

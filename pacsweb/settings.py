@@ -248,6 +248,11 @@ STORAGE_FSYNC = envbool("PACS_STORAGE_FSYNC", True)
 # A file under a temporary name, or a stored file no index row refers to, older
 # than this is what a crash left behind: the housekeeper removes it.
 ORPHAN_GRACE_SECONDS = envint("PACS_ORPHAN_GRACE", 3600)
+# Below this much free space in the storage area, stores are refused (507, DIMSE
+# 0xA700) and /readyz fails; a reserve file this large beside a SQLite database
+# is given back when a delete finds the disk full (archive/space.py).
+MIN_FREE_BYTES = envint("PACS_MIN_FREE_MB", 500) * 1024 * 1024
+DISK_RESERVE_BYTES = envint("PACS_DISK_RESERVE_MB", 32) * 1024 * 1024
 STABLE_AGE = envint("PACS_STABLE_AGE", 60)
 ARCHIVE_CACHE_SIZE = envint("PACS_ARCHIVE_CACHE_SIZE", 10)
 ARCHIVE_TTL = envint("PACS_ARCHIVE_TTL", 3600)
