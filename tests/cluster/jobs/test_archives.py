@@ -203,3 +203,28 @@ def test_the_job_history_is_pruned_with_the_archives_it_owns(server_factory, wor
 
 def _series(server, study):
     return servers.request_json(f"{server.url}/studies/{study}")[1]["Series"][0]
+
+
+def test_an_archive_job_racing_a_delete_ends_with_a_clear_message(server_factory, worker_factory, tmp_path):
+    server = server_factory()
+    (study,) = upload(server, study_files("arch-race", 6))
+    hold = tmp_path / "hold"
+    hold.write_text("2")  # the run stops after its 2nd file while this exists
+    worker_factory(server, PACS_TEST_JOB_HOLD_FILE=hold)
+    status, answer = servers.request_json(f"{server.url}/studies/{study}/archive", method="POST",
+                                          body=b'{"Asynchronous": true}')
+    assert status == 200, answer
+    job_id = answer["ID"]
+    wait_job(server, job_id, states=("Running",))
+    from tests.waiting import wait_for
+    wait_for(lambda: servers.request_json(f"{server.url}/jobs/{job_id}")[1]["Progress"] > 0,
+             what="the archive held after its 2nd file")
+    assert servers.request(f"{server.url}/studies/{study}", method="DELETE")[0] == 200
+    worker_factory(server)  # takes the file deletions while the first worker is held
+    wait_for(lambda: server.storage_files() == [], what="the deleted study's files removed")
+    hold.unlink()
+    job = wait_job(server, job_id)
+    assert job["State"] == "Failure", job
+    assert job["ErrorDescription"] == "Unknown resource"
+    assert "deleted while the archive was being built" in job["ErrorDetails"], job
+    assert not server.archive_files()
