@@ -54,7 +54,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default=os.environ.get("PACS_HTTP_HOST", "0.0.0.0"),
-                            help="address the web server listens on (default 0.0.0.0, PACS_HTTP_HOST)")
+                            help="address the web server and the DICOM and HL7 listeners listen on (default 0.0.0.0, PACS_HTTP_HOST)")
         parser.add_argument("--web-workers", type=int, default=int(os.environ.get("PACS_WEB_WORKERS", "2")))
         parser.add_argument("--web-threads", type=int, default=int(os.environ.get("PACS_WEB_THREADS", "8")))
         parser.add_argument("--workers", type=int, default=int(os.environ.get("PACS_WORKERS", "2")),
@@ -94,8 +94,8 @@ class Command(BaseCommand):
                 env=env, cwd=settings.BASE_DIR)))
             for index in range(settings.DICOM_PROCESSES):
                 children.append((f"dicom-{index + 1}", start(
-                    manage + ["dicom_listener"], env=env, cwd=settings.BASE_DIR)))
-            children.append(("hl7", start(manage + ["hl7_listener"], env=env, cwd=settings.BASE_DIR)))
+                    manage + ["dicom_listener", "--bind", bind], env=env, cwd=settings.BASE_DIR)))
+            children.append(("hl7", start(manage + ["hl7_listener", "--bind", bind], env=env, cwd=settings.BASE_DIR)))
             for index in range(workers):
                 children.append((f"worker-{index + 1}", start(
                     manage + ["worker"], env=env, cwd=settings.BASE_DIR)))
