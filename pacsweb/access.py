@@ -21,6 +21,7 @@ from api.rest.errors import error_response
 from archive import audit, tokens
 from archive.roles import OPEN, has_role, required
 from cluster import throttle
+from pacsweb import browsers
 from console import access as console
 
 OPEN_PATHS = {"/healthz", "/readyz"}
@@ -53,6 +54,11 @@ class AccessMiddleware:
         actor_kind = "user"
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if header.lower().startswith("basic "):
+            # A browser sends Basic credentials it cached on its own: a write it
+            # was made to send for another site is refused (pacsweb/browsers.py).
+            refused = browsers.refuse_ambient_write(request)
+            if refused is not None:
+                return refused
             user = basic_user(header[6:].strip(), request)
             if user is None:
                 return unauthorized("invalid user name or password", request)

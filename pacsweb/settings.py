@@ -74,7 +74,10 @@ except FileExistsError:  # another process of this node wrote it first
     SECRET_KEY = (DATA_DIR / "secret_key").read_text().strip()
 
 DEBUG = envbool("PACS_DEBUG", False)
+# Unset: the names and addresses of this machine only (pacsweb/browsers.py); a
+# node behind a load balancer lists the names clients use ("*": any, as before).
 ALLOWED_HOSTS = [h.strip() for h in env("ALLOWED_HOSTS", "*").split(",") if h.strip()]
+HOSTS_OF_THIS_MACHINE = env("ALLOWED_HOSTS") is None
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -95,6 +98,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: the API's paths are normalised before anything routes them.
     "api.rest.http.OrthancHttpMiddleware",
+    "pacsweb.browsers.BrowserPolicyMiddleware",
     "pacsweb.clients.RealClientMiddleware",
     "pacsweb.limits.BodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
