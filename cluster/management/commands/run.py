@@ -103,7 +103,10 @@ class Command(BaseCommand):
             self._wait_listening(children, [("web", settings.HTTP_PORT), ("dicom-1", settings.DICOM_PORT),
                                             ("hl7", settings.HL7_PORT)])
             self._banner()
-            self._supervise(children)
+            # The embedded Redis only carries queues (the database has every job): if it
+            # crashes it is started again, and running jobs finish, instead of the whole
+            # node stopping under them.
+            self._supervise(children, restart={"redis": lambda: self._start_redis(env)})
         except KeyboardInterrupt:
             pass
         finally:
@@ -148,12 +151,17 @@ class Command(BaseCommand):
         )
         self.stdout.flush()
 
-    def _supervise(self, children):
+    def _supervise(self, children, restart=None):
         stop = []
         signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
         while not stop:
-            for name, process in children:
+            for index, (name, process) in enumerate(children):
                 if process.poll() is not None:
+                    if restart and name in restart:
+                        self.stderr.write(f"the {name} process exited with status {process.returncode}; "
+                                          "starting it again\n")
+                        children[index] = (name, restart[name]())
+                        continue
                     raise CommandError(f"the {name} process exited with status {process.returncode}; stopping the node")
             time.sleep(0.5)
 
