@@ -284,6 +284,10 @@ MAX_REQUEST_BYTES = envint("PACS_MAX_REQUEST_KB", 4096) * 1024
 # not read an answer) before the web server drops it: slow clients cannot hold
 # every thread (deploy/gunicorn.conf.py sets it on the listening sockets).
 CLIENT_TIMEOUT = envint("PACS_CLIENT_TIMEOUT", 60)
+# An upload must arrive at this average rate (after its first 10 s), whatever its
+# pauses: a client trickling a body cannot hold a thread for ever (archive/spool.py).
+# The request head has PACS_HTTP_HEADER_TIMEOUT (read by pacsweb/webworker.py).
+MIN_UPLOAD_RATE = envint("PACS_MIN_UPLOAD_RATE_KB", 8) * 1024
 
 # --- Node ------------------------------------------------------------------
 
@@ -337,6 +341,11 @@ DICOM_MAX_FIND_ANSWERS = min(envint("PACS_DICOM_MAX_FIND_ANSWERS", FIND_DEFAULT_
 QUERY_MAX_WILDCARDS = envint("PACS_QUERY_MAX_WILDCARDS", 32)
 QUERY_MAX_LIST = envint("PACS_QUERY_MAX_LIST", 10000)
 DICOM_TIMEOUT = envint("PACS_DICOM_TIMEOUT", 30)  # [DicomScpTimeout]
+# An association request must arrive whole within this many seconds, and at most
+# this many may be arriving at a time from one address / in all (dicom/scp.py).
+DICOM_ASSOCIATE_TIMEOUT = envfloat("PACS_DICOM_ASSOCIATE_TIMEOUT", 10)
+DICOM_HALF_OPEN_PER_ADDRESS = envint("PACS_DICOM_HALF_OPEN_PER_ADDRESS", 8)
+DICOM_HALF_OPEN_MAX = envint("PACS_DICOM_HALF_OPEN_MAX", 64)
 DICOM_MAX_PDU = envint("PACS_DICOM_MAX_PDU", 262144)
 # Listener processes per node, sharing the port (SO_REUSEPORT): one Python
 # process stores on one core at a time.

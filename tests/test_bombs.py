@@ -41,7 +41,7 @@ def test_a_600_mb_json_body_is_refused_before_it_is_read(node):
     server, worker = node
     before = worker.memory_info().rss
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as connection:
-        connection.sendall(f"POST /tools/find HTTP/1.1\r\nHost: pacs\r\nAuthorization: {servers.auth_header()}\r\n"
+        connection.sendall(f"POST /tools/find HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {servers.auth_header()}\r\n"
                            f"Content-Type: application/json\r\nContent-Length: {600 * 2**20}\r\n\r\n".encode()
                            + b'{"Level": "Patient", "Query": {"PatientName": "' + b"A" * 65536)
         answer = connection.recv(65536)
