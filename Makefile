@@ -22,8 +22,9 @@ run: $(VENV)/.run-deps
 	$(PY) manage.py run
 
 ## Start a cluster on this machine: PostgreSQL, Redis, PACS_CLUSTER_NODES nodes, HAProxy.
+## Its data stay for the next start; CLUSTER_ARGS=--clean removes them when it stops.
 cluster: $(VENV)/.test-deps
-	$(PY) manage.py cluster
+	$(PY) manage.py cluster $(CLUSTER_ARGS)
 
 ## Set up and run the whole test suite (starts PostgreSQL and Redis when none is configured).
 test: $(VENV)/.test-deps

@@ -6,6 +6,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
+from archive import space
 from archive.storage import get_storage
 from cluster import registry
 
@@ -27,6 +28,8 @@ def readyz(request):
     try:
         if not get_storage().root.is_dir():
             problems["storage"] = f"{get_storage().root} is not a directory"
+        elif reason := space.shortage():
+            problems["storage"] = reason
     except Exception as error:
         problems["storage"] = str(error)
     try:

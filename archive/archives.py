@@ -90,9 +90,19 @@ def entries(resources, media=False):
     return result
 
 
+# Longest folder name an archive holds: readable, and far below every filesystem's limit.
+NAME_LENGTH = 64
+
+
 def _clean(text):
+    """A safe path component from DICOM text an unknown AE may have chosen: ASCII
+    letters, digits, space, dot and underscore only (no separator, no control
+    character), runs of spaces as one, no leading or trailing dot or space (so never
+    "." nor "..", nor a name Windows trims), at most NAME_LENGTH characters; empty
+    when nothing is left (the caller names it "Unknown ...")."""
     text = str(text or "").replace("^", " ")
-    return "".join(c for c in text if c.isascii() and (c.isalnum() or c in " ._")).strip()
+    kept = "".join(c for c in text if c.isascii() and (c.isalnum() or c in " ._"))
+    return " ".join(kept.split())[:NAME_LENGTH].strip(" .")
 
 
 class _Names:
@@ -108,10 +118,11 @@ class _Names:
             name = wanted or unknown
             used = self.taken.setdefault(parent, set())
             candidate, n = name, 1
-            while candidate in used:
+            # Unique as case-insensitive filesystems (Windows, macOS) see names.
+            while candidate.casefold() in used:
                 n += 1
                 candidate = f"{name}-{n}"
-            used.add(candidate)
+            used.add(candidate.casefold())
             self.folders[(parent, pk)] = f"{parent}{candidate}/"
         return self.folders[(parent, pk)]
 
@@ -127,7 +138,7 @@ class _Names:
                               "Unknown Series")
         number = self.counters.get(bottom, 0)
         self.counters[bottom] = number + 1
-        prefix = _clean(series.get("Modality", "")).replace(" ", "")[:2]
+        prefix = "".join(c for c in _clean(series.get("Modality", "")) if c.isalnum())[:2]
         return f"{bottom}{prefix}{number:0{8 - len(prefix)}d}.dcm"
 
 

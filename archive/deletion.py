@@ -12,14 +12,14 @@ lost the task). The statements work on sets inside the database, so a study of
 import logging
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from archive.errors import UnknownResource  # noqa: F401 (raised here, caught by name)
 from archive import resources
 from archive.models import Attachment, Change, ChangeType, FileDeletion, Level, Series, Study, Instance
 from archive.storage import get_storage
-from archive import db, signals
+from archive import db, signals, space
 
 log = logging.getLogger("pacsweb.deletion")
 
@@ -30,7 +30,13 @@ BATCH = 500
 def delete_resource(level, public_id):
     """Delete the resource and everything below it; return the remaining ancestor
     as (level, public_id), or None when nothing above it remains."""
-    outbox, remaining = db.run(_delete, level, public_id)
+    try:
+        outbox, remaining = db.run(_delete, level, public_id)
+    except DatabaseError as error:
+        # Deleting is how space is freed: it must work on a full disk (archive.space).
+        if not (space.is_disk_full(error) and space.release_reserve()):
+            raise
+        outbox, remaining = db.run(_delete, level, public_id)
     queue_removal(outbox)
     return remaining
 

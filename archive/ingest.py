@@ -44,7 +44,7 @@ from archive.models import Attachment, AuditEvent, Change, ChangeType, Instance,
 from archive import spool as spooling
 from archive.spool import spool
 from archive.storage import get_storage
-from archive import db, signals
+from archive import db, signals, space
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,7 @@ def store(source, origin, parsed=None):
 
 
 def _store_parsed(stream, parsed, origin):
+    space.check_room()
     storage = get_storage()
     stored = storage.put(stream)
     try:
@@ -189,11 +190,18 @@ def store_zip(stream, origin):
         raise RejectedInstance(f"the body looks like a ZIP archive but cannot be read: {error}")
     members = []
     with archive:
-        for member in archive.infolist():
-            if member.is_dir():
+        files = [member for member in archive.infolist() if not member.is_dir()]
+        if len(files) > settings.ZIP_MAX_MEMBERS:
+            raise RejectedInstance(f"the ZIP archive has {len(files)} files, more than PACS_ZIP_MAX_MEMBERS "
+                                   f"({settings.ZIP_MAX_MEMBERS}) allows")
+        for member in files:
+            refusal = _zip_member_refusal(member)
+            if refusal:
+                members.append(ZipMember(member.filename, error=RejectedInstance(refusal)))
                 continue
             try:
-                with archive.open(member) as packed, spool(packed) as data:
+                # Extraction stops at the declared size (zipfile) and at the upload bound.
+                with archive.open(member) as packed, spool(packed, settings.MAX_UPLOAD_BYTES) as data:
                     members.append(ZipMember(member.filename, result=store(data, origin)))
             except NotDicom as error:
                 # Orthanc skips what is not a DICOM instance (a README, the
@@ -206,6 +214,24 @@ def store_zip(stream, origin):
             except ArchiveError as error:
                 members.append(ZipMember(member.filename, error=error))
     return members
+
+
+# Members smaller than this are not held to the ratio: a small blank image deflates
+# far beyond any ratio, and costs nothing.
+ZIP_RATIO_FLOOR = 1024 * 1024
+
+
+def _zip_member_refusal(member):
+    """Why a ZIP member is not extracted at all, from what its directory entry declares
+    (a 2 MB ZIP spooled 1.8 GB before these bounds); None when it may be."""
+    if member.file_size > settings.MAX_UPLOAD_BYTES:
+        return (f"the ZIP member declares {member.file_size} bytes, more than PACS_MAX_UPLOAD_MB "
+                f"({settings.MAX_UPLOAD_BYTES // 2**20} MB)")
+    ratio = member.file_size / max(member.compress_size, 1)
+    if member.file_size > ZIP_RATIO_FLOOR and ratio > settings.ZIP_MAX_RATIO:
+        return (f"the ZIP member expands {ratio:.0f} times ({member.compress_size} to {member.file_size} bytes), "
+                f"more than PACS_ZIP_MAX_RATIO ({settings.ZIP_MAX_RATIO}) allows")
+    return None
 
 
 def parse(stream):
@@ -255,6 +281,7 @@ def parse(stream):
         patient_id = tags.element_text(dataset, "PatientID") or ""
         if len(patient_id) > 64:
             raise RejectedInstance("PatientID (0010,0020) is longer than 64 characters")
+        _check_declared_size(dataset)
         return ParsedInstance(
             patient_id=patient_id,
             study_uid=study_uid,
@@ -352,6 +379,19 @@ class _Chain:
                 return chunk
             self._streams.pop(0)
         return b""
+
+
+def _check_declared_size(dataset):
+    """Refuse a frame declared larger than PACS_MAX_FRAME_MB, whatever the file's own
+    size: compressed pixel data can be small and decode into gigabytes."""
+    numbers = [dataset.get(keyword) for keyword in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated")]
+    if numbers[0] is None or numbers[1] is None:
+        return  # not an image
+    rows, columns, samples, bits = (int(n) if n not in (None, "") else 1 for n in numbers)
+    frame = rows * columns * samples * -(-bits // 8)
+    if frame > settings.MAX_FRAME_BYTES:
+        raise RejectedInstance(f"the image declares frames of {rows} x {columns} x {samples} samples of {bits} bits "
+                               f"({frame // 2**20} MB), more than PACS_MAX_FRAME_MB ({settings.MAX_FRAME_BYTES // 2**20} MB)")
 
 
 # Deeper than any structured report or real-world file nests: what goes beyond is

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pydicom
+from django.conf import settings
 from PIL import Image, ImageOps
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, pixel_array
@@ -51,6 +52,7 @@ def render(stream, rendering=Rendering()):
     count = frame_count(header)
     if not 0 <= rendering.frame < count:
         raise NoSuchFrame(f"frame {rendering.frame + 1} does not exist: the instance has {count} frame(s)")
+    _check_size(header, rendering.viewport)
     pixels = _decode(stream, header, rendering.frame)
     try:
         values = _display_values(pixels, header, rendering.window)
@@ -78,6 +80,23 @@ def _header(stream):
     if "Rows" not in header or "Columns" not in header:
         raise RenderError("the instance has no image (no Rows and Columns)")
     return header
+
+
+def _check_size(header, viewport):
+    """Refuse before decoding what would take more memory than one request may: the
+    grayscale pipeline holds a frame several times over in float64 (an 8192 x 8192
+    16-bit preview peaked at 2.27 GB), and a viewport scales up as well as down."""
+    limit = settings.MAX_RENDER_PIXELS
+    try:
+        pixels = int(header.Rows) * int(header.Columns)
+    except (TypeError, ValueError):
+        raise RenderError("Rows or Columns is not a number")
+    if pixels > limit:
+        raise RenderError(f"the frame has {header.Rows} x {header.Columns} pixels, more than "
+                          f"PACS_MAX_RENDER_MPIXELS ({limit / 2**20:g} million) allows to render")
+    if viewport and viewport[0] * viewport[1] > limit:
+        raise RenderError(f"a viewport of {viewport[0]} x {viewport[1]} is larger than "
+                          f"PACS_MAX_RENDER_MPIXELS ({limit / 2**20:g} million pixels) allows")
 
 
 def frame_count(header):

@@ -1,12 +1,15 @@
 """Inputs (request bodies, ZIP members) in temporary files that vanish when closed."""
 
 import tempfile
+import time
 
 from django.conf import settings
 
 from archive.errors import BodyTooLarge, BodyTooSlow
 
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
+# Seconds of a body before its average rate is held to PACS_MIN_UPLOAD_RATE_KB.
+UPLOAD_RATE_GRACE = 10
 # What a read raises when the client stayed silent past the socket's timeout.
 SILENT = (BlockingIOError, TimeoutError)
 
@@ -25,6 +28,8 @@ class _Capped:
     def __init__(self, stream, limit):
         self._stream = stream
         self._left = limit
+        self._read = 0
+        self._started = time.monotonic()
 
     def read(self, size):
         try:
@@ -37,6 +42,13 @@ class _Capped:
             raise BodyTooSlow(f"the client sent nothing for {settings.CLIENT_TIMEOUT} s "
                               "(PACS_CLIENT_TIMEOUT) in the middle of its body") from error
         self._left -= len(chunk)
+        self._read += len(chunk)
+        # A client may pause (PACS_CLIENT_TIMEOUT) but not trickle for ever: past a
+        # grace period, the body must arrive at PACS_MIN_UPLOAD_RATE_KB on average.
+        elapsed = time.monotonic() - self._started
+        if chunk and elapsed > UPLOAD_RATE_GRACE and self._read < settings.MIN_UPLOAD_RATE * elapsed:
+            raise BodyTooSlow(f"the body arrives at {self._read / elapsed / 1024:.1f} KB/s, slower than "
+                              f"PACS_MIN_UPLOAD_RATE_KB ({settings.MIN_UPLOAD_RATE // 1024} KB/s)")
         if self._left < 0:
             raise BodyTooLarge(f"the body is larger than PACS_MAX_UPLOAD_MB ({settings.MAX_UPLOAD_BYTES // 2**20} MB)")
         return chunk

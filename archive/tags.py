@@ -89,10 +89,14 @@ def converted_text(dataset, tag):
     if value is None:
         return ""
     if isinstance(value, (bytes, bytearray)):
-        return value.decode("latin-1").rstrip(" \0")
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(_text(v) for v in value)
-    return _text(value)
+        text = value.decode("latin-1").rstrip(" \0")
+    elif isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        text = "\\".join(_text(v) for v in value)
+    else:
+        text = _text(value)
+    # A NUL inside a value (no text VR allows one) cannot be indexed: PostgreSQL
+    # refuses it in a text column, and the store failed with a 500.
+    return text.replace("\0", "")
 
 
 # Keyword → tag once, not on every lookup of every instance.

@@ -68,6 +68,9 @@ defaults
 frontend http
     mode http
     bind {bind}:{http_port}
+    # A request head must arrive whole within 10 s (the nodes' PACS_HTTP_HEADER_TIMEOUT):
+    # clients trickling headers are held here, cheaply, never passed to a node.
+    timeout http-request 10s
     default_backend nodes_http
 
 backend nodes_http
@@ -82,6 +85,12 @@ backend nodes_http
 frontend dicom
     mode tcp
     bind {bind}:{dicom_port}
+    # A node is given an association only once its whole A-ASSOCIATE-RQ has arrived
+    # (the PDU's 4-byte length at offset 2, PS3.8 9.3.2), within 10 s: associations
+    # trickled byte by byte wait here, where they cost no node a slot.
+    tcp-request inspect-delay 10s
+    tcp-request content accept if {{ req.payload_lv(2,4) -m found }}
+    tcp-request content reject
     default_backend nodes_dicom
 
 backend nodes_dicom

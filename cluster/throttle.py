@@ -1,5 +1,14 @@
-"""Login throttling, cluster-wide: repeated failed logins lock a user name (and an
-address) for a while, whichever node they hit.
+"""Login throttling, cluster-wide: repeated failed logins lock a user name for the
+client that failed (and a client that fails under many names), for a while,
+whichever node they hit.
+
+Never the account alone: 50 bad logins under random names locked every account,
+the administrator's right password included, and behind HAProxy every client
+shared the address. A lock is keyed on the pair (user name, client address) and
+on the client address, so whoever logs in correctly from elsewhere is never
+refused; the client address is the real one behind a trusted proxy
+(pacsweb/clients.py). Guessing one password from many addresses is bounded per
+address instead (PACS_LOGIN_FAILURES per address and window).
 
 Counters live in Redis with an expiry; when Redis is away nothing is throttled
 (the password check still runs), rather than locking everybody out.
@@ -21,10 +30,8 @@ ADDRESS_FACTOR = 5  # an address may fail for this many user names before it is 
 
 def _keys(username, address):
     prefix = f"{settings.QUEUE_PREFIX}:login-failures"
-    keys = [(f"{prefix}:user:{username}", settings.LOGIN_FAILURES)]
-    if address:
-        keys.append((f"{prefix}:addr:{address}", settings.LOGIN_FAILURES * ADDRESS_FACTOR))
-    return keys
+    return [(f"{prefix}:pair:{address}:{username}", settings.LOGIN_FAILURES),
+            (f"{prefix}:addr:{address}", settings.LOGIN_FAILURES * ADDRESS_FACTOR)]
 
 
 def _redis():
@@ -32,7 +39,8 @@ def _redis():
 
 
 def locked_for(username, address=""):
-    """Seconds the user name or address stays locked; 0 when it may try."""
+    """Seconds the user name stays locked for this client (or the client for every
+    name); 0 when it may try."""
     try:
         connection = _redis()
         for key, limit in _keys(username, address):
@@ -56,7 +64,7 @@ def failed(username, address=""):
 
 
 class ThrottledModelBackend(ModelBackend):
-    """Django's password check, refused while the user name or address is locked and
+    """Django's password check, refused while the user name is locked for the client and
     counting failures: the console's login form and HTTP Basic both go through it."""
 
     def authenticate(self, request, username=None, password=None, **kwargs):

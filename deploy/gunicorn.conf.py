@@ -36,7 +36,10 @@ bind = [f"[{_host}]:{_port}" if ":" in _host else f"{_host}:{_port}"]
 # disk I/O, so threads carry the I/O-bound load and processes the CPU-bound
 # part (DICOM parsing, rendering). Processes beyond the cores buy nothing:
 # size with PACS_WEB_WORKERS ~ cores given to the web server.
-worker_class = "gthread"
+# pacsweb's gthread (pacsweb/webworker.py) reads each request head in the event
+# loop and gives it to a thread only once it is whole (PACS_HTTP_HEADER_TIMEOUT):
+# clients that trickle their headers hold no thread.
+worker_class = "pacsweb.webworker.HeadFirstWorker"
 workers = _env_int("PACS_WEB_WORKERS", 2)
 threads = _env_int("PACS_WEB_THREADS", 8)
 

@@ -460,6 +460,55 @@ def log_association(event, what):
     log.info("association %s: %s at %s", what, aet, address)
 
 
+# Larger than any A-ASSOCIATE-RQ (a few KB even with every storage class proposed):
+# a first PDU announcing more is not an association request worth waiting for.
+MAX_ASSOCIATE_RQ = 64 * 1024
+
+
+def _await_whole_pdu(sock, timeout):
+    """Whether the first PDU (6-byte header, then its announced length) is wholly in
+    the socket's receive buffer within `timeout` seconds; read with MSG_PEEK, so
+    pynetdicom reads it afterwards as if nothing happened. A peer that closes, or
+    announces more than MAX_ASSOCIATE_RQ, is not waited for: pynetdicom answers it."""
+    import select
+
+    deadline = time.monotonic() + timeout
+    wanted = 6
+    while True:
+        try:
+            available = sock.recv(MAX_ASSOCIATE_RQ + 6, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            available = None
+        except OSError:
+            return True  # broken: let pynetdicom see it and end the association
+        if available is not None:
+            if not available:
+                return True  # closed by the peer
+            if len(available) >= 6:
+                wanted = 6 + int.from_bytes(available[2:6], "big")
+                if wanted > MAX_ASSOCIATE_RQ + 6:
+                    return True
+            if len(available) >= wanted:
+                return True
+        left = deadline - time.monotonic()
+        if left <= 0 or (available and _peer_closed(sock)):
+            return False
+        # Readable means "more than last time" only when new bytes came: wait a
+        # little between peeks rather than spin on data already seen.
+        select.select([sock], [], [], min(left, 0.05 if available else left))
+        if available:
+            time.sleep(min(max(0.0, deadline - time.monotonic()), 0.05))
+
+
+def _peer_closed(sock):
+    """Whether the peer closed its side while unread bytes are still buffered (a peek
+    sees the bytes, not the end): TCP state CLOSE_WAIT, from Linux's TCP_INFO."""
+    try:
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == 8
+    except (OSError, AttributeError):
+        return False
+
+
 class SharedContexts(list):
     """The listener's supported presentation contexts, copied cheaply per association.
 
@@ -481,7 +530,15 @@ class SharedContexts(list):
 class NoDelayServer(ThreadedAssociationServer):
     """Answers without Nagle's delay: a C-STORE response waits for no ACK."""
 
+    # socketserver's backlog of 5 drops the connections of real modalities while a
+    # flood of association requests is being accepted and refused.
+    request_queue_size = 128
+
     def __init__(self, *args, **kwargs):
+        import threading
+
+        self._half_open = {}  # address -> connections whose A-ASSOCIATE-RQ has not arrived whole
+        self._half_open_lock = threading.Lock()
         super().__init__(*args, **kwargs)
         self.contexts = SharedContexts(self.contexts)
 
@@ -490,6 +547,55 @@ class NoDelayServer(ThreadedAssociationServer):
         # associations over them, so a node stores on every core, not on one GIL.
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
+
+    # --- association requests that trickle -----------------------------------
+    # pynetdicom gives every connection a thread and an association slot at once,
+    # and reads the A-ASSOCIATE-RQ with blocking reads: 140 connections sending it
+    # a byte every 10 s took every slot (PACS_DICOM_MAX_ASSOCIATIONS) and every
+    # association was refused for 100 s. Here a connection is "half-open" until
+    # its whole A-ASSOCIATE-RQ is in the socket's buffer (peeked, not read): it
+    # must get there within PACS_DICOM_ASSOCIATE_TIMEOUT seconds, and at most
+    # PACS_DICOM_HALF_OPEN_PER_ADDRESS of them per address (PACS_DICOM_HALF_OPEN_MAX
+    # in all) wait at a time; beyond, the connection is closed at once. Only then
+    # does pynetdicom see it. Behind HAProxy, the balancer does the same first
+    # (cluster/balancer.py), so trickled requests never reach a node.
+
+    def process_request(self, request, client_address):
+        from django.conf import settings
+
+        address = client_address[0] if isinstance(client_address, tuple) else str(client_address)
+        with self._half_open_lock:
+            total = sum(self._half_open.values())
+            if (self._half_open.get(address, 0) >= settings.DICOM_HALF_OPEN_PER_ADDRESS
+                    or total >= settings.DICOM_HALF_OPEN_MAX):
+                refused = True
+            else:
+                refused = False
+                self._half_open[address] = self._half_open.get(address, 0) + 1
+        if refused:
+            log.warning("association request from %s refused: too many half-open associations "
+                        "(PACS_DICOM_HALF_OPEN_PER_ADDRESS / PACS_DICOM_HALF_OPEN_MAX)", address)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        from django.conf import settings
+
+        address = client_address[0] if isinstance(client_address, tuple) else str(client_address)
+        try:
+            complete = _await_whole_pdu(request, settings.DICOM_ASSOCIATE_TIMEOUT)
+        finally:
+            with self._half_open_lock:
+                self._half_open[address] -= 1
+                if not self._half_open[address]:
+                    del self._half_open[address]
+        if not complete:
+            log.warning("association request from %s did not arrive whole within %s s "
+                        "(PACS_DICOM_ASSOCIATE_TIMEOUT): closed", address, settings.DICOM_ASSOCIATE_TIMEOUT)
+            self.shutdown_request(request)
+            return
+        super().process_request_thread(request, client_address)
 
     def get_request(self):
         client, address = super().get_request()

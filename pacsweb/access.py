@@ -13,7 +13,7 @@ import threading
 import time
 
 from django.conf import settings
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate, get_user_model
 from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import Resolver404, resolve
 
@@ -21,6 +21,7 @@ from api.rest.errors import error_response
 from archive import audit, tokens
 from archive.roles import OPEN, has_role, required
 from cluster import throttle
+from pacsweb import browsers
 from console import access as console
 
 OPEN_PATHS = {"/healthz", "/readyz"}
@@ -30,8 +31,9 @@ SESSION_PREFIXES = ("/admin/", "/ui/", "/static/", "/ohif/")
 # Checking a password costs a deliberate ~0.3 s of PBKDF2; a script storing
 # thousands of files sends the same credentials each time. Remember a success
 # briefly, keyed by a hash of the credentials (never the password itself), with
-# the user it found: a deactivated account keeps access on a process for at
-# most CREDENTIAL_CACHE_SECONDS.
+# the user's id and the password hash it matched; each request still reads the
+# user's row (one indexed query), so a deactivated account or a changed password
+# is refused at once, on every node.
 CREDENTIAL_CACHE_SECONDS = 60
 _credential_cache = {}
 _cache_lock = threading.Lock()
@@ -52,6 +54,11 @@ class AccessMiddleware:
         actor_kind = "user"
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if header.lower().startswith("basic "):
+            # A browser sends Basic credentials it cached on its own: a write it
+            # was made to send for another site is refused (pacsweb/browsers.py).
+            refused = browsers.refuse_ambient_write(request)
+            if refused is not None:
+                return refused
             user = basic_user(header[6:].strip(), request)
             if user is None:
                 return unauthorized("invalid user name or password", request)
@@ -136,8 +143,12 @@ def basic_user(token, request=None):
     now = time.monotonic()
     with _cache_lock:
         cached = _credential_cache.get(fingerprint)
-    if cached and cached[1] > now:
-        return cached[0]
+    if cached and cached[2] > now:
+        user = get_user_model().objects.filter(pk=cached[0], is_active=True).first()
+        if user is not None and user.password == cached[1]:
+            return user
+        with _cache_lock:
+            _credential_cache.pop(fingerprint, None)
     address = request.META.get("REMOTE_ADDR", "") if request is not None else ""
     if throttle.locked_for(username, address):
         return LOCKED
@@ -149,7 +160,7 @@ def basic_user(token, request=None):
     with _cache_lock:
         if len(_credential_cache) > 1000:
             _credential_cache.clear()
-        _credential_cache[fingerprint] = (user, now + CREDENTIAL_CACHE_SECONDS)
+        _credential_cache[fingerprint] = (user.pk, user.password, now + CREDENTIAL_CACHE_SECONDS)
     return user
 
 

@@ -76,7 +76,10 @@ except FileExistsError:  # another process of this node wrote it first
     SECRET_KEY = (DATA_DIR / "secret_key").read_text().strip()
 
 DEBUG = envbool("PACS_DEBUG", False)
+# Unset: the names and addresses of this machine only (pacsweb/browsers.py); a
+# node behind a load balancer lists the names clients use ("*": any, as before).
 ALLOWED_HOSTS = [h.strip() for h in env("ALLOWED_HOSTS", "*").split(",") if h.strip()]
+HOSTS_OF_THIS_MACHINE = env("ALLOWED_HOSTS") is None
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -97,6 +100,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: the API's paths are normalised before anything routes them.
     "api.rest.http.OrthancHttpMiddleware",
+    "pacsweb.browsers.BrowserPolicyMiddleware",
+    "pacsweb.clients.RealClientMiddleware",
+    "pacsweb.limits.BodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -109,8 +115,15 @@ MIDDLEWARE = [
 ]
 
 AUTHENTICATION_BACKENDS = ["cluster.throttle.ThrottledModelBackend"]
-# Failed logins of one user name within 5 minutes before it is locked for 5 minutes.
+# Failed logins of one user name from one client within 5 minutes before that
+# client may no longer try that name for 5 minutes (five times as many failures,
+# whatever the names, lock the client out). The user keeps logging in from
+# elsewhere: an attacker cannot lock an account out (cluster/throttle.py).
 LOGIN_FAILURES = envint("PACS_LOGIN_FAILURES", 10)
+# Proxies (addresses, CIDR) whose X-Forwarded-For names the real client, for
+# throttling and the audit trail (pacsweb/clients.py); gunicorn reads the same
+# variable for X-Forwarded-Proto. Never "*" on a node clients reach directly.
+TRUSTED_PROXIES = env("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 # Behind HTTPS (directly or through a proxy that says so): cookies only over TLS,
 # and browsers told to keep to TLS.
@@ -248,6 +261,11 @@ STORAGE_FSYNC = envbool("PACS_STORAGE_FSYNC", True)
 # A file under a temporary name, or a stored file no index row refers to, older
 # than this is what a crash left behind: the housekeeper removes it.
 ORPHAN_GRACE_SECONDS = envint("PACS_ORPHAN_GRACE", 3600)
+# Below this much free space in the storage area, stores are refused (507, DIMSE
+# 0xA700) and /readyz fails; a reserve file this large beside a SQLite database
+# is given back when a delete finds the disk full (archive/space.py).
+MIN_FREE_BYTES = envint("PACS_MIN_FREE_MB", 500) * 1024 * 1024
+DISK_RESERVE_BYTES = envint("PACS_DISK_RESERVE_MB", 32) * 1024 * 1024
 STABLE_AGE = envint("PACS_STABLE_AGE", 60)
 ARCHIVE_CACHE_SIZE = envint("PACS_ARCHIVE_CACHE_SIZE", 10)
 ARCHIVE_TTL = envint("PACS_ARCHIVE_TTL", 3600)
@@ -258,10 +276,27 @@ if not 0 <= ZIP_LEVEL <= 9:
     raise ImproperlyConfigured("PACS_ZIP_LEVEL is between 0 and 9")
 JOBS_HISTORY_SIZE = envint("PACS_JOBS_HISTORY_SIZE", 100)
 MAX_UPLOAD_BYTES = envint("PACS_MAX_UPLOAD_MB", 4096) * 1024 * 1024
+# Declared size of one frame (Rows x Columns x SamplesPerPixel x BitsAllocated)
+# beyond which an instance is refused at ingest: a 1 MB compressed upload could
+# declare a 1 GiB frame that every preview would then try to decode.
+MAX_FRAME_BYTES = envint("PACS_MAX_FRAME_MB", 256) * 1024 * 1024
+# Frames above this many pixels (and viewports above it) are not rendered (PNG,
+# JPEG previews, thumbnails): rendering holds a frame several times in float64.
+MAX_RENDER_PIXELS = int(envfloat("PACS_MAX_RENDER_MPIXELS", 16) * 2**20)
+# A ZIP upload: files at most, and how many times a member (past 1 MB) may expand.
+ZIP_MAX_MEMBERS = envint("PACS_ZIP_MAX_MEMBERS", 100000)
+ZIP_MAX_RATIO = envint("PACS_ZIP_MAX_RATIO", 100)
+# Every body that is not an upload (JSON, forms, short texts) is read whole into
+# memory: this bounds it (pacsweb/limits.py).
+MAX_REQUEST_BYTES = envint("PACS_MAX_REQUEST_KB", 4096) * 1024
 # Seconds a client may leave its connection silent in the middle of a request (or
 # not read an answer) before the web server drops it: slow clients cannot hold
 # every thread (deploy/gunicorn.conf.py sets it on the listening sockets).
 CLIENT_TIMEOUT = envint("PACS_CLIENT_TIMEOUT", 60)
+# An upload must arrive at this average rate (after its first 10 s), whatever its
+# pauses: a client trickling a body cannot hold a thread for ever (archive/spool.py).
+# The request head has PACS_HTTP_HEADER_TIMEOUT (read by pacsweb/webworker.py).
+MIN_UPLOAD_RATE = envint("PACS_MIN_UPLOAD_RATE_KB", 8) * 1024
 
 # --- Node ------------------------------------------------------------------
 
@@ -303,8 +338,23 @@ DICOM_ALWAYS_ALLOW_STORE = envbool("PACS_DICOM_ALWAYS_ALLOW_STORE", True)
 DICOM_CHECK_MODALITY_HOST = envbool("PACS_DICOM_CHECK_MODALITY_HOST", False)
 DICOM_CHECK_CALLED_AET = envbool("PACS_DICOM_CHECK_CALLED_AET", False)
 DICOM_MAX_ASSOCIATIONS = envint("PACS_DICOM_MAX_ASSOCIATIONS", 64)
-DICOM_MAX_FIND_ANSWERS = envint("PACS_DICOM_MAX_FIND_ANSWERS", 0)  # [LimitFindResults]
+# Answers of a search (QIDO-RS, /tools/find, C-FIND) that does not ask for fewer /
+# at most, whatever it asks [LimitFindResults, LimitFindInstances] (archive.query).
+FIND_DEFAULT_LIMIT = envint("PACS_FIND_DEFAULT_LIMIT", 1000)
+FIND_MAX_LIMIT = envint("PACS_FIND_MAX_LIMIT", 10000)
+# C-FIND answers before the final 0xA700 (0: PACS_FIND_MAX_LIMIT).
+DICOM_MAX_FIND_ANSWERS = min(envint("PACS_DICOM_MAX_FIND_ANSWERS", FIND_DEFAULT_LIMIT) or FIND_MAX_LIMIT,
+                             FIND_MAX_LIMIT)
+# A matching value may hold this many wildcards (* and ?), a list this many values:
+# beyond, the query is refused (400 / C-FIND 0xC000) instead of costing the database.
+QUERY_MAX_WILDCARDS = envint("PACS_QUERY_MAX_WILDCARDS", 32)
+QUERY_MAX_LIST = envint("PACS_QUERY_MAX_LIST", 10000)
 DICOM_TIMEOUT = envint("PACS_DICOM_TIMEOUT", 30)  # [DicomScpTimeout]
+# An association request must arrive whole within this many seconds, and at most
+# this many may be arriving at a time from one address / in all (dicom/scp.py).
+DICOM_ASSOCIATE_TIMEOUT = envfloat("PACS_DICOM_ASSOCIATE_TIMEOUT", 10)
+DICOM_HALF_OPEN_PER_ADDRESS = envint("PACS_DICOM_HALF_OPEN_PER_ADDRESS", 8)
+DICOM_HALF_OPEN_MAX = envint("PACS_DICOM_HALF_OPEN_MAX", 64)
 DICOM_MAX_PDU = envint("PACS_DICOM_MAX_PDU", 262144)
 # Storage SOP classes the listener accepts: "all" (the current standard's and the
 # retired ones), "current", or a comma-separated list of SOP Class UIDs.

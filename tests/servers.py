@@ -123,7 +123,7 @@ class Server:
         self.log = open(self.data_dir / "server.log", "a")
         self.command = [sys.executable, "-m", "gunicorn", "pacsweb.wsgi", "--config", str(GUNICORN_CONF),
                         "--bind", f"127.0.0.1:{self.port}",
-                        "--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads),
+                        "--worker-class", "pacsweb.webworker.HeadFirstWorker", "--workers", str(workers), "--threads", str(threads),
                         "--graceful-timeout", "5", "--no-control-socket"]
         self.url = f"http://127.0.0.1:{self.port}"
         self.start()

@@ -186,12 +186,49 @@ def test_repeated_failed_logins_lock_the_user_name_on_every_node(server_factory)
     for node in (first, second, first):  # failures add up across nodes
         assert servers.request(node.url + "/statistics", auth=wrong)[0] == 401
     status, headers, _ = servers.request(second.url + "/statistics", auth=servers.auth_header())
-    assert status == 429 and int(headers["Retry-After"]) > 0  # even the right password, for now
+    assert status == 429 and int(headers["Retry-After"]) > 0  # even the right password, from this client
     servers.manage("shell", "-c", "from django.contrib.auth.models import User; "
                    "User.objects.create_user('other', password='other-pw').groups.add("
                    "__import__('django.contrib.auth.models', fromlist=['Group']).Group.objects.get(name='viewer'))",
                    env=first.env)
     assert servers.request(first.url + "/statistics", auth=servers.auth_header("other", "other-pw"))[0] == 200
+    # The administrator logging in from another client (behind the trusted proxy on
+    # loopback, which names it in X-Forwarded-For) is not locked out by the attacker.
+    elsewhere = {"X-Forwarded-For": "10.1.2.3"}
+    assert servers.request(second.url + "/statistics", headers=elsewhere)[0] == 200
+
+
+def test_failures_under_many_names_lock_the_attacking_client_only(server_factory):
+    server = server_factory(PACS_LOGIN_FAILURES=2)
+    attacker = {"X-Forwarded-For": "198.51.100.66"}
+    for n in range(12):  # past LOGIN_FAILURES x 5 names' worth of failures
+        status = servers.request(server.url + "/statistics", headers=attacker,
+                                 auth=servers.auth_header(f"user{n}", "guess"))[0]
+        assert status in (401, 429)
+    assert servers.request(server.url + "/statistics", headers=attacker)[0] == 429
+    # Everyone else, the administrator included, still logs in; so does the attacker's
+    # target from its own desk.
+    assert servers.request(server.url + "/statistics", headers={"X-Forwarded-For": "203.0.113.9"})[0] == 200
+    assert servers.request(server.url + "/statistics")[0] == 200
+    # A client that is not a trusted proxy cannot choose its address: the header is ignored.
+    from pacsweb.clients import real_client
+    assert real_client("198.51.100.66", "10.0.0.1", "127.0.0.1,::1") == "198.51.100.66"
+    assert real_client("127.0.0.1", "10.0.0.1, 10.9.9.9", "127.0.0.1,::1") == "10.9.9.9"
+    assert real_client("10.0.0.5", "1.2.3.4, 10.0.0.4", "127.0.0.1,10.0.0.0/8") == "1.2.3.4"
+
+
+def test_a_deactivated_user_is_refused_at_once_on_every_node(server_factory):
+    first = server_factory("node-a")
+    second = server_factory("node-b", join=first)
+    servers.manage("shell", "-c", "from django.contrib.auth.models import User, Group; "
+                   "User.objects.create_user('leaver', password='leaver-pw').groups.add(Group.objects.get(name='viewer'))",
+                   env=first.env)
+    leaver = servers.auth_header("leaver", "leaver-pw")
+    for node in (first, second):  # each remembers the credentials it checked
+        assert servers.request(node.url + "/statistics", auth=leaver)[0] == 200
+    first.sql_execute("UPDATE auth_user SET is_active = false WHERE username = 'leaver'")
+    for node in (first, second):
+        assert servers.request(node.url + "/statistics", auth=leaver)[0] == 401
 
 
 def test_security_headers_and_https_cookies(server_factory):

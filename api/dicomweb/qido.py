@@ -130,7 +130,7 @@ def _parse(request, level, fixed):
     search = query.Query(
         level=level,
         criteria=criteria,
-        limit=_integer(request, "limit", minimum=1),
+        limit=query.result_limit(_integer(request, "limit", minimum=1)),
         offset=_integer(request, "offset", minimum=0) or 0,
         order=order,
     )

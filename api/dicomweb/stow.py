@@ -247,14 +247,24 @@ def _answer(request, outcomes, study):
     status = 200 if not failed else 202 if stored else 409
     response = dicom_json_response(response_dataset.to_json_dict(), status=status)
     if failed:
-        # The failure reasons in words, for people reading logs (Annex I has codes only).
-        response["Warning"] = ", ".join(_warning(o) for o in failed)
+        # The first failure reasons in words, for people reading logs (Annex I has
+        # codes only, which the body carries for every part). Bounded: one entry per
+        # failed part made a header that proxies refuse (HAProxy: 502 from 300 parts).
+        warnings = [_warning(o) for o in failed[:WARNINGS_SHOWN]]
+        if len(failed) > WARNINGS_SHOWN:
+            warnings.append(f'299 pacsweb "{len(failed) - WARNINGS_SHOWN} more parts failed; '
+                            'FailedSOPSequence in the body lists each with its FailureReason"')
+        response["Warning"] = ", ".join(warnings)
     return response
 
 
+WARNINGS_SHOWN = 3
+WARNING_LENGTH = 300
+
+
 def _warning(outcome):
-    text = f"{outcome.sop_instance_uid or 'a part'}: {outcome.reason}"
-    return '299 pacsweb "' + " ".join(text.replace('"', "'").split()) + '"'
+    text = " ".join(f"{outcome.sop_instance_uid or 'a part'}: {outcome.reason}".replace('"', "'").split())
+    return '299 pacsweb "' + (text[:WARNING_LENGTH] + "..." if len(text) > WARNING_LENGTH else text) + '"'
 
 
 def _item(outcome):

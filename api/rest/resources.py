@@ -229,7 +229,7 @@ def find(request):
     try:
         matches, _ = query.find(
             query.Query(level=level, criteria=criteria, case_sensitive_names=body.get("CaseSensitive", False),
-                        limit=body.get("Limit") or None, offset=body.get("Since", 0)),
+                        limit=query.result_limit(body.get("Limit")), offset=body.get("Since", 0)),
             return_keys=requested,
         )
     except query.InvalidQuery as error:

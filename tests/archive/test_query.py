@@ -142,3 +142,48 @@ def test_patient_counters_asked_at_study_level_are_the_patients_or_empty(archive
         assert match.values["NumberOfStudyRelatedSeries"] == "1"
         assert match.values["NumberOfPatientRelatedStudies"] in ("", "2")
         assert match.values["NumberOfPatientRelatedSeries"] in ("", "2")
+
+
+def test_wildcards_cost_time_linear_in_the_pattern_on_sqlite():
+    # Python's backtracking re (SQLite's REGEXP) took 29 s on `*a*b*c...*0` with 12
+    # stars; the SQLite form commits each run at its first occurrence. The plain form
+    # already takes seconds with 8 stars on this value; the SQLite form with 256
+    # stars must be as quick as with 4 (generous bound: a loaded machine).
+    import re
+    import time
+    value = "A" * 64
+    for stars in (4, 16, 64, 256):
+        pattern = re.compile(query.wildcard_regex("*" + "*".join("A" * stars) + "*0", "sqlite"))
+        started = time.perf_counter()
+        assert pattern.search(value) is None
+        assert time.perf_counter() - started < 0.05, stars
+    assert re.search(query.wildcard_regex("*A*A*A*0", "sqlite"), "xAyAAz0")
+
+
+@pytest.mark.parametrize("pattern", ["*", "a*", "*a", "a*b", "?a*", "*a?b*", "a**b", "*?*", "ab", "a?", "***"])
+def test_both_forms_of_a_wildcard_match_as_fnmatch_does(pattern):
+    import fnmatch
+    import itertools
+    import re
+    for length in range(5):
+        for letters in itertools.product("ab", repeat=length):
+            value = "".join(letters)
+            expected = fnmatch.fnmatchcase(value, pattern)
+            for vendor in ("sqlite", "postgresql"):
+                assert (re.search(query.wildcard_regex(pattern, vendor), value) is not None) == expected, \
+                    (pattern, value, vendor)
+
+
+def test_too_many_wildcards_or_values_are_invalid_queries(archive, settings):
+    settings.QUERY_MAX_WILDCARDS = 4
+    settings.QUERY_MAX_LIST = 3
+    assert found(Level.PATIENT, {"PatientName": "*D*O*E*"}) == ["P1", "P2"]
+    with pytest.raises(InvalidQuery, match="PACS_QUERY_MAX_WILDCARDS"):
+        query.find(Query(Level.PATIENT, {"PatientName": "*D*O*E*^*"}))
+    with pytest.raises(InvalidQuery, match="PACS_QUERY_MAX_LIST"):
+        query.find(Query(Level.STUDY, {"StudyInstanceUID": "1.2\\1.3\\1.4\\1.5"}))
+
+
+def test_result_limit_has_a_default_and_a_maximum(settings):
+    settings.FIND_DEFAULT_LIMIT, settings.FIND_MAX_LIMIT = 100, 500
+    assert (query.result_limit(), query.result_limit(20), query.result_limit(10**6)) == (100, 20, 500)

@@ -81,6 +81,19 @@ def test_single_node_starts_everything_serves_and_stops_on_ctrl_c(tmp_path):
         wait_for(archived, what="the archive job done")
         status, _, archive = servers.request(url + f"/jobs/{job['ID']}/archive", auth=auth)
         assert status == 200 and archive.startswith(b"PK")
+
+        # A crash of the embedded Redis (it only carries queues) does not stop the node:
+        # it is started again and jobs go on.
+        [redis] = [c for c in children if "redis-server" in " ".join(c.cmdline())]
+        redis.kill()
+        wait_for(lambda: "redis process exited" in (tmp_path / "run.log").read_text(), what="Redis restarted")
+        assert launcher.poll() is None
+        wait_for(lambda: servers.request(url + "/readyz", auth=False)[0] == 200, what="/readyz with Redis back")
+        study = servers.request_json(url + f"/instances/{body['ID']}/study", auth=auth)[1]["ID"]
+        status, job = servers.request_json(url + f"/studies/{study}/archive", method="POST",
+                                           body=b'{"Asynchronous": true}', auth=auth)
+        assert status == 200, job
+        wait_for(archived, what="the archive job run after the restart")
     finally:
         os.killpg(launcher.pid, signal.SIGINT)
         launcher.wait(120)  # the launcher gives its children 30 s; a loaded machine starts and stops slowly

@@ -73,6 +73,19 @@ def test_make_cluster_starts_nodes_behind_haproxy_and_stops_them(tmp_path):
             takers = database.execute("SELECT node, count(*) FROM hl7_message WHERE control_id LIKE 'LB-%%' "
                                       "GROUP BY node").fetchall()
         assert sorted(node for node, _ in takers) == ["node1", "node2"] and sum(n for _, n in takers) == 4
+
+        # Losing a node (all its processes killed) leaves the other one serving, through
+        # the balancer too; the launcher keeps running and says what happened.
+        node2 = [c for c in psutil.Process(launcher.pid).children()
+                 if c.environ().get("PACS_NODE_NAME") == "node2"]
+        assert len(node2) == 1
+        for process in node2[0].children(recursive=True) + node2:
+            process.kill()
+        wait_for(lambda: "node2 exited" in (tmp_path / "cluster.log").read_text(), what="node2 reported gone")
+        assert launcher.poll() is None
+        assert servers.request_json(f"http://127.0.0.1:{http + 1}/instances")[1] == [stored["ID"]]
+        wait_for(lambda: all(servers.request(front + "/statistics", timeout=10)[0] == 200 for _ in range(4)),
+                 timeout=30, what="the balancer serving from the remaining node")
     finally:
         launcher.send_signal(signal.SIGINT)
         launcher.wait(180)  # every node gives its children 30 s; a loaded machine starts and stops slowly
@@ -80,6 +93,12 @@ def test_make_cluster_starts_nodes_behind_haproxy_and_stops_them(tmp_path):
     wait_for(lambda: not any(_alive(child) for child in children), what="every process of the cluster ended")
     for child in children:
         assert not _alive(child), child
+    # Stopping is not deleting: the storage (and the database) stay for the next start.
+    stored_files = [p for p in (tmp_path / "data" / "cluster" / "storage").rglob("*")
+                    if p.is_file() and p.parent.name not in ("tmp", "archives")]
+    assert len(stored_files) == 1
+    with psycopg.connect(env["DATABASE_URL"]) as database:
+        assert database.execute("SELECT count(*) FROM instance").fetchone()[0] == 1
 
 
 def _alive(process):

@@ -47,7 +47,7 @@ def send_raw(port, payload, listen=1.0):
 
 GARBAGE = {
     "random bytes": random.Random(20261122).randbytes(4096),
-    "an HTTP request": b"GET / HTTP/1.1\r\nHost: pacs\r\n\r\n",
+    "an HTTP request": b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     "an unknown PDU type": b"\x55\x00\x00\x00\x00\x04garb",
     "an A-ASSOCIATE-RQ cut short": b"\x01\x00\x00\x00\x00\x44\x00\x01\x00\x00PACSWEB",
 }

@@ -4,15 +4,21 @@ PostgreSQL and Redis (embedded unless DATABASE_URL / REDIS_URL say where), N
 nodes sharing one storage directory, each node the same `manage.py run` a real
 node runs, and HAProxy in front: it listens on PACS_HTTP_PORT, PACS_DICOM_PORT
 and PACS_HL7_PORT, node i on PACS_HTTP_PORT+i, PACS_DICOM_PORT+i and
-PACS_HL7_PORT+i, all on loopback. Ctrl-C stops everything.
+PACS_HL7_PORT+i, all on loopback. A node that stops (or is killed) is reported and
+the others keep serving behind HAProxy. Ctrl-C stops everything; the embedded
+database and the storage stay in the data directory for the next start, unless
+`--clean` asks to remove them (a cluster once lost 805 acknowledged instances to a
+stop).
 """
 
 import logging
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -28,8 +34,10 @@ class Command(NodeCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--nodes", type=int, default=int(os.environ.get("PACS_CLUSTER_NODES", "3")))
+        parser.add_argument("--clean", action="store_true",
+                            help="remove the embedded database and the storage when the cluster stops")
 
-    def handle(self, *args, nodes, **options):
+    def handle(self, *args, nodes, clean=False, **options):
         stop_on_interrupt()
         if not 1 <= nodes <= 9:
             raise CommandError("PACS_CLUSTER_NODES is between 1 and 9")
@@ -41,7 +49,7 @@ class Command(NodeCommand):
         try:
             database_url = os.environ.get("DATABASE_URL", "")
             if not database_url:
-                postgres = EmbeddedPostgres(root / "postgres")
+                postgres = EmbeddedPostgres(root / "postgres", keep=not clean)
                 services.append(postgres)
                 database_url = postgres.url
             redis_url = os.environ.get("REDIS_URL", "")
@@ -79,6 +87,7 @@ class Command(NodeCommand):
                            PACS_DICOM_PORT=str(dicom + index), PACS_HL7_PORT=str(hl7 + index),
                            PACS_DATA_DIR=str(root / name),
                            PACS_NODE_URL=f"http://127.0.0.1:{http + index}")
+                # Every listener of a node on loopback: only HAProxy is reached from outside.
                 children.append((name, subprocess.Popen(manage + ["run", "--bind", "127.0.0.1"], env=env,
                                                         cwd=settings.BASE_DIR, stdout=subprocess.DEVNULL)))
                 backends.append(balancer.Backend(name, "127.0.0.1", http + index, dicom + index, hl7 + index))
@@ -93,19 +102,34 @@ class Command(NodeCommand):
             except (FileNotFoundError, subprocess.CalledProcessError) as error:
                 raise CommandError(f"cannot start HAProxy: {error}")
             self._wait_listening(children, [("haproxy", http), ("haproxy", dicom), ("haproxy", hl7)])
-            self._cluster_banner(backends, http, dicom, hl7, root)
-            self._supervise(children)
+            self._cluster_banner(backends, http, dicom, hl7, root, clean)
+            self._supervise_cluster(children)
         except KeyboardInterrupt:
             pass
         finally:
             self._stop(children)
             for service in reversed(services):
                 service.stop()
-            if services and isinstance(services[0], EmbeddedPostgres) and "PACS_STORAGE_DIR" not in os.environ:
-                # The embedded database goes with the run: so do the files it indexed.
+            if clean and services and isinstance(services[0], EmbeddedPostgres) and \
+                    "PACS_STORAGE_DIR" not in os.environ:
+                # Asked for: the embedded database went with the run, so do the files it indexed.
                 shutil.rmtree(storage, ignore_errors=True)
 
-    def _cluster_banner(self, backends, http, dicom, hl7, root):
+    def _supervise_cluster(self, children):
+        """Until Ctrl-C or SIGTERM: a node (or HAProxy) that exits is reported, once,
+        and the others keep running; losing one node must not take the cluster down."""
+        stop = []
+        signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+        reported = set()
+        while not stop:
+            for name, process in children:
+                if name not in reported and process.poll() is not None:
+                    reported.add(name)
+                    self.stderr.write(f"{name} exited with status {process.returncode}; the other processes of the "
+                                      "cluster keep running (restart the cluster to bring it back)\n")
+            time.sleep(0.5)
+
+    def _cluster_banner(self, backends, http, dicom, hl7, root, clean):
         lines = [f"pacsweb cluster of {len(backends)} nodes is running (data in {root})",
                  f"  Load balancer:  http://127.0.0.1:{http}/  and DICOM 127.0.0.1:{dicom} (AE title {settings.AE_TITLE})",
                  f"  RIS (HL7 v2 / MLLP): 127.0.0.1:{hl7}"]
@@ -114,7 +138,9 @@ class Command(NodeCommand):
                          f"  and HL7 127.0.0.1:{b.hl7_port}")
         lines.append(f"  Nodes:          http://127.0.0.1:{http}/cluster/nodes")
         if not os.environ.get("DATABASE_URL"):
-            lines.append("  The embedded PostgreSQL and the storage are removed when the cluster stops.")
+            lines.append("  The embedded PostgreSQL and the storage are removed when the cluster stops (--clean)."
+                         if clean else
+                         "  The embedded PostgreSQL and the storage stay when the cluster stops (--clean removes them).")
         lines.append("  Stop with Ctrl-C.")
         self.stdout.write("\n".join(lines) + "\n")
         self.stdout.flush()

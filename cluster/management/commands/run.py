@@ -54,7 +54,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default=os.environ.get("PACS_HTTP_HOST", "0.0.0.0"),
-                            help="address the web server listens on (default 0.0.0.0, PACS_HTTP_HOST)")
+                            help="address the web server and the DICOM and HL7 listeners listen on (default 0.0.0.0, PACS_HTTP_HOST)")
         parser.add_argument("--web-workers", type=int, default=int(os.environ.get("PACS_WEB_WORKERS", "2")))
         parser.add_argument("--web-threads", type=int, default=int(os.environ.get("PACS_WEB_THREADS", "8")))
         parser.add_argument("--workers", type=int, default=int(os.environ.get("PACS_WORKERS", "2")),
@@ -99,8 +99,8 @@ class Command(BaseCommand):
                 env=env, cwd=settings.BASE_DIR)))
             for index in range(settings.DICOM_PROCESSES):
                 children.append((f"dicom-{index + 1}", start(
-                    manage + ["dicom_listener"], env=env, cwd=settings.BASE_DIR)))
-            children.append(("hl7", start(manage + ["hl7_listener"], env=env, cwd=settings.BASE_DIR)))
+                    manage + ["dicom_listener", "--bind", bind], env=env, cwd=settings.BASE_DIR)))
+            children.append(("hl7", start(manage + ["hl7_listener", "--bind", bind], env=env, cwd=settings.BASE_DIR)))
             for index in range(workers):
                 children.append((f"worker-{index + 1}", start(
                     manage + ["worker"], env=env, cwd=settings.BASE_DIR)))
@@ -108,7 +108,10 @@ class Command(BaseCommand):
             self._wait_listening(children, [("web", settings.HTTP_PORT), ("dicom-1", settings.DICOM_PORT),
                                             ("hl7", settings.HL7_PORT)])
             self._banner()
-            self._supervise(children)
+            # The embedded Redis only carries queues (the database has every job): if it
+            # crashes it is started again, and running jobs finish, instead of the whole
+            # node stopping under them.
+            self._supervise(children, restart={"redis": lambda: self._start_redis(env)})
         except KeyboardInterrupt:
             pass
         finally:
@@ -153,12 +156,17 @@ class Command(BaseCommand):
         )
         self.stdout.flush()
 
-    def _supervise(self, children):
+    def _supervise(self, children, restart=None):
         stop = []
         signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
         while not stop:
-            for name, process in children:
+            for index, (name, process) in enumerate(children):
                 if process.poll() is not None:
+                    if restart and name in restart:
+                        self.stderr.write(f"the {name} process exited with status {process.returncode}; "
+                                          "starting it again\n")
+                        children[index] = (name, restart[name]())
+                        continue
                     raise CommandError(f"the {name} process exited with status {process.returncode}; stopping the node")
             time.sleep(0.5)
 

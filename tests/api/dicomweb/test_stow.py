@@ -160,3 +160,17 @@ def test_a_body_over_the_upload_limit_is_413(api, settings, storage_dir):
     response = post(api, multipart([make_instance(rows=128, columns=128)]))
     assert response.status_code == 413
     assert stored_files(storage_dir) == []
+
+
+def test_many_failed_parts_keep_the_warning_header_short_and_every_failure_in_the_body(api):
+    good = [make_instance(instance_number=n) for n in range(5)]
+    bad = [b"not DICOM, part %d " % n * 40 for n in range(200)]
+    response = post(api, multipart(good + bad))
+    assert response.status_code == 202
+    answer = response.json()
+    assert len(value(answer, "ReferencedSOPSequence")) == 5
+    failed = value(answer, "FailedSOPSequence")
+    assert len(failed) == 200 and all(value(f, "FailureReason") == [C000] for f in failed)
+    # 200 reasons in the header made HAProxy answer 502 while the good parts were stored.
+    assert len(response["Warning"]) < 2000
+    assert "197 more parts failed" in response["Warning"]

@@ -203,3 +203,59 @@ def test_the_job_history_is_pruned_with_the_archives_it_owns(server_factory, wor
 
 def _series(server, study):
     return servers.request_json(f"{server.url}/studies/{study}")[1]["Series"][0]
+
+
+def test_an_archive_job_racing_a_delete_ends_with_a_clear_message(server_factory, worker_factory, tmp_path):
+    server = server_factory()
+    (study,) = upload(server, study_files("arch-race", 6))
+    hold = tmp_path / "hold"
+    hold.write_text("2")  # the run stops after its 2nd file while this exists
+    worker_factory(server, PACS_TEST_JOB_HOLD_FILE=hold)
+    status, answer = servers.request_json(f"{server.url}/studies/{study}/archive", method="POST",
+                                          body=b'{"Asynchronous": true}')
+    assert status == 200, answer
+    job_id = answer["ID"]
+    wait_job(server, job_id, states=("Running",))
+    from tests.waiting import wait_for
+    wait_for(lambda: servers.request_json(f"{server.url}/jobs/{job_id}")[1]["Progress"] > 0,
+             what="the archive held after its 2nd file")
+    assert servers.request(f"{server.url}/studies/{study}", method="DELETE")[0] == 200
+    worker_factory(server)  # takes the file deletions while the first worker is held
+    wait_for(lambda: server.storage_files() == [], what="the deleted study's files removed")
+    hold.unlink()
+    job = wait_job(server, job_id)
+    assert job["State"] == "Failure", job
+    assert job["ErrorDescription"] == "Unknown resource"
+    assert "deleted while the archive was being built" in job["ErrorDetails"], job
+    assert not server.archive_files()
+
+
+def test_a_redis_restart_during_an_archive_job_does_not_fail_it(server_factory, worker_factory, tmp_path):
+    from cluster.embedded import EmbeddedRedis
+    from tests.waiting import wait_for
+
+    redis = EmbeddedRedis(tmp_path / "redis")
+    try:
+        server = server_factory(REDIS_URL=redis.url, PACS_JOB_HEARTBEAT_TIMEOUT=4)
+        (study,) = upload(server, study_files("arch-redis", 6))
+        hold = tmp_path / "hold"
+        hold.write_text("2")
+        worker = worker_factory(server, PACS_TEST_JOB_HOLD_FILE=hold)
+        status, answer = servers.request_json(f"{server.url}/studies/{study}/archive", method="POST",
+                                              body=b'{"Asynchronous": true}')
+        assert status == 200, answer
+        job_id = answer["ID"]
+        wait_for(lambda: servers.request_json(f"{server.url}/jobs/{job_id}")[1]["Progress"] > 0,
+                 what="the archive held after its 2nd file")
+        redis.process.kill()  # a crash, while the job runs
+        redis.process.wait(10)
+        hold.unlink()
+        redis = EmbeddedRedis(tmp_path / "redis")  # back, empty, on the same socket
+        servers.housekeeper_pass(server)
+        job = wait_job(server, job_id, timeout=90)
+        assert job["State"] == "Success", (job, worker.output()[-3000:])
+        status, _, body = servers.request(f"{server.url}/jobs/{job_id}/archive")
+        assert status == 200 and len(zip_members(body)) == 6
+        assert worker.process.poll() is None  # the worker waited for Redis instead of dying
+    finally:
+        redis.stop()
