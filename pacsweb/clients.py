@@ -55,7 +55,7 @@ class RealClientMiddleware:
 
     def __call__(self, request):
         remote = request.META.get("REMOTE_ADDR", "")
-        client = real_client(remote, request.META.get("HTTP_X_FORWARDED_FOR", ""), settings.TRUSTED_PROXIES)
+        client = real_client(remote, request.META.get("HTTP_X_FORWARDED_FOR", ""), settings.FORWARDED_ALLOW_IPS)
         if client != remote:
             request.META["PACS_PROXY_ADDR"] = remote
             request.META["REMOTE_ADDR"] = client

@@ -123,7 +123,7 @@ LOGIN_FAILURES = envint("PACS_LOGIN_FAILURES", 10)
 # Proxies (addresses, CIDR) whose X-Forwarded-For names the real client, for
 # throttling and the audit trail (pacsweb/clients.py); gunicorn reads the same
 # variable for X-Forwarded-Proto. Never "*" on a node clients reach directly.
-TRUSTED_PROXIES = env("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+FORWARDED_ALLOW_IPS = env("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 # Behind HTTPS (directly or through a proxy that says so): cookies only over TLS,
 # and browsers told to keep to TLS.

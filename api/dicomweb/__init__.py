@@ -82,7 +82,9 @@ def _has_port(host):
 
 def _from_trusted_proxy(request):
     try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+        # The connection's own address: pacsweb/clients.py may have put the client's
+        # (from X-Forwarded-For) in REMOTE_ADDR and kept the proxy's here.
+        address = ipaddress.ip_address(request.META.get("PACS_PROXY_ADDR") or request.META.get("REMOTE_ADDR", ""))
     except ValueError:
         return False
     for item in settings.TRUSTED_PROXIES:
