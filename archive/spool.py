@@ -5,7 +5,7 @@ import time
 
 from django.conf import settings
 
-from archive.errors import BodyTooLarge, BodyTooSlow
+from archive.errors import BodyTooLarge, BodyTooSlow, RejectedInstance
 
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 # Seconds of a body before its average rate is held to PACS_MIN_UPLOAD_RATE_KB.
@@ -38,9 +38,14 @@ class _Capped:
             # The listening socket's receive timeout (deploy/gunicorn.conf.py) ran out;
             # Django reports it as an UnreadablePostError caused by it.
             if not isinstance(error, SILENT) and not isinstance(error.__cause__, SILENT):
-                raise
+                # The client closed mid-body, or sent a broken chunked encoding: its
+                # input, not our failure (it was a 500).
+                raise RejectedInstance(f"the request body was cut short or malformed: {error or type(error).__name__}") \
+                    from error
             raise BodyTooSlow(f"the client sent nothing for {settings.CLIENT_TIMEOUT} s "
                               "(PACS_CLIENT_TIMEOUT) in the middle of its body") from error
+        except Exception as error:  # the WSGI server's parse errors (a broken chunk size): the client's input
+            raise RejectedInstance(f"the request body is malformed: {type(error).__name__}: {error}") from error
         self._left -= len(chunk)
         self._read += len(chunk)
         # A client may pause (PACS_CLIENT_TIMEOUT) but not trickle for ever: past a

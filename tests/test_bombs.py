@@ -132,3 +132,15 @@ def test_a_catastrophic_wildcard_answers_at_once_on_sqlite(node):
         assert min(durations) < 1.0, (stars, durations)
     status, answer = find("*A*A*A*A*A*A*A*A*A*A*A*A")
     assert status == 200 and len(answer) == 3
+
+
+def test_a_broken_chunked_upload_is_a_bad_request(node):
+    server, _ = node
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as connection:
+        connection.sendall(f"POST /instances HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {servers.auth_header()}\r\n"
+                           "Content-Type: application/dicom\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           "10\r\n0123456789abcdef\r\nzz\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer and (chunk := connection.recv(65536)):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:300]
