@@ -51,7 +51,7 @@ def test_every_route_needs_credentials_except_the_probes(client, db):
                 assert response.status_code not in (401, 403), (method, path)
             elif path.endswith("login/"):
                 assert response.status_code in (200, 302, 405), (method, path)  # the login form itself
-            elif path.startswith(("/ui/", "/admin/")) or path == "/":
+            elif path.startswith(("/ui/", "/admin/", "/ohif/")) or path == "/":
                 # Pages with their own login: a redirect to it, or a refusal.
                 assert response.status_code in (301, 302, 401, 403, 404, 405), (method, path, response.status_code)
                 if response.status_code in (301, 302):
@@ -67,7 +67,7 @@ def test_a_viewer_cannot_write_anywhere(db, django_user_model, storage_dir):
     user.groups.add(Group.objects.get(name="viewer"))
     viewer = Client(HTTP_AUTHORIZATION=servers.auth_header("reader", "pw-reader"))
     for path in sorted(set(every_path())):
-        if path in OPEN or path.startswith(("/ui/", "/admin/")) or path == "/":
+        if path in OPEN or path.startswith(("/ui/", "/admin/", "/ohif/")) or path == "/":
             continue
         for method in ("POST", "PUT", "DELETE"):
             if method == "POST" and READING_POSTS.match(path):
