@@ -64,6 +64,10 @@ class InvalidAccount(ArchiveError):
     password the rules refuse, an unknown role, or the last administrator removed."""
 
 
+class InvalidLabel(ArchiveError):
+    """A label name Orthanc would refuse: 1 to 64 letters, digits, '_' or '-'."""
+
+
 class InvalidOrder(ArchiveError):
     """An order (from the RIS over HL7, or over REST) that cannot be applied as given:
     a key is missing or a value is not one the worklist knows; the message says which."""

@@ -133,6 +133,21 @@ class Metadata(models.Model):
         ]
 
 
+class Label(models.Model):
+    """A label on a resource (Orthanc 1.12): a free tag for grouping and finding,
+    e.g. the research project a study belongs to."""
+
+    level = models.CharField(max_length=8, choices=Level.choices)
+    resource_id = models.CharField(max_length=44)
+    name = models.CharField(max_length=64, db_index=True)
+
+    class Meta:
+        db_table = "label"
+        constraints = [
+            models.UniqueConstraint(fields=["resource_id", "name"], name="label_per_resource")
+        ]
+
+
 class ChangeType(models.TextChoices):
     NEW_INSTANCE = "NewInstance"
     NEW_SERIES = "NewSeries"

@@ -23,7 +23,7 @@ def study_of(api, count, patient_id="P1", study_key="s1"):
 def test_study_details_have_orthanc_shape(api):
     study_id, answers = study_of(api, 2)
     study = api.get(f"/studies/{study_id}").json()
-    assert set(study) == {"ID", "IsStable", "LastUpdate", "MainDicomTags", "ParentPatient",
+    assert set(study) == {"ID", "IsStable", "Labels", "LastUpdate", "MainDicomTags", "ParentPatient",
                           "PatientMainDicomTags", "Series", "Type"}
     assert study["Type"] == "Study" and study["IsStable"] is False
     assert study["ParentPatient"] == answers[0]["ParentPatient"]
@@ -42,16 +42,17 @@ def test_study_details_have_orthanc_shape(api):
 
 @pytest.mark.parametrize("size", [1, 100])
 def test_reads_cost_a_constant_number_of_queries(api, size, django_assert_max_num_queries):
+    # The row with its parents, its children's ids, its labels (and the access check).
     study_id, answers = study_of(api, size)
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(4):
         assert api.get(f"/studies/{study_id}").status_code == 200
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(4):
         assert api.get(f"/series/{answers[0]['ParentSeries']}").status_code == 200
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(5):
         assert len(api.get("/instances?expand").json()) == size
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(5):
         assert len(api.get("/studies?expand").json()) == 1
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(5):
         assert len(api.get(f"/studies/{study_id}/instances").json()) == size
 
 
