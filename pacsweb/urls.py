@@ -4,7 +4,7 @@ from django.views.generic import RedirectView
 
 from api.dicomweb.wado import wado_uri
 from console import ohif
-from api.rest import annotations, archives, images, instances, labels, resources, system
+from api.rest import annotations, archives, editing, images, instances, labels, resources, system
 from api import health
 from api.rest import jobs as jobs_rest, nodes as nodes_rest, security as security_rest
 from api.rest import network as cluster_rest
@@ -56,6 +56,8 @@ urlpatterns = [
     re_path(rf"^{RESOURCE}/labels$", labels.label_list),
     re_path(rf"^{RESOURCE}/labels/(?P<name>[^/]+)$", labels.label_item),
     path("tools/labels", labels.all_labels),
+    re_path(rf"^{RESOURCE}/modify$", editing.edit),
+    re_path(rf"^{RESOURCE}/anonymize$", editing.edit, {"anonymize": True}),
     path("instances/<str:public_id>/tags", annotations.instance_tags),
     path("instances/<str:public_id>/simplified-tags", annotations.instance_tags, {"simplified": True}),
     path("instances/<str:public_id>/content", annotations.instance_content),
