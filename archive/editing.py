@@ -390,12 +390,11 @@ def ancestors_of(instance_ids):
     return {i: {Level.SERIES: s, Level.STUDY: st, Level.PATIENT: p} for i, s, st, p in rows}
 
 
-def remove_sources(instance_ids, new_ids):
+def remove_sources(instance_ids):
     """KeepSource false: delete the source instances (not the resource: a study whose UID
-    was kept holds the new instances too). Idempotent for a replayed job."""
+    was kept holds the new instances too; a result never has a source's id, because its
+    SOP Instance UID is always new). Idempotent for a replayed job."""
     for instance_id in instance_ids:
-        if instance_id in new_ids:
-            continue
         try:
             deletion.delete_resource(Level.INSTANCE, instance_id)
         except UnknownResource:

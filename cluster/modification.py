@@ -27,7 +27,6 @@ def modification_job(context):
     origin = editing.node_origin(context.params["username"])
     ancestors = editing.ancestors_of(instance_ids[context.position:])
     remapped = set(context.params["remapped"])
-    new_ids = set(context.content.get("_new", []))
     outcome = None
     total = len(instance_ids)
     for index in range(context.position, total):
@@ -41,16 +40,14 @@ def modification_job(context):
                                                  ancestors[instance_id])
             except editing.InvalidEdit as error:
                 raise JobFailed(str(error), *error.orthanc)
-            new_ids.add(outcome.instance)
             context.content.update(editing.answer(level, outcome, edit.anonymize, total,
                                                   context.content.get("FailedInstancesCount", 0)))
-        context.content["_new"] = sorted(new_ids)
         context.step(index + 1, total)
     if outcome is None and "ID" not in context.content:
         raise JobFailed(f"no instance of {level.lower()} {source} could be read", 17, "Unknown resource")
     if not edit.keep_source:
-        editing.remove_sources(instance_ids, new_ids)
-    context.content.pop("_new", None)
+        # Only once every result is stored: a run killed before this point left the sources whole.
+        editing.remove_sources(instance_ids)
     audit.record("user", context.params["username"] or "?", "anonymize" if edit.anonymize else "modify",
                  level=level, resource=source,
                  details={"source": source, "result": context.content.get("ID"), "instances": total,

@@ -58,7 +58,7 @@ def edit(request, plural, public_id, anonymize=False):
     if job.state != JobState.SUCCESS:
         status = 400 if job.error_code in (3, 5, 8) else 500
         return error_response(request, status, job.error_details, orthanc=(job.error_code, job.error_description))
-    return JsonResponse({k: v for k, v in job.content.items() if not k.startswith("_")})
+    return JsonResponse(job.content)
 
 
 def _edited_file(request, public_id, change, username):
