@@ -267,7 +267,9 @@ def _anonymize(dataset, edit, seed):
         if Tag(tag_for_keyword(keyword)) not in edit.keep:
             dataset.add_new(tag_for_keyword(keyword), dictionary_VR(keyword), value)
     dataset.PatientIdentityRemoved = "YES"
-    dataset.DeidentificationMethod = confidentiality.METHOD
+    if not (edit.replace or edit.keep or edit.remove or not edit.remove_private):
+        # Only the plain profile is named: a customised one is no longer that profile (as Orthanc).
+        dataset.DeidentificationMethod = confidentiality.METHOD
 
 
 def _profile(dataset, keep):
