@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import pydicom
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.tag import Tag
@@ -26,7 +27,7 @@ from pydicom.uid import UID_dictionary
 
 from archive.errors import ArchiveError, UnknownResource  # noqa: F401 (raised here, caught by name)
 from archive import confidentiality, db, deletion, ingest, resources
-from archive.models import Attachment, Instance, Level, Metadata
+from archive.models import Attachment, Instance, Level, Metadata, Study
 from archive.storage import get_storage
 
 PATIENT_ID, STUDY_UID, SERIES_UID, SOP_UID = (Tag(0x0010, 0x0020), Tag(0x0020, 0x000D), Tag(0x0020, 0x000E),
@@ -87,8 +88,9 @@ class Edit:
                    allow_burned_in=data["allow_burned_in"], dicom_version=data["dicom_version"])
 
 
-def parse_request(body, level, anonymize):
-    """The Edit a JSON body asks for, checked as Orthanc checks it (InvalidEdit)."""
+def parse_request(body, level, anonymize, stored=None):
+    """The Edit a JSON body asks for, checked as Orthanc checks it (InvalidEdit).
+    `stored`: the results are stored (default: unless the level is Instance)."""
     if body is None:
         body = {}
     if not isinstance(body, dict):
@@ -127,7 +129,7 @@ def parse_request(body, level, anonymize):
             target.add(tag)
     if not anonymize and level == Level.PATIENT and PATIENT_ID not in edit.replace:
         raise InvalidEdit("When modifying a patient, her PatientID is required to be modified")
-    if SOP_UID in edit.keep and level != Level.INSTANCE:
+    if SOP_UID in edit.keep and (level != Level.INSTANCE if stored is None else stored):
         # Two stored objects under one SOP Instance UID is what the index never allows.
         raise InvalidEdit("SOPInstanceUID cannot be kept when the result is stored: the modified instance "
                           "would carry the UID of its source", orthanc=(3, "Parameter out of range"))
@@ -212,6 +214,124 @@ def source_uids(level, public_id, edit):
     return sorted(uids)
 
 
+# --- split, merge, bulk ----------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """A job's work fixed at submission: the edit, the source instances, the level whose
+    UIDs are renewed, the UIDs renewed wherever they appear, the target study if any."""
+
+    edit: Edit
+    instances: list
+    level: str
+    remapped: list
+    target: dict | None = None
+
+
+def random_uid():
+    return "2.25." + str(uuid.uuid4().int)
+
+
+def plan_split(study_id, body):
+    """POST /studies/{id}/split: the series and instances named go to a new study."""
+    study = _study(study_id)
+    body = body if isinstance(body, dict) else {}
+    series, instances = body.get("Series"), body.get("Instances")
+    if series is None and instances is None:
+        raise InvalidEdit('Both the "Series" and the "Instances" fields are missing')
+    for name, value in (("Series", series), ("Instances", instances)):
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+            raise InvalidEdit(f"List of strings expected in field: {name}", orthanc=(15, "Bad file format"))
+    chosen = Instance.objects.filter(series__study=study)
+    wanted = Q(series__public_id__in=series or []) | Q(public_id__in=instances or [])
+    ids = list(chosen.filter(wanted).order_by("pk").values_list("public_id", flat=True))
+    known = set(Instance.objects.filter(series__study=study, series__public_id__in=series or []).values_list(
+        "series__public_id", flat=True)) | set(ids)
+    for public_id in (series or []) + (instances or []):
+        if public_id not in known:
+            raise InvalidEdit(f"{public_id} is not a series or an instance of study {study_id}",
+                              orthanc=(17, "Unknown resource"))
+    edit = parse_request({"Replace": body.get("Replace", {}), "Remove": body.get("Remove", []),
+                          "KeepSource": body.get("KeepSource", False)}, Level.STUDY, False)
+    target_uid = random_uid()
+    edit.replace[STUDY_UID] = target_uid
+    return Plan(edit, ids, Level.STUDY, _uids_of(ids), {"UID": target_uid})
+
+
+def plan_merge(study_id, body):
+    """POST /studies/{id}/merge: the studies, series and instances named join this study,
+    taking its patient and study attributes."""
+    target = _study(study_id)
+    names = body.get("Resources") if isinstance(body, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InvalidEdit("List of strings expected in field: Resources", orthanc=(15, "Bad file format"))
+    ids = []
+    for public_id in names:
+        level = _level_of(public_id)
+        if level == Level.PATIENT:
+            raise InvalidEdit(f"{public_id} is a patient: merge takes studies, series and instances",
+                              orthanc=(3, "Parameter out of range"))
+        ids += [i for i in source_instances(level, public_id) if i not in ids]
+    ids = [i for i in ids if not Instance.objects.filter(public_id=i, series__study=target).exists()]
+    keep_source = body.get("KeepSource", False)
+    edit = parse_request({"KeepSource": keep_source}, Level.STUDY, False)
+    for keyword, value in {**target.patient.main_dicom_tags, **target.main_dicom_tags}.items():
+        if value is not None and tag_for_keyword(keyword) is not None:
+            edit.replace[Tag(tag_for_keyword(keyword))] = str(value)
+    edit.replace[PATIENT_ID] = target.patient.patient_id
+    edit.replace[STUDY_UID] = target.study_instance_uid
+    return Plan(edit, ids, Level.STUDY, _uids_of(ids), {"ID": study_id, "UID": target.study_instance_uid})
+
+
+def plan_bulk(body, anonymize):
+    """/tools/bulk-modify and bulk-anonymize: every instance of the resources, edited at
+    "Level" (by default each instance on its own, as Orthanc)."""
+    if not isinstance(body, dict):
+        raise InvalidEdit("the body must be a JSON object")
+    names = body.get("Resources")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InvalidEdit("List of strings expected in field: Resources", orthanc=(15, "Bad file format"))
+    level = body.get("Level", Level.INSTANCE)
+    levels = {lvl.lower(): lvl for lvl in resources.ORDER}
+    if not isinstance(level, str) or level.lower() not in levels:
+        raise InvalidEdit("Level must be Patient, Study, Series or Instance", orthanc=(3, "Parameter out of range"))
+    level = levels[level.lower()]
+    options = {k: v for k, v in body.items() if k not in ("Resources", "Level")}
+    edit = parse_request(options, level, anonymize, stored=True)
+    ids = []
+    for public_id in names:
+        ids += [i for i in source_instances(_level_of(public_id), public_id) if i not in ids]
+    remapped = [] if anonymize else _uids_of(ids, RENEWED[level], edit)
+    return Plan(edit, ids, level, remapped)
+
+
+def _study(public_id):
+    row = Study.objects.select_related("patient").filter(public_id=public_id).first()
+    if row is None:
+        raise UnknownResource(public_id)
+    return row
+
+
+def _level_of(public_id):
+    for level in resources.ORDER:
+        if resources.MODELS[level].objects.filter(public_id=public_id).exists():
+            return level
+    raise UnknownResource(public_id)
+
+
+def _uids_of(instance_ids, tags=(SERIES_UID, SOP_UID), edit=None):
+    columns = {SOP_UID: "sop_instance_uid", SERIES_UID: "series__series_instance_uid",
+               STUDY_UID: "series__study__study_instance_uid"}
+    tags = [t for t in tags if edit is None or (t not in edit.keep and t not in edit.replace)]
+    if not tags:
+        return []
+    uids = set()
+    for values in Instance.objects.filter(public_id__in=instance_ids).values_list(*[columns[t] for t in tags]):
+        uids.update(values)
+    return sorted(uids)
+
+
 # --- changing one file ---------------------------------------------------------
 
 
@@ -222,8 +342,10 @@ def new_uid(seed, old):
     return "2.25." + str(uuid.UUID(bytes=digest).int)
 
 
-def anonymous_patient(seed):
-    digest = hashlib.sha256(f"{seed}|patient".encode()).digest()[:16]
+def anonymous_patient(seed, original_patient_id):
+    """The generated PatientID and PatientName replacing one patient's in one anonymization:
+    the studies of one patient anonymized together stay together, two patients stay two."""
+    digest = hashlib.sha256(f"{seed}|patient|{original_patient_id}".encode()).digest()[:16]
     identifier = str(uuid.UUID(bytes=digest))
     return identifier, f"Anonymized{identifier[:8].upper()}"
 
@@ -258,7 +380,7 @@ def apply(data, edit, seed, level, remapped=frozenset()):
 
 
 def _anonymize(dataset, edit, seed):
-    patient_id, patient_name = anonymous_patient(seed)
+    patient_id, patient_name = anonymous_patient(seed, str(dataset.get("PatientID", "")))
     if edit.remove_private:
         _remove_private(dataset, edit.keep)
     _profile(dataset, edit.keep)

@@ -254,3 +254,64 @@ def test_two_anonymizations_of_one_study_give_two_studies(api):
     first = post(api, f"/studies/{source}/anonymize", {}).json()
     second = post(api, f"/studies/{source}/anonymize", {}).json()
     assert first["ID"] != second["ID"] and first["PatientID"] != second["PatientID"]
+
+
+# --- split, merge, bulk ----------------------------------------------------------
+
+def two_series_study(api, patient_id="SPLIT-1"):
+    study_uid = uid(patient_id, "study")
+    answers = [store(api, make_instance(patient_id=patient_id, study_uid=study_uid, series_uid=uid(patient_id, s),
+                                        instance_number=n, sop_uid=uid(patient_id, s, n)))
+               for s in ("a", "b") for n in (1, 2)]
+    return answers[0]["ParentStudy"], answers
+
+
+def test_split_moves_a_series_to_a_new_study(api):
+    source, answers = two_series_study(api)
+    response = post(api, f"/studies/{source}/split", {"Series": [answers[0]["ParentSeries"]],
+                                                      "Replace": {"StudyDescription": "PART TWO"}})
+    assert response.status_code == 200, response.content
+    result = response.json()
+    assert set(result) == {"Description", "FailedInstancesCount", "InstancesCount", "TargetStudy", "TargetStudyUID"}
+    assert result["InstancesCount"] == 2
+    moved = files_of(api, "studies", result["TargetStudy"])
+    assert {f.StudyInstanceUID for f in moved} == {result["TargetStudyUID"]}
+    assert {f.StudyDescription for f in moved} == {"PART TWO"}
+    # KeepSource defaults to false for a split: the series left the source study.
+    assert api.get(f"/studies/{source}").json()["Series"] == [answers[2]["ParentSeries"]]
+    assert post(api, f"/studies/{source}/split", {}).json()["Details"] == \
+        'Both the "Series" and the "Instances" fields are missing'
+
+
+def test_merge_brings_a_study_into_another(api):
+    target, _ = two_series_study(api, "MERGE-TARGET")
+    other = store(api, make_instance(patient_id="MERGE-OTHER", patient_name="OTHER^NAME", study_description="OTHER"))
+    response = post(api, f"/studies/{target}/merge", {"Resources": [other["ParentStudy"]]})
+    assert response.status_code == 200, response.content
+    assert response.json() == {"Description": "REST API", "FailedInstancesCount": 0, "InstancesCount": 1,
+                               "TargetStudy": target}
+    merged = files_of(api, "studies", target)
+    assert len(merged) == 5 and {f.PatientID for f in merged} == {"MERGE-TARGET"}
+    assert {f.StudyDescription for f in merged} == {"CT CHEST"}
+    assert api.get(f"/studies/{other['ParentStudy']}").status_code == 404
+    bad = post(api, f"/studies/{target}/merge", {})
+    assert bad.status_code == 400 and bad.json()["Details"] == "List of strings expected in field: Resources"
+
+
+def test_bulk_modify_anonymize_and_delete(api):
+    first, _ = study(api, count=2, patient_id="BULK-1")
+    second, _ = study(api, count=1, patient_id="BULK-2")
+    response = post(api, "/tools/bulk-modify", {"Resources": [first, second], "Level": "Study",
+                                                "Replace": {"InstitutionName": "Bulk"}})
+    assert response.status_code == 200, response.content
+    result = response.json()
+    assert result["InstancesCount"] == 3 and result["IsAnonymization"] is False
+    types = [r["Type"] for r in result["Resources"]]
+    assert types == ["Instance"] * 3 + ["Series"] * 2 + ["Study"] * 2 + ["Patient"] * 2
+    anonymized = post(api, "/tools/bulk-anonymize", {"Resources": [first, second]}).json()
+    assert anonymized["IsAnonymization"] is True
+    # Two patients stay two patients after one anonymization.
+    assert len([r for r in anonymized["Resources"] if r["Type"] == "Patient"]) == 2
+    deleted = post(api, "/tools/bulk-delete", {"Resources": [first, second, "unknown-id"]})
+    assert deleted.status_code == 200
+    assert api.get(f"/studies/{first}").status_code == 404 and api.get(f"/studies/{second}").status_code == 404

@@ -72,12 +72,15 @@ def theirs_tags(orthanc, study_id):
 def result_tags(get, study_id):
     """The tags of the first instance (by InstanceNumber) of the result in the study (a study
     whose UID was kept holds its sources too)."""
-    found = []
+    found, every = [], []
     for instance in json.loads(get(f"/studies/{study_id}/instances")[1]):
         metadata = json.loads(get(f"/instances/{instance['ID']}/metadata?expand")[1])
+        tags = json.loads(get(f"/instances/{instance['ID']}/simplified-tags")[1])
+        every.append(tags)
         if "ModifiedFrom" in metadata or "AnonymizedFrom" in metadata:
-            found.append(json.loads(get(f"/instances/{instance['ID']}/simplified-tags")[1]))
-    return min(found, key=lambda tags: int(tags["InstanceNumber"]))
+            found.append(tags)
+    # Orthanc's split marks no ModifiedFrom: there every instance of the new study is a result.
+    return min(found or every, key=lambda tags: int(tags["InstanceNumber"]))
 
 
 def compare_tags(ours, theirs):
@@ -130,3 +133,27 @@ def test_modified_instance_file_matches_orthanc(api, orthanc):
     assert {e.keyword: str(e.value) for e in mine if e.keyword not in DIFFERENT_VALUES - {"PatientName"}} == \
         {e.keyword: str(e.value) for e in other if e.keyword not in DIFFERENT_VALUES - {"PatientName"}}
     assert (mine.SOPInstanceUID != other.SOPInstanceUID) and mine.StudyInstanceUID == other.StudyInstanceUID
+
+
+def test_split_and_merge_match_orthanc(api, orthanc):
+    study_id, instance = both(api, orthanc, "DIFF-SPLIT")
+    body = {"Instances": [instance], "Replace": {"StudyDescription": "SPLIT"}}
+    ours = api.post(f"/studies/{study_id}/split", body, content_type="application/json")
+    status, raw = call(orthanc, "POST", f"/studies/{study_id}/split", body)
+    theirs = json.loads(raw)
+    assert (ours.status_code, set(ours.json())) == (status, set(theirs))
+    compare_tags(ours_tags(api, ours.json()["TargetStudy"]), theirs_tags(orthanc, theirs["TargetStudy"]))
+
+    other = make_instance(patient_id="DIFF-MERGED", patient_name="MERGED^ONE", study_description="ELSEWHERE")
+    other_study = api.generic("POST", "/instances", other, content_type="application/dicom").json()["ParentStudy"]
+    call(orthanc, "POST", "/instances", other)
+    body = {"Resources": [other_study]}
+    ours = api.post(f"/studies/{study_id}/merge", body, content_type="application/json")
+    status, raw = call(orthanc, "POST", f"/studies/{study_id}/merge", body)
+    assert (ours.status_code, ours.json()) == (status, json.loads(raw))
+    theirs_all = [json.loads(call(orthanc, "GET", f"/instances/{i['ID']}/simplified-tags")[1])
+                  for i in json.loads(call(orthanc, "GET", f"/studies/{study_id}/instances")[1])]
+    ours_all = [api.get(f"/instances/{i['ID']}/simplified-tags").json()
+                for i in api.get(f"/studies/{study_id}/instances").json()]
+    for keyword in ("StudyDescription", "PatientID", "PatientName", "StudyInstanceUID", "AccessionNumber"):
+        assert sorted(t.get(keyword) for t in ours_all) == sorted(t.get(keyword) for t in theirs_all)
