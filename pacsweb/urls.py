@@ -63,6 +63,7 @@ urlpatterns = [
     path("tools/bulk-modify", editing.bulk),
     path("tools/bulk-anonymize", editing.bulk, {"anonymize": True}),
     path("tools/bulk-delete", editing.bulk_delete),
+    path("tools/create-dicom", editing.create_dicom),
     path("instances/<str:public_id>/tags", annotations.instance_tags),
     path("instances/<str:public_id>/simplified-tags", annotations.instance_tags, {"simplified": True}),
     path("instances/<str:public_id>/content", annotations.instance_content),

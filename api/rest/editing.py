@@ -13,9 +13,11 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from archive import audit, deletion, editing, resources
+from archive import audit, creation, deletion, editing, ingest, resources
 from archive.models import Level
+from archive.roles import UPLOADER, allow
 from api.rest.errors import error_response, rest_view
+from api.rest.instances import _describe as describe_stored
 from api.rest.jobs import BadJobOptions, job_options, submitted
 from cluster import jobs, modification
 from cluster.models import JobState
@@ -93,6 +95,13 @@ def bulk_delete(request, body):
             except deletion.UnknownResource:
                 continue
     return HttpResponse(b"", content_type="text/plain")
+
+
+@allow(POST=UPLOADER)
+@editing_view
+def create_dicom(request, body):
+    origin = ingest.Origin.http(request.META.get("REMOTE_ADDR", ""), _username(request))
+    return JsonResponse(describe_stored(creation.create(body, origin)))
 
 
 def _run(request, body, plan, kind, resource):
