@@ -103,6 +103,11 @@ class StorageError(ArchiveError):
     """The storage area could not complete an operation (disk full, unreachable mount)."""
 
 
+class StorageFull(StorageError):
+    """PACS_MAXIMUM_STORAGE_SIZE or PACS_MAXIMUM_PATIENT_COUNT is reached and nothing may be
+    recycled (Reject mode, or every other patient is protected). Nothing was stored."""
+
+
 class MissingFile(StorageError):
     """No file is stored under the key."""
 

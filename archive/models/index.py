@@ -38,9 +38,9 @@ class Patient(Resource):
     patient_name_norm = models.CharField(max_length=324, db_index=True)
     patient_birth_date = models.CharField(max_length=8, db_index=True)
     patient_sex = models.CharField(max_length=16)
-    # Orthanc's protection against recycling (PUT /patients/{id}/protected). pacsweb
-    # does not recycle yet: the flag is kept for clients and for when it does.
-    # A database default: ingest inserts patient rows in raw SQL (archive.ingest._upsert).
+    # Orthanc's protection against recycling (PUT /patients/{id}/protected): a protected
+    # patient is never removed to make room (archive.recycling). A database default:
+    # the ingest path inserts patient rows in raw SQL.
     is_protected = models.BooleanField(default=False, db_default=False)
 
     class Meta:
