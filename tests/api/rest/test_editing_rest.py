@@ -315,3 +315,18 @@ def test_bulk_modify_anonymize_and_delete(api):
     deleted = post(api, "/tools/bulk-delete", {"Resources": [first, second, "unknown-id"]})
     assert deleted.status_code == 200
     assert api.get(f"/studies/{first}").status_code == 404 and api.get(f"/studies/{second}").status_code == 404
+
+
+def test_each_modification_and_anonymization_is_audited(api):
+    from archive.models import AuditEvent
+
+    source, answers = study(api, count=1, patient_id="AUDITED")
+    modified = post(api, f"/studies/{source}/modify", {"Replace": {"PatientName": "AUDIT^ME"}}).json()
+    post(api, f"/instances/{answers[0]['ID']}/anonymize", {})
+    rows = {row.action: row for row in AuditEvent.objects.filter(action__in=("modify", "anonymize"))}
+    assert rows["modify"].actor == "admin" and rows["modify"].resource == source
+    assert rows["modify"].details["source"] == source and rows["modify"].details["result"] == modified["ID"]
+    assert rows["modify"].details["request"]["replace"] == {"00100010": "AUDIT^ME"}
+    assert rows["anonymize"].level == "Instance" and rows["anonymize"].resource == answers[0]["ID"]
+    listed = api.get("/audit?action=modify").json()
+    assert [e["Resource"] if "Resource" in e else e.get("resource") for e in listed][:1] == [source]
