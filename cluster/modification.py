@@ -9,6 +9,7 @@ have stored, and the ingest path answers those AlreadyStored: no duplicate.
 
 from archive import audit, editing
 from archive.models import Level
+from cluster import jobs
 from cluster.jobs import JobFailed, job_type
 
 TYPE = "ResourceModification"
@@ -22,6 +23,14 @@ def params(level, public_id, edit, instance_ids, remapped, username, kind="modif
     assert kind in KINDS
     return {"kind": kind, "level": level, "resource": public_id, "edit": edit.to_json(), "instances": instance_ids,
             "remapped": remapped, "username": username, "target": target}
+
+
+def submit(plan, kind, resource, username, asynchronous=False, priority=0):
+    """The job of an editing plan (archive.editing.Plan): queued for any node's worker, or
+    run in this thread when not asynchronous (Orthanc's synchronous default); the Job."""
+    return jobs.submit(TYPE, params(plan.level, resource, plan.edit, plan.instances, plan.remapped, username,
+                                    kind=kind, target=plan.target),
+                       priority=priority, run_now=not asynchronous)
 
 
 @job_type(TYPE)

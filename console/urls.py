@@ -3,8 +3,8 @@
 from django.urls import path, re_path
 
 from archive.roles import OPEN, allow
-from console.views import (auth, changes, cluster, home, jobs, network, retrieve, security, studies, upload,
-                           users, worklist)
+from console.views import (auth, changes, cluster, editing, home, jobs, network, retrieve, security, studies,
+                           upload, users, worklist)
 
 app_name = "console"
 
@@ -20,6 +20,9 @@ urlpatterns = [
     path("studies/<str:public_id>/delete", studies.study_delete, name="study-delete"),
     path("studies/<str:public_id>/prepare", studies.study_prepare, name="study-prepare"),
     path("studies/<str:public_id>/send", studies.study_send, name="study-send"),
+    path("studies/<str:public_id>/labels", editing.study_labels, name="study-labels"),
+    path("studies/<str:public_id>/modify", editing.study_modify, name="study-modify"),
+    path("studies/<str:public_id>/anonymize", editing.study_anonymize, name="study-anonymize"),
     path("patients/", studies.patient_list, name="patients"),
     path("patients/<str:public_id>/", studies.patient_detail, name="patient"),
     path("open/<str:level>/<str:public_id>", studies.open_resource, name="open"),

@@ -19,7 +19,7 @@ from archive.roles import UPLOADER, allow
 from api.rest.errors import error_response, rest_view
 from api.rest.instances import _describe as describe_stored
 from api.rest.jobs import BadJobOptions, job_options, submitted
-from cluster import jobs, modification
+from cluster import modification
 from cluster.models import JobState
 
 
@@ -106,9 +106,7 @@ def create_dicom(request, body):
 
 def _run(request, body, plan, kind, resource):
     asynchronous, priority = job_options(body)
-    params = modification.params(plan.level, resource, plan.edit, plan.instances, plan.remapped, _username(request),
-                                 kind=kind, target=plan.target)
-    job = jobs.submit(modification.TYPE, params, priority=priority, run_now=not asynchronous)
+    job = modification.submit(plan, kind, resource, _username(request), asynchronous, priority)
     if asynchronous:
         return submitted(job)
     if job.state != JobState.SUCCESS:

@@ -32,8 +32,9 @@ def _search(request, form_class, finder, level, default_sort, template, section,
         error = "Check the search fields below."
     else:
         criteria = form.criteria() if form.is_bound else {}
+        extra = {"labels": form.labels()} if form.is_bound and hasattr(form, "labels") else {}
         try:
-            page = finder(criteria, sort=sort, page=page_number(request))
+            page = finder(criteria, sort=sort, page=page_number(request), **extra)
         except query.InvalidQuery as invalid:
             error = f"This search cannot be run: {invalid}"
         else:
@@ -101,6 +102,9 @@ def study_detail(request, public_id):
     job = None
     if request.GET.get("job"):
         job = Job.objects.filter(pk=request.GET["job"]).first()
+    # A finished modify / anonymize job started from this page links to its result.
+    result = (job.content.get("Path") if job and job.type == "ResourceModification" and job.state == "Success"
+              else None)
     return render(request, "console/study.html", {
         "section": "studies", "study": study, "row": row, "patient": row.patient, "series": series,
         "instances": instances,
@@ -108,6 +112,7 @@ def study_detail(request, public_id):
         "attachments": annotations.list_attachments(Level.STUDY, public_id),
         "priors": search.priors(row),
         "job": progress_context(job) if job else None,
+        "result": result, "result_id": result.rsplit("/", 1)[-1] if result else None,
         "modalities": Modality.objects.all() if request.roles.admin else [],
         "peers": Peer.objects.all() if request.roles.admin else [],
         "stable_age": settings.STABLE_AGE,

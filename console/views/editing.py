@@ -1,0 +1,130 @@
+"""Editing a study from the console: its labels, and the modify and anonymize dialogs
+(what changes is shown before it runs; it runs as a ResourceModification job whose
+progress the study page shows, with a link to the result)."""
+
+import io
+
+import pydicom
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import redirect, render
+
+from archive import confidentiality, editing, labels, resources
+from archive.models import Instance, Level
+from archive.roles import ADMIN
+from cluster import modification
+from console.access import audit, console_view
+
+# The fields the modify dialog offers: (keyword, label).
+MODIFIABLE = [("PatientName", "Patient name"), ("PatientID", "Patient ID"), ("PatientBirthDate", "Birth date"),
+              ("PatientSex", "Sex"), ("StudyDescription", "Study description"), ("AccessionNumber", "Accession number"),
+              ("StudyDate", "Study date"), ("ReferringPhysicianName", "Referring physician"),
+              ("InstitutionName", "Institution")]
+
+
+def _study(public_id):
+    row = resources.get(Level.STUDY, public_id)
+    if row is None:
+        raise Http404("This study is not in the archive (it may have been deleted).")
+    return row
+
+
+@console_view(GET=None, POST=ADMIN)
+def study_labels(request, public_id):
+    """Add (name) or remove (remove=name) a label, then back to the study."""
+    _study(public_id)
+    name = (request.POST.get("name") or request.POST.get("remove") or "").strip()
+    try:
+        if request.POST.get("remove"):
+            labels.remove_label(Level.STUDY, public_id, name)
+        else:
+            labels.add_label(Level.STUDY, public_id, name)
+    except labels.InvalidLabel:
+        messages.error(request, f"“{name}” is not a label: use 1 to 64 letters, digits, “_” or “-”.")
+    else:
+        audit(request, "annotate", level=Level.STUDY, resource=public_id, label=name,
+              removed=bool(request.POST.get("remove")))
+    return redirect(f"/ui/studies/{public_id}/#labels")
+
+
+@console_view(GET=ADMIN, POST=ADMIN)
+def study_modify(request, public_id):
+    row = _study(public_id)
+    current = {**row.patient.main_dicom_tags, **row.main_dicom_tags}
+    if request.method == "POST":
+        # Only what the form sent and the user changed: a field left as shown stays as it is.
+        replace = {k: request.POST[k].strip() for k, _ in MODIFIABLE
+                   if k in request.POST and request.POST[k].strip() != (current.get(k) or "")}
+        if not replace:
+            messages.info(request, "Nothing was changed.")
+            return redirect(f"/ui/studies/{public_id}/")
+        body = {"Replace": replace, "Force": "PatientID" in replace,
+                "KeepSource": request.POST.get("keep_source") == "on"}
+        return _submit(request, row, body, anonymize=False)
+    fields = [(k, label, current.get(k) or "") for k, label in MODIFIABLE]
+    return render(request, "console/study_edit.html", {
+        "section": "studies", "row": row, "patient": row.patient, "anonymize": False, "fields": fields,
+        "count": Instance.objects.filter(series__study=row).count(),
+    })
+
+
+@console_view(GET=ADMIN, POST=ADMIN)
+def study_anonymize(request, public_id):
+    row = _study(public_id)
+    if request.method == "POST":
+        body = {"KeepSource": request.POST.get("keep_source") == "on"}
+        if request.POST.get("patient_name", "").strip():
+            body["Replace"] = {"PatientName": request.POST["patient_name"].strip()}
+        if request.POST.get("allow_burned_in") == "on":
+            body["AllowBurnedInAnnotation"] = True
+        return _submit(request, row, body, anonymize=True)
+    return render(request, "console/study_edit.html", {
+        "section": "studies", "row": row, "patient": row.patient, "anonymize": True,
+        "changes": _profile_preview(row), "count": Instance.objects.filter(series__study=row).count(),
+        "method": confidentiality.METHOD,
+    })
+
+
+def _submit(request, row, body, anonymize):
+    try:
+        change = editing.parse_request(body, Level.STUDY, anonymize)
+        instance_ids = editing.source_instances(Level.STUDY, row.public_id)
+    except editing.InvalidEdit as error:
+        messages.error(request, str(error))
+        return redirect(f"/ui/studies/{row.public_id}/")
+    remapped = [] if anonymize else editing.source_uids(Level.STUDY, row.public_id, change)
+    job = modification.submit(editing.Plan(change, instance_ids, Level.STUDY, remapped), "modify", row.public_id,
+                              request.user.get_username(), asynchronous=True)
+    messages.success(request, ("Anonymizing" if anonymize else "Modifying") +
+                     f" {len(instance_ids)} instance{'s' if len(instance_ids) != 1 else ''} in the background; "
+                     "the result is linked below when it is done.")
+    return redirect(f"/ui/studies/{row.public_id}/?job={job.id}#actions")
+
+
+def _profile_preview(row):
+    """What anonymizing does to this study, read from one of its files: each attribute
+    the profile changes, its value here, and what it becomes."""
+    instance = Instance.objects.filter(series__study=row).order_by("pk").first()
+    if instance is None:
+        return []
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(editing.read_source(instance.public_id)), stop_before_pixels=True)
+    except Exception:  # an unreadable file shows no preview; the job reports it
+        return []
+    changes = []
+    for element in dataset:
+        action = confidentiality.ACTIONS.get(element.keyword)
+        if action is None and element.VR == "PN":
+            action = "Z"
+        if action is None and not element.tag.is_private:
+            continue
+        value = "(sequence)" if element.VR == "SQ" else str(element.value)[:80]
+        outcome = {"X": "removed", "Z": "emptied"}.get(action, "removed (private)")
+        if element.keyword == "PatientName":
+            outcome = "replaced by a generated name"
+        elif element.keyword == "PatientID":
+            outcome = "replaced by a generated ID"
+        changes.append((element.keyword or str(element.tag), value, outcome))
+    changes.append(("UIDs", "study, series, instances, references", "replaced, consistently"))
+    return changes
+
