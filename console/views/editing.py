@@ -10,7 +10,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 
 from archive import confidentiality, editing, labels, resources
-from archive.models import Instance, Level
+from archive.models import Instance, Level, Study
 from archive.roles import ADMIN
 from cluster import modification
 from console.access import audit, console_view
@@ -128,3 +128,47 @@ def _profile_preview(row):
     changes.append(("UIDs", "study, series, instances, references", "replaced, consistently"))
     return changes
 
+
+
+def _ticked(request):
+    """The ticked studies of the study list's bulk bar that still exist, and where to go back."""
+    ids = [i for i in request.POST.getlist("study") if Study.objects.filter(public_id=i).exists()]
+    back = request.POST.get("next") or "/ui/studies/"
+    return ids, back if back.startswith("/ui/") else "/ui/studies/"
+
+
+@console_view(GET=None, POST=ADMIN)
+def bulk_label(request):
+    """The bulk bar's Label: the label on every ticked study."""
+    ids, back = _ticked(request)
+    name = request.POST.get("label", "").strip()
+    if not ids:
+        messages.error(request, "Tick at least one study first.")
+        return redirect(back)
+    try:
+        for public_id in ids:
+            labels.add_label(Level.STUDY, public_id, name)
+    except labels.InvalidLabel:
+        messages.error(request, f"“{name}” is not a label: use 1 to 64 letters, digits, “_” or “-”.")
+        return redirect(back)
+    audit(request, "annotate", level=Level.STUDY, resource=",".join(ids)[:128], label=name)
+    messages.success(request, f"Labelled {len(ids)} stud{'y' if len(ids) == 1 else 'ies'} “{name}”.")
+    return redirect(back)
+
+
+@console_view(GET=None, POST=ADMIN)
+def bulk_anonymize(request):
+    """The bulk bar's Anonymize: the ticked studies in one job (one anonymous patient per patient)."""
+    ids, back = _ticked(request)
+    if not ids:
+        messages.error(request, "Tick at least one study first.")
+        return redirect(back)
+    try:
+        plan = editing.plan_bulk({"Resources": ids, "Level": Level.STUDY}, anonymize=True)
+    except editing.InvalidEdit as error:
+        messages.error(request, str(error))
+        return redirect(back)
+    job = modification.submit(plan, "bulk", None, request.user.get_username(), asynchronous=True)
+    messages.success(request, f"Anonymizing {len(ids)} stud{'y' if len(ids) == 1 else 'ies'} in one job; "
+                              "its progress is below.")
+    return redirect(f"/ui/jobs/?type={job.type}")

@@ -69,3 +69,23 @@ def test_modify_dialog_changes_only_what_was_edited(admin, study):
     assert Job.objects.get(pk=job.id).state == "Success", Job.objects.get(pk=job.id).error_details
     assert response.status_code == 302
     assert not Study.objects.filter(public_id=study).exists()  # "Keep the original" was unticked
+
+
+def test_bulk_bar_labels_and_anonymizes_the_ticked_studies(admin, as_role, study):
+    other = admin.post("/ui/upload/file", data=make_instance(patient_id="CONSOLE-BULK"),
+                       content_type="application/octet-stream", HTTP_X_FILE_NAME="two.dcm")
+    assert other.status_code == 200
+    both = [study, Study.objects.get(patient__patient_id="CONSOLE-BULK").public_id]
+    listing = admin.get("/ui/studies/").content.decode()
+    assert 'id="bulk-label-button"' in listing and 'id="bulk-anonymize"' in listing
+    assert 'id="bulk-anonymize"' not in as_role("viewer").get("/ui/studies/").content.decode()
+    admin.post("/ui/studies/bulk/label", {"study": both, "label": "batch-1"})
+    assert sorted(Label.objects.values_list("resource_id", flat=True)) == sorted(both)
+    response = admin.post("/ui/studies/bulk/anonymize", {"study": both})
+    assert response.status_code == 302 and response["Location"] == "/ui/jobs/?type=ResourceModification"
+    job = Job.objects.get(type="ResourceModification")
+    assert job.params["kind"] == "bulk" and len(job.params["instances"]) == 2 and job.params["edit"]["anonymize"]
+    jobs.execute(job.id, from_queue=False)
+    assert Job.objects.get(pk=job.id).state == "Success"
+    assert Study.objects.count() == 4
+    assert admin.post("/ui/studies/bulk/label", {"label": "x"}).status_code == 302  # nothing ticked
