@@ -102,9 +102,7 @@ def study_detail(request, public_id):
     job = None
     if request.GET.get("job"):
         job = Job.objects.filter(pk=request.GET["job"]).first()
-    # A finished modify / anonymize job started from this page links to its result.
-    result = (job.content.get("Path") if job and job.type == "ResourceModification" and job.state == "Success"
-              else None)
+
     return render(request, "console/study.html", {
         "section": "studies", "study": study, "row": row, "patient": row.patient, "series": series,
         "instances": instances,
@@ -112,7 +110,6 @@ def study_detail(request, public_id):
         "attachments": annotations.list_attachments(Level.STUDY, public_id),
         "priors": search.priors(row),
         "job": progress_context(job) if job else None,
-        "result": result, "result_id": result.rsplit("/", 1)[-1] if result else None,
         "modalities": Modality.objects.all() if request.roles.admin else [],
         "peers": Peer.objects.all() if request.roles.admin else [],
         "stable_age": settings.STABLE_AGE,
