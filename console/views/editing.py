@@ -47,64 +47,101 @@ def study_labels(request, public_id):
     return redirect(f"/ui/studies/{public_id}/#labels")
 
 
+# The fields the patient dialogs offer: the patient's attributes only.
+PATIENT_FIELDS = MODIFIABLE[:4]
+
+
+class Target:
+    """The study or patient a dialog edits: its row, its patient, its page, its instances."""
+
+    def __init__(self, level, public_id):
+        row = resources.get(level, public_id)
+        if row is None:
+            raise Http404(f"This {level.lower()} is not in the archive (it may have been deleted).")
+        self.level, self.row, self.public_id = level, row, public_id
+        self.patient = row.patient if level == Level.STUDY else row
+        self.page = f"/ui/{'studies' if level == Level.STUDY else 'patients'}/{public_id}/"
+        where = "series__study" if level == Level.STUDY else "series__study__patient"
+        self.instances = Instance.objects.filter(**{where: row})
+        self.fields = MODIFIABLE if level == Level.STUDY else PATIENT_FIELDS
+        self.current = {**self.patient.main_dicom_tags, **(row.main_dicom_tags if level == Level.STUDY else {})}
+
+
 @console_view(GET=ADMIN, POST=ADMIN)
 def study_modify(request, public_id):
-    row = _study(public_id)
-    current = {**row.patient.main_dicom_tags, **row.main_dicom_tags}
-    if request.method == "POST":
-        # Only what the form sent and the user changed: a field left as shown stays as it is.
-        replace = {k: request.POST[k].strip() for k, _ in MODIFIABLE
-                   if k in request.POST and request.POST[k].strip() != (current.get(k) or "")}
-        if not replace:
-            messages.info(request, "Nothing was changed.")
-            return redirect(f"/ui/studies/{public_id}/")
-        body = {"Replace": replace, "Force": "PatientID" in replace,
-                "KeepSource": request.POST.get("keep_source") == "on"}
-        return _submit(request, row, body, anonymize=False)
-    fields = [(k, label, current.get(k) or "") for k, label in MODIFIABLE]
-    return render(request, "console/study_edit.html", {
-        "section": "studies", "row": row, "patient": row.patient, "anonymize": False, "fields": fields,
-        "count": Instance.objects.filter(series__study=row).count(),
-    })
+    return _modify(request, Target(Level.STUDY, public_id))
+
+
+@console_view(GET=ADMIN, POST=ADMIN)
+def patient_modify(request, public_id):
+    return _modify(request, Target(Level.PATIENT, public_id))
 
 
 @console_view(GET=ADMIN, POST=ADMIN)
 def study_anonymize(request, public_id):
-    row = _study(public_id)
+    return _anonymize(request, Target(Level.STUDY, public_id))
+
+
+@console_view(GET=ADMIN, POST=ADMIN)
+def patient_anonymize(request, public_id):
+    return _anonymize(request, Target(Level.PATIENT, public_id))
+
+
+def _modify(request, target):
+    if request.method == "POST":
+        # Only what the form sent and the user changed: a field left as shown stays as it is.
+        replace = {k: request.POST[k].strip() for k, _ in target.fields
+                   if k in request.POST and request.POST[k].strip() != (target.current.get(k) or "")}
+        if not replace:
+            messages.info(request, "Nothing was changed.")
+            return redirect(target.page)
+        body = {"Replace": replace, "Force": "PatientID" in replace,
+                "KeepSource": request.POST.get("keep_source") == "on"}
+        return _submit(request, target, body, anonymize=False)
+    fields = [(k, label, target.current.get(k) or "") for k, label in target.fields]
+    return render(request, "console/study_edit.html", {
+        "section": "studies" if target.level == Level.STUDY else "patients", "target": target,
+        "patient": target.patient, "anonymize": False, "fields": fields, "count": target.instances.count(),
+    })
+
+
+def _anonymize(request, target):
     if request.method == "POST":
         body = {"KeepSource": request.POST.get("keep_source") == "on"}
         if request.POST.get("patient_name", "").strip():
             body["Replace"] = {"PatientName": request.POST["patient_name"].strip()}
         if request.POST.get("allow_burned_in") == "on":
             body["AllowBurnedInAnnotation"] = True
-        return _submit(request, row, body, anonymize=True)
+        return _submit(request, target, body, anonymize=True)
     return render(request, "console/study_edit.html", {
-        "section": "studies", "row": row, "patient": row.patient, "anonymize": True,
-        "changes": _profile_preview(row), "count": Instance.objects.filter(series__study=row).count(),
-        "method": confidentiality.METHOD,
+        "section": "studies" if target.level == Level.STUDY else "patients", "target": target,
+        "patient": target.patient, "anonymize": True, "changes": _profile_preview(target.instances),
+        "count": target.instances.count(), "method": confidentiality.METHOD,
     })
 
 
-def _submit(request, row, body, anonymize):
+def _submit(request, target, body, anonymize):
     try:
-        change = editing.parse_request(body, Level.STUDY, anonymize)
-        instance_ids = editing.source_instances(Level.STUDY, row.public_id)
+        change = editing.parse_request(body, target.level, anonymize)
+        instance_ids = editing.source_instances(target.level, target.public_id)
     except editing.InvalidEdit as error:
         messages.error(request, str(error))
-        return redirect(f"/ui/studies/{row.public_id}/")
-    remapped = [] if anonymize else editing.source_uids(Level.STUDY, row.public_id, change)
-    job = modification.submit(editing.Plan(change, instance_ids, Level.STUDY, remapped), "modify", row.public_id,
+        return redirect(target.page)
+    remapped = [] if anonymize else editing.source_uids(target.level, target.public_id, change)
+    job = modification.submit(editing.Plan(change, instance_ids, target.level, remapped), "modify", target.public_id,
                               request.user.get_username(), asynchronous=True)
     messages.success(request, ("Anonymizing" if anonymize else "Modifying") +
                      f" {len(instance_ids)} instance{'s' if len(instance_ids) != 1 else ''} in the background; "
                      "the result is linked below when it is done.")
-    return redirect(f"/ui/studies/{row.public_id}/?job={job.id}#actions")
+    if target.level == Level.STUDY:
+        return redirect(f"{target.page}?job={job.id}#actions")
+    return redirect(f"/ui/jobs/?type={job.type}")
 
 
-def _profile_preview(row):
-    """What anonymizing does to this study, read from one of its files: each attribute
-    the profile changes, its value here, and what it becomes."""
-    instance = Instance.objects.filter(series__study=row).order_by("pk").first()
+def _profile_preview(instances):
+    """What anonymizing does, read from one of the files: each attribute the profile
+    changes, its value here, and what it becomes."""
+    instance = instances.order_by("pk").first()
     if instance is None:
         return []
     try:

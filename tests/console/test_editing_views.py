@@ -89,3 +89,22 @@ def test_bulk_bar_labels_and_anonymizes_the_ticked_studies(admin, as_role, study
     assert Job.objects.get(pk=job.id).state == "Success"
     assert Study.objects.count() == 4
     assert admin.post("/ui/studies/bulk/label", {"label": "x"}).status_code == 302  # nothing ticked
+
+
+def test_patient_dialogs_edit_every_study_of_the_patient(admin, study):
+    patient = Study.objects.get(public_id=study).patient.public_id
+    page = admin.get(f"/ui/patients/{patient}/").content.decode()
+    assert 'id="anonymize-patient"' in page and 'id="modify-patient"' in page
+    dialog = admin.get(f"/ui/patients/{patient}/modify").content.decode()
+    assert 'name="PatientID"' in dialog and 'name="StudyDescription"' not in dialog
+    # Orthanc's rule: a modified patient needs a new PatientID.
+    refused = admin.post(f"/ui/patients/{patient}/modify", {"PatientName": "ONLY^NAME"}, follow=True)
+    assert "PatientID is required" in refused.content.decode()
+    response = admin.post(f"/ui/patients/{patient}/anonymize", {"keep_source": "on"})
+    assert response["Location"] == "/ui/jobs/?type=ResourceModification"
+    job = Job.objects.get(type="ResourceModification")
+    assert job.params["level"] == "Patient"
+    jobs.execute(job.id, from_queue=False)
+    listing = admin.get("/ui/jobs/").content.decode()
+    result = Job.objects.get(pk=job.id).content["ID"]
+    assert f'href="/ui/patients/{result}/"' in listing
