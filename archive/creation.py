@@ -87,7 +87,7 @@ def _inherit(dataset, parent):
     if not isinstance(parent, str):
         raise editing.InvalidEdit('"Parent" must be the id of a patient, a study or a series',
                                   orthanc=(5, "Bad type for a parameter"))
-    level = editing._level_of(parent)
+    level = editing.level_of(parent)
     if level == Level.INSTANCE:
         raise editing.InvalidEdit("the parent of a new instance is a patient, a study or a series",
                                   orthanc=(3, "Parameter out of range"))
@@ -123,7 +123,7 @@ def _set(dataset, tag, value, as_json, private_creator):
     if not isinstance(value, str):
         raise editing.InvalidEdit(f"Bad Parameter type for tag {tag.group:04x},{tag.element:04x}",
                                   orthanc=(5, "Bad type for a parameter"))
-    editing._set(dataset, Tag(tag), value, private_creator)
+    editing.set_value(dataset, Tag(tag), value, private_creator)
 
 
 def _content(dataset, content):

@@ -21,7 +21,6 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Q
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
-from pydicom.dataelem import DataElement
 from pydicom.tag import Tag
 from pydicom.uid import UID_dictionary
 
@@ -268,7 +267,7 @@ def plan_merge(study_id, body):
         raise InvalidEdit("List of strings expected in field: Resources", orthanc=(15, "Bad file format"))
     ids = []
     for public_id in names:
-        level = _level_of(public_id)
+        level = level_of(public_id)
         if level == Level.PATIENT:
             raise InvalidEdit(f"{public_id} is a patient: merge takes studies, series and instances",
                               orthanc=(3, "Parameter out of range"))
@@ -301,7 +300,7 @@ def plan_bulk(body, anonymize):
     edit = parse_request(options, level, anonymize, stored=True)
     ids = []
     for public_id in names:
-        ids += [i for i in source_instances(_level_of(public_id), public_id) if i not in ids]
+        ids += [i for i in source_instances(level_of(public_id), public_id) if i not in ids]
     remapped = [] if anonymize else _uids_of(ids, RENEWED[level], edit)
     return Plan(edit, ids, level, remapped)
 
@@ -313,7 +312,7 @@ def _study(public_id):
     return row
 
 
-def _level_of(public_id):
+def level_of(public_id):
     for level in resources.ORDER:
         if resources.MODELS[level].objects.filter(public_id=public_id).exists():
             return level
@@ -354,7 +353,9 @@ def apply(data, edit, seed, level, remapped=frozenset()):
     """The bytes of the edited file. `remapped`: for a modification, the UIDs to renew
     wherever they appear (an anonymization renews every UID that is not the standard's)."""
     dataset = pydicom.dcmread(io.BytesIO(data), force=True)
-    if edit.anonymize and not edit.allow_burned_in and str(dataset.get(BURNED_IN, DataElement(BURNED_IN, "CS", "")).value).upper() == "YES":
+    burned_in = dataset.get(BURNED_IN)
+    if edit.anonymize and not edit.allow_burned_in and burned_in is not None and \
+            str(burned_in.value).strip().upper() == "YES":
         raise BurnedInAnnotation(
             "the image declares BurnedInAnnotation YES: its pixels may show identifying text that anonymizing "
             "the header does not remove; refused (send \"AllowBurnedInAnnotation\": true to anonymize the header "
@@ -371,7 +372,7 @@ def apply(data, edit, seed, level, remapped=frozenset()):
         if tag in dataset:
             del dataset[tag]
     for tag, value in edit.replace.items():
-        _set(dataset, tag, value, edit.private_creator)
+        set_value(dataset, tag, value, edit.private_creator)
     if getattr(dataset, "file_meta", None) is not None and SOP_UID in dataset:
         dataset.file_meta.MediaStorageSOPInstanceUID = dataset[SOP_UID].value
     out = io.BytesIO()
@@ -437,7 +438,7 @@ def _remap_uids(dataset, remap, keep):
                 _remap_uids(item, remap, keep)
 
 
-def _set(dataset, tag, value, private_creator):
+def set_value(dataset, tag, value, private_creator):
     if tag in dataset:
         element = dataset[tag]
         element.value = value
