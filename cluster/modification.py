@@ -7,7 +7,7 @@ run that resumes after its worker died re-creates exactly the files it may alrea
 have stored, and the ingest path answers those AlreadyStored: no duplicate.
 """
 
-from archive import audit, editing
+from archive import audit, editing, resources
 from archive.models import Level
 from cluster import jobs
 from cluster.jobs import JobFailed, job_type
@@ -100,6 +100,6 @@ def _finish(content, kind, level, edit, done, target):
         return
     created = content.pop("_created", {})
     content["IsAnonymization"] = edit.anonymize
-    content["Resources"] = [{"ID": public_id, "Path": f"/{editing.resources.PLURAL[lvl]}/{public_id}", "Type": lvl}
+    content["Resources"] = [{"ID": public_id, "Path": f"/{resources.PLURAL[lvl]}/{public_id}", "Type": lvl}
                             for lvl in (Level.INSTANCE, Level.SERIES, Level.STUDY, Level.PATIENT)
                             for public_id in sorted(created.get(lvl, []))]
