@@ -41,6 +41,8 @@ def test_a_fourth_patient_recycles_the_oldest_unprotected_one(api, settings):
 def test_reject_mode_answers_orthanc_full_storage(api, settings):
     settings.MAXIMUM_PATIENT_COUNT = 2
     settings.MAXIMUM_STORAGE_MODE = "Reject"
+    system = api.get("/system").json()
+    assert (system["MaximumPatientCount"], system["MaximumStorageMode"], system["MaximumStorageSize"]) == (2, "Reject", 0)
     assert [patient(api, n).status_code for n in range(2)] == [200, 200]
     refused = patient(api, 2)
     assert refused.status_code == 507

@@ -63,6 +63,10 @@ def test_invalid_label_names_are_refused(api, ids, name):
     assert api.get(f"/studies/{ids['studies']}/labels").json() == []
 
 
+def test_system_says_labels_are_supported(api, db):
+    assert api.get("/system").json()["HasLabels"] is True
+
+
 def test_unknown_resource_is_404(api, db):
     assert api.get("/studies/nope/labels").status_code == 404
     assert api.put("/studies/nope/labels/x").status_code == 404
