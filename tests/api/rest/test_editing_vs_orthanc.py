@@ -30,7 +30,7 @@ DIFFERENT_VALUES = UIDS | {"DeidentificationMethod", "PatientID", "PatientName"}
 
 @pytest.fixture(scope="module")
 def orthanc():
-    from benchmarks.orthanc import OrthancServer
+    from tests.orthanc import OrthancServer
 
     with OrthancServer() as server:
         yield server
