@@ -228,7 +228,8 @@ def configuration_change(kind, name, before, after=...):
 FILTERS = {"actor": "actor", "action": "action", "resource": "resource", "level": "level",
            "kind": "actor_kind", "node": "node"}
 ACTOR_KINDS = ("user", "token", "ae")  # a signed-in user or HTTP Basic, an API token, a DICOM peer
-ACTIONS = ("store", "read", "query", "export", "send", "retrieve", "delete", "annotate", "configure")
+ACTIONS = ("store", "read", "query", "export", "send", "retrieve", "delete", "annotate", "configure", "modify",
+           "anonymize")
 
 
 def events(filters, since=None, until=None):

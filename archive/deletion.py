@@ -89,7 +89,7 @@ def _delete(level, public_id):
 
 def _release(cursor, ids_sql, params, now):
     """Move the files of the resources whose public ids `ids_sql` selects to the
-    outbox, and drop their attachment and metadata rows; the outbox row ids."""
+    outbox, and drop their attachment, metadata and label rows; the outbox row ids."""
     moment = connection.ops.adapt_datetimefield_value(now)
     cursor.execute(
         f"INSERT INTO {FileDeletion._meta.db_table} (storage_key, created_at) "
@@ -102,6 +102,7 @@ def _release(cursor, ids_sql, params, now):
     # Orthanc drops a resource's changes with it: /changes never names a resource
     # that is gone, but for the Deleted change appended after (see _delete).
     cursor.execute(f"DELETE FROM {Change._meta.db_table} WHERE public_id IN ({ids_sql})", params)
+    cursor.execute(f"DELETE FROM label WHERE resource_id IN ({ids_sql})", params)
     return ids
 
 

@@ -64,6 +64,10 @@ class InvalidAccount(ArchiveError):
     password the rules refuse, an unknown role, or the last administrator removed."""
 
 
+class InvalidLabel(ArchiveError):
+    """A label name Orthanc would refuse: 1 to 64 letters, digits, '_' or '-'."""
+
+
 class InvalidOrder(ArchiveError):
     """An order (from the RIS over HL7, or over REST) that cannot be applied as given:
     a key is missing or a value is not one the worklist knows; the message says which."""
@@ -97,6 +101,11 @@ class StaleRevision(ArchiveError):
 
 class StorageError(ArchiveError):
     """The storage area could not complete an operation (disk full, unreachable mount)."""
+
+
+class StorageFull(StorageError):
+    """PACS_MAXIMUM_STORAGE_SIZE or PACS_MAXIMUM_PATIENT_COUNT is reached and nothing may be
+    recycled (Reject mode, or every other patient is protected). Nothing was stored."""
 
 
 class MissingFile(StorageError):

@@ -44,7 +44,7 @@ from archive.models import Attachment, AuditEvent, Change, ChangeType, Instance,
 from archive import spool as spooling
 from archive.spool import spool
 from archive.storage import get_storage
-from archive import db, signals, space
+from archive import db, recycling, signals, space
 
 log = logging.getLogger(__name__)
 
@@ -493,6 +493,9 @@ def _check_deflated_complete(stream, start):
 
 
 def _index_instance(parsed, stored, origin, now):
+    # A bounded archive makes room (or refuses) before any row is written; unbounded,
+    # this costs nothing.
+    recycling.make_room(parsed.public_ids[0], stored.size, parsed.sop_instance_uid)
     if connection.vendor == "postgresql":
         return _index_in_one_statement(parsed, stored, origin, now)
     return _index_step_by_step(parsed, stored, origin, now)

@@ -19,7 +19,7 @@ from django.db.models.functions import Coalesce
 
 from archive.errors import InvalidQuery  # noqa: F401 (raised here, caught by name)
 from archive import signals, tags
-from archive.models import Instance, Level, Patient, Series, Study
+from archive.models import Instance, Label, Level, Patient, Series, Study
 
 LEVELS = (Level.PATIENT, Level.STUDY, Level.SERIES, Level.INSTANCE)
 MODELS = {Level.PATIENT: Patient, Level.STUDY: Study, Level.SERIES: Series, Level.INSTANCE: Instance}
@@ -107,6 +107,10 @@ class Query:
     offset: int = 0
     # Columns (a "-" prefix reverses) the answer is sorted by before the primary key.
     order: tuple = ()
+    # Labels of the resource itself (Orthanc 1.12's /tools/find): it must carry
+    # all of them, any of them, or none of them.
+    labels: tuple = ()
+    labels_constraint: str = "All"
 
 
 @dataclass
@@ -202,6 +206,7 @@ def _matching(query, return_keys):
         where = _condition(query.level, keyword, value, query.case_sensitive_names)
         if where is not None:
             queryset = queryset.filter(where)
+    queryset = _with_labels(queryset, query.labels, query.labels_constraint)
     wanted = set(return_keys) | set(query.criteria)
     queryset = _annotate_counts(queryset, query.level, wanted)
     return queryset.order_by(*query.order, "pk"), wanted
@@ -220,6 +225,21 @@ def requested_values(level, public_ids, return_keys):
     rows = list(_annotate_counts(queryset, level, wanted))
     return {match.row.public_id: {key: match.values.get(key, "") for key in return_keys}
             for match in _matches(level, rows, wanted)}
+
+
+def _with_labels(queryset, labels, constraint):
+    if not labels:
+        return queryset
+    if constraint == "All":
+        for name in set(labels):
+            queryset = queryset.filter(public_id__in=Label.objects.filter(name=name).values("resource_id"))
+        return queryset
+    carrying = Label.objects.filter(name__in=list(labels)).values("resource_id")
+    if constraint == "Any":
+        return queryset.filter(public_id__in=carrying)
+    if constraint == "None":
+        return queryset.exclude(public_id__in=carrying)
+    raise InvalidQuery(f"LabelsConstraint must be All, Any or None, not {constraint!r}")
 
 
 def _matches(level, rows, wanted):

@@ -9,7 +9,7 @@ import datetime
 
 from django.db.models import Prefetch
 
-from archive.models import Attachment, Instance, Level, Patient, Series, Study
+from archive.models import Attachment, Instance, Label, Level, Patient, Series, Study
 
 MODELS = {Level.PATIENT: Patient, Level.STUDY: Study, Level.SERIES: Series, Level.INSTANCE: Instance}
 PLURAL = {Level.PATIENT: "patients", Level.STUDY: "studies", Level.SERIES: "series", Level.INSTANCE: "instances"}
@@ -60,8 +60,9 @@ def get(level, public_id):
 
 
 def describe_many(level, rows):
-    """Orthanc's description of each row (one extra query for instance files)."""
+    """Orthanc's description of each row (one extra query for the labels, one for instance files)."""
     rows = list(rows)
+    labels = labels_by_resource(row.public_id for row in rows) if rows else {}
     files = {}
     if level == Level.INSTANCE and rows:
         files = {
@@ -69,10 +70,20 @@ def describe_many(level, rows):
             for a in Attachment.objects.filter(resource_id__in=[r.public_id for r in rows], name=Attachment.DICOM)
             .values("resource_id", "size", "storage_key")
         }
-    return [describe(level, row, files.get(row.public_id)) for row in rows]
+    return [describe(level, row, files.get(row.public_id), labels.get(row.public_id, [])) for row in rows]
 
 
-def describe(level, row, file=None):
+def labels_by_resource(public_ids):
+    """{public id: sorted labels} for many resources, in one query."""
+    found = {}
+    for resource_id, name in Label.objects.filter(resource_id__in=list(public_ids)).values_list("resource_id", "name"):
+        found.setdefault(resource_id, []).append(name)
+    return {key: sorted(names) for key, names in found.items()}
+
+
+def describe(level, row, file=None, labels=None):
+    if labels is None:
+        labels = labels_by_resource([row.public_id]).get(row.public_id, [])
     if level == Level.INSTANCE:
         if file is None:
             file = Attachment.objects.filter(resource_id=row.public_id, name=Attachment.DICOM).values(
@@ -82,6 +93,7 @@ def describe(level, row, file=None):
             "FileUuid": uuid_form(file.get("storage_key", "")),
             "ID": row.public_id,
             "IndexInSeries": row.instance_number,
+            "Labels": labels,
             "MainDicomTags": row.main_dicom_tags,
             "ParentSeries": row.series.public_id,
             "Type": "Instance",
@@ -89,6 +101,7 @@ def describe(level, row, file=None):
     answer = {
         "ID": row.public_id,
         "IsStable": row.is_stable,
+        "Labels": labels,
         "LastUpdate": orthanc_time(row.last_update),
         "MainDicomTags": row.main_dicom_tags,
         "Type": level,

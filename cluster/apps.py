@@ -10,7 +10,7 @@ class ClusterConfig(AppConfig):
         # and connects the runtime to what the core signals: its counters, and the
         # files its deletions release.
         from archive import signals
-        from cluster import metrics, tasks
+        from cluster import metrics, modification, tasks  # noqa: F401 (modification: its job type)
 
         signals.counted.connect(metrics.count_signal, dispatch_uid="cluster-metrics")
         signals.files_released.connect(tasks.queue_file_removal, dispatch_uid="cluster-deletions")

@@ -50,6 +50,8 @@ class StudySearchForm(forms.Form):
     date_to = forms.DateField(required=False, label="Study date to", widget=DateInput)
     modality = forms.CharField(required=False, max_length=16, label="Modality", widget=forms.Select)
     description = forms.CharField(required=False, max_length=64, label="Description")
+    label = forms.RegexField(required=False, max_length=64, label="Label", regex=r"^[A-Za-z0-9_-]*$",
+                             error_messages={"invalid": "Letters, digits, “_” and “-” only."})
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -92,6 +94,11 @@ class StudySearchForm(forms.Form):
         if description:
             criteria["StudyDescription"] = description if _has_wildcard(description) else f"*{description}*"
         return criteria
+
+    def labels(self):
+        """The labels the studies must carry (the query engine's Labels, constraint All)."""
+        label = self.cleaned_data.get("label", "").strip()
+        return (label,) if label else ()
 
 
 class PatientSearchForm(forms.Form):

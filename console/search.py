@@ -40,14 +40,16 @@ def order_columns(sorts, sort, default):
     return [("-" + c) if descending else c for c in columns]
 
 
-def find(level, criteria, order, page=1, size=PAGE_SIZE, return_keys=()):
-    """A query.Page of the matches of the criteria (DICOM matching keys → strings),
-    in `order` (columns), page `page` (from 1). Raises query.InvalidQuery."""
-    return query.find_page(query.Query(level=level, criteria=criteria, order=tuple(order)), return_keys, page, size)
+def find(level, criteria, order, page=1, size=PAGE_SIZE, return_keys=(), labels=()):
+    """A query.Page of the matches of the criteria (DICOM matching keys → strings) that
+    carry every label of `labels`, in `order` (columns), page `page` (from 1). Raises
+    query.InvalidQuery."""
+    return query.find_page(query.Query(level=level, criteria=criteria, order=tuple(order), labels=tuple(labels)),
+                           return_keys, page, size)
 
 
-def studies(criteria, sort="-date", page=1, size=PAGE_SIZE):
-    return find(Level.STUDY, criteria, order_columns(STUDY_SORTS, sort, "-date"), page, size, STUDY_KEYS)
+def studies(criteria, sort="-date", page=1, size=PAGE_SIZE, labels=()):
+    return find(Level.STUDY, criteria, order_columns(STUDY_SORTS, sort, "-date"), page, size, STUDY_KEYS, labels)
 
 
 def patients(criteria, sort="name", page=1, size=PAGE_SIZE):

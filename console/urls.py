@@ -3,8 +3,8 @@
 from django.urls import path, re_path
 
 from archive.roles import OPEN, allow
-from console.views import (auth, changes, cluster, home, jobs, network, retrieve, security, studies, upload,
-                           users, worklist)
+from console.views import (auth, changes, cluster, editing, home, jobs, network, retrieve, security, studies,
+                           upload, users, worklist)
 
 app_name = "console"
 
@@ -16,12 +16,19 @@ urlpatterns = [
     path("studies/bulk/download", studies.bulk_download, name="studies-download"),
     path("studies/bulk/send", studies.bulk_send, name="studies-send"),
     path("studies/bulk/delete", studies.bulk_delete, name="studies-delete"),
+    path("studies/bulk/label", editing.bulk_label, name="studies-label"),
+    path("studies/bulk/anonymize", editing.bulk_anonymize, name="studies-anonymize"),
     path("studies/<str:public_id>/", studies.study_detail, name="study"),
     path("studies/<str:public_id>/delete", studies.study_delete, name="study-delete"),
     path("studies/<str:public_id>/prepare", studies.study_prepare, name="study-prepare"),
     path("studies/<str:public_id>/send", studies.study_send, name="study-send"),
+    path("studies/<str:public_id>/labels", editing.study_labels, name="study-labels"),
+    path("studies/<str:public_id>/modify", editing.study_modify, name="study-modify"),
+    path("studies/<str:public_id>/anonymize", editing.study_anonymize, name="study-anonymize"),
     path("patients/", studies.patient_list, name="patients"),
     path("patients/<str:public_id>/", studies.patient_detail, name="patient"),
+    path("patients/<str:public_id>/modify", editing.patient_modify, name="patient-modify"),
+    path("patients/<str:public_id>/anonymize", editing.patient_anonymize, name="patient-anonymize"),
     path("open/<str:level>/<str:public_id>", studies.open_resource, name="open"),
     path("instances/<str:public_id>/tags", studies.instance_tags, name="instance-tags"),
     path("instances/<str:public_id>/frames/<int:frame>/pixels", studies.frame_pixels, name="frame-pixels"),

@@ -267,6 +267,14 @@ ORPHAN_GRACE_SECONDS = envint("PACS_ORPHAN_GRACE", 3600)
 MIN_FREE_BYTES = envint("PACS_MIN_FREE_MB", 500) * 1024 * 1024
 DISK_RESERVE_BYTES = envint("PACS_DISK_RESERVE_MB", 32) * 1024 * 1024
 STABLE_AGE = envint("PACS_STABLE_AGE", 60)
+# A bounded archive (Orthanc's MaximumStorageSize in MB, MaximumPatientCount,
+# MaximumStorageMode): 0 is no bound; Recycle removes the least recently updated
+# unprotected patients to make room, Reject refuses the store.
+MAXIMUM_STORAGE_SIZE = envint("PACS_MAXIMUM_STORAGE_SIZE", 0)
+MAXIMUM_PATIENT_COUNT = envint("PACS_MAXIMUM_PATIENT_COUNT", 0)
+MAXIMUM_STORAGE_MODE = env("PACS_MAXIMUM_STORAGE_MODE", "Recycle")
+if MAXIMUM_STORAGE_MODE not in ("Recycle", "Reject"):
+    raise ImproperlyConfigured("PACS_MAXIMUM_STORAGE_MODE must be Recycle or Reject")
 ARCHIVE_CACHE_SIZE = envint("PACS_ARCHIVE_CACHE_SIZE", 10)
 ARCHIVE_TTL = envint("PACS_ARCHIVE_TTL", 3600)
 # zlib level of the ZIP archives: 0 stores the files as they are (fastest),

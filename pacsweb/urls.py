@@ -4,7 +4,7 @@ from django.views.generic import RedirectView
 
 from api.dicomweb.wado import wado_uri
 from console import ohif
-from api.rest import annotations, archives, images, instances, resources, system
+from api.rest import annotations, archives, editing, images, instances, labels, resources, system
 from api import health
 from api.rest import jobs as jobs_rest, nodes as nodes_rest, security as security_rest
 from api.rest import network as cluster_rest
@@ -53,6 +53,17 @@ urlpatterns = [
             images.raw_image),
     path("instances/<str:public_id>/numpy", images.numpy_array),
     path("instances/<str:public_id>/frames/<int:frame>/numpy", images.numpy_array),
+    re_path(rf"^{RESOURCE}/labels$", labels.label_list),
+    re_path(rf"^{RESOURCE}/labels/(?P<name>[^/]+)$", labels.label_item),
+    path("tools/labels", labels.all_labels),
+    re_path(rf"^{RESOURCE}/modify$", editing.edit),
+    re_path(rf"^{RESOURCE}/anonymize$", editing.edit, {"anonymize": True}),
+    path("studies/<str:public_id>/split", editing.split),
+    path("studies/<str:public_id>/merge", editing.merge),
+    path("tools/bulk-modify", editing.bulk),
+    path("tools/bulk-anonymize", editing.bulk, {"anonymize": True}),
+    path("tools/bulk-delete", editing.bulk_delete),
+    path("tools/create-dicom", editing.create_dicom),
     path("instances/<str:public_id>/tags", annotations.instance_tags),
     path("instances/<str:public_id>/simplified-tags", annotations.instance_tags, {"simplified": True}),
     path("instances/<str:public_id>/content", annotations.instance_content),

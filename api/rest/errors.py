@@ -13,7 +13,7 @@ from django.views import defaults
 
 from archive.errors import (
     BodyTooLarge, BodyTooSlow, ConflictingInstance, DatabaseBusy, InvalidOrder, MissingFile, RejectedInstance,
-    StorageError, UnknownOrder, UnsupportedEncoding,
+    StorageError, StorageFull, UnknownOrder, UnsupportedEncoding,
 )
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,9 @@ def rest_view(view):
             if mapped is None:
                 raise
             status, details = mapped
-            response = error_response(request, status, details)
+            # A bounded archive that is full: Orthanc's FullStorage, not a failing disk.
+            orthanc = (19, "The file storage is full") if isinstance(error, StorageFull) else None
+            response = error_response(request, status, details, orthanc=orthanc)
             if isinstance(error, DatabaseBusy):
                 response["Retry-After"] = str(DatabaseBusy.retry_after)
             return response

@@ -10,7 +10,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from archive.roles import VIEWER, allow
-from archive import annotations, query, resources
+from archive import annotations, labels, query, resources
 from archive.deletion import UnknownResource, delete_resource
 from archive.models import Attachment, Change, Instance, Level
 from api.rest.errors import error_response, rest_view
@@ -223,13 +223,25 @@ def find(request):
     for name in ("Expand", "CaseSensitive"):
         if name in body and not isinstance(body[name], bool):
             return error_response(request, 400, f"{name} must be true or false")
+    wanted_labels = body.get("Labels", [])
+    if not isinstance(wanted_labels, list) or not all(isinstance(name, str) for name in wanted_labels):
+        return error_response(request, 400, "Labels must be a list of label names")
+    constraint = body.get("LabelsConstraint", "All")
+    if constraint not in labels.CONSTRAINTS:
+        return error_response(request, 400, "LabelsConstraint must be All, Any or None")
+    try:
+        for name in wanted_labels:
+            labels.check(name)
+    except labels.InvalidLabel as error:
+        return error_response(request, 400, str(error), orthanc=(3, "Parameter out of range"))
     requested = body.get("RequestedTags", [])
     if not isinstance(requested, list) or not all(isinstance(t, str) for t in requested):
         return error_response(request, 400, "RequestedTags must be a list of DICOM keywords")
     try:
         matches, _ = query.find(
             query.Query(level=level, criteria=criteria, case_sensitive_names=body.get("CaseSensitive", False),
-                        limit=query.result_limit(body.get("Limit")), offset=body.get("Since", 0)),
+                        limit=query.result_limit(body.get("Limit")), offset=body.get("Since", 0),
+                        labels=tuple(wanted_labels), labels_constraint=constraint),
             return_keys=requested,
         )
     except query.InvalidQuery as error:

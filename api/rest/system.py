@@ -42,16 +42,16 @@ def system(request):
             "DatabaseVersion": DATABASE_VERSION,
             "DicomAet": settings.AE_TITLE,
             "DicomPort": settings.DICOM_PORT,
-            "HasLabels": False,
+            "HasLabels": True,
             "HttpPort": settings.HTTP_PORT,
             "IngestTranscoding": "",
             # Every route needs credentials (pacsweb.access): what Orthanc means by secure.
             "IsHttpServerSecure": True,
             "MainDicomTags": MAIN_DICOM_TAGS,
-            # No quota: pacsweb never recycles (0 is Orthanc's "unlimited").
-            "MaximumPatientCount": 0,
-            "MaximumStorageMode": "Reject",
-            "MaximumStorageSize": 0,
+            # The bounds of archive.recycling (0 is Orthanc's "unlimited"; the size in MB).
+            "MaximumPatientCount": settings.MAXIMUM_PATIENT_COUNT,
+            "MaximumStorageMode": settings.MAXIMUM_STORAGE_MODE,
+            "MaximumStorageSize": settings.MAXIMUM_STORAGE_SIZE,
             "Name": settings.NODE_NAME,
             "OverwriteInstances": False,
             "PluginsEnabled": False,

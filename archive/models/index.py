@@ -38,9 +38,9 @@ class Patient(Resource):
     patient_name_norm = models.CharField(max_length=324, db_index=True)
     patient_birth_date = models.CharField(max_length=8, db_index=True)
     patient_sex = models.CharField(max_length=16)
-    # Orthanc's protection against recycling (PUT /patients/{id}/protected). pacsweb
-    # does not recycle yet: the flag is kept for clients and for when it does.
-    # A database default: ingest inserts patient rows in raw SQL (archive.ingest._upsert).
+    # Orthanc's protection against recycling (PUT /patients/{id}/protected): a protected
+    # patient is never removed to make room (archive.recycling). A database default:
+    # the ingest path inserts patient rows in raw SQL.
     is_protected = models.BooleanField(default=False, db_default=False)
 
     class Meta:
@@ -130,6 +130,21 @@ class Metadata(models.Model):
         db_table = "metadata"
         constraints = [
             models.UniqueConstraint(fields=["resource_id", "name"], name="metadata_per_resource")
+        ]
+
+
+class Label(models.Model):
+    """A label on a resource (Orthanc 1.12): a free tag for grouping and finding,
+    e.g. the research project a study belongs to."""
+
+    level = models.CharField(max_length=8, choices=Level.choices)
+    resource_id = models.CharField(max_length=44)
+    name = models.CharField(max_length=64, db_index=True)
+
+    class Meta:
+        db_table = "label"
+        constraints = [
+            models.UniqueConstraint(fields=["resource_id", "name"], name="label_per_resource")
         ]
 
 

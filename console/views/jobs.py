@@ -18,7 +18,10 @@ ACTIVE = (JobState.PENDING, JobState.RUNNING, JobState.PAUSED)
 ARCHIVE_TYPES = ("Archive", "Media")
 TYPE_WORDS = {"Archive": "ZIP archive", "Media": "DICOMDIR media", "DicomModalityStore": "Send to modality",
               "OrthancPeerStore": "Send to peer", "DicomMoveScu": "Retrieve (C-MOVE)",
-              "DicomGetScu": "Retrieve (C-GET)"}
+              "DicomGetScu": "Retrieve (C-GET)", "ResourceModification": "Modify / anonymize"}
+# The console page of a finished modification's result (its Path in the REST API).
+RESULT_PAGES = {"studies": "/ui/studies/{}/", "patients": "/ui/patients/{}/", "series": "/ui/open/series/{}",
+                "instances": "/ui/open/instance/{}"}
 
 
 def actions_for(job):
@@ -36,6 +39,15 @@ def actions_for(job):
     return []
 
 
+def _result_page(job):
+    if job.type != "ResourceModification" or job.state != JobState.SUCCESS:
+        return None
+    plural, _, public_id = (job.content or {}).get("Path", "").strip("/").partition("/")
+    if not public_id and (job.content or {}).get("TargetStudy"):
+        plural, public_id = "studies", job.content["TargetStudy"]
+    return RESULT_PAGES[plural].format(public_id) if plural in RESULT_PAGES and public_id else None
+
+
 def describe(job):
     """What the pages show of a job."""
     content = job.content or {}
@@ -50,6 +62,7 @@ def describe(job):
                      and job.output else None),
         "expired": job.type in ARCHIVE_TYPES and job.state == JobState.SUCCESS and not job.output,
         "size": job.output_size, "requested": job.requested, "actions": actions_for(job),
+        "result": _result_page(job),
         "error": f"{job.error_description}: {job.error_details}" if job.state == JobState.FAILURE else "",
         # Queued for a while and nobody took it: no worker runs, or Redis lost it (the housekeeper re-queues).
         "waiting": job.state == JobState.PENDING and (timezone.now() - job.created_at).total_seconds() > WAITING,

@@ -32,8 +32,9 @@ def _search(request, form_class, finder, level, default_sort, template, section,
         error = "Check the search fields below."
     else:
         criteria = form.criteria() if form.is_bound else {}
+        extra = {"labels": form.labels()} if form.is_bound and hasattr(form, "labels") else {}
         try:
-            page = finder(criteria, sort=sort, page=page_number(request))
+            page = finder(criteria, sort=sort, page=page_number(request), **extra)
         except query.InvalidQuery as invalid:
             error = f"This search cannot be run: {invalid}"
         else:
@@ -101,6 +102,7 @@ def study_detail(request, public_id):
     job = None
     if request.GET.get("job"):
         job = Job.objects.filter(pk=request.GET["job"]).first()
+
     return render(request, "console/study.html", {
         "section": "studies", "study": study, "row": row, "patient": row.patient, "series": series,
         "instances": instances,
