@@ -31,7 +31,11 @@ QUERY_HISTORY = 100  # Orthanc's QueryRetrieveSize
 # Orthanc reads a level in either number ("Study" or "Studies"; clients send both).
 LEVELS = {"patient": Level.PATIENT, "patients": Level.PATIENT, "study": Level.STUDY, "studies": Level.STUDY,
           "series": Level.SERIES, "instance": Level.INSTANCE, "instances": Level.INSTANCE, "image": Level.INSTANCE}
-OPERATIONS = ["configuration", "echo", "move", "query", "store"]
+# The routes below a modality that pacsweb answers, as GET /modalities/{m} lists them
+# (Orthanc also lists "find" and "storage-commitment", which pacsweb does not route;
+# "get" is Orthanc 1.11's C-GET).
+OPERATIONS = ["configuration", "echo", "find-instance", "find-patient", "find-series", "find-study",
+              "find-worklist", "get", "move", "query", "store", "store-straight"]
 
 
 class BadRequest(Exception):
