@@ -15,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from pydicom.datadict import tag_for_keyword
 
-from archive import scu, sends
+from archive import scu, sends, tags
 from archive.models import Level
 from api.rest import orthanc_tags
 from api.rest.bodies import spool
@@ -31,7 +31,11 @@ QUERY_HISTORY = 100  # Orthanc's QueryRetrieveSize
 # Orthanc reads a level in either number ("Study" or "Studies"; clients send both).
 LEVELS = {"patient": Level.PATIENT, "patients": Level.PATIENT, "study": Level.STUDY, "studies": Level.STUDY,
           "series": Level.SERIES, "instance": Level.INSTANCE, "instances": Level.INSTANCE, "image": Level.INSTANCE}
-OPERATIONS = ["configuration", "echo", "move", "query", "store"]
+# The routes below a modality that pacsweb answers, as GET /modalities/{m} lists them
+# (Orthanc also lists "find" and "storage-commitment", which pacsweb does not route;
+# "get" is Orthanc 1.11's C-GET).
+OPERATIONS = ["configuration", "echo", "find-instance", "find-patient", "find-series", "find-study",
+              "find-worklist", "get", "move", "query", "store", "store-straight"]
 
 
 class BadRequest(Exception):
@@ -291,8 +295,10 @@ def modality_find_level(request, name, level):
     query = _body(request, {})
     if not isinstance(query, dict) or not all(isinstance(v, str) for v in query.values()):
         raise BadRequest("the body must map DICOM keywords to strings")
+    level = FIND_LEVELS[level]
+    asked = {**{keyword: "" for keyword in FIND_TEMPLATES[level]}, **IDENTIFIERS_ASKED[level], **query}
     try:
-        answers = scu.find(modality_peer(modality), FIND_LEVELS[level], query)
+        answers = scu.find(modality_peer(modality), level, asked)
     except (ValueError, TypeError) as error:
         raise BadRequest(f"invalid query key: {error}")
     return JsonResponse([_simplify(_dicom_as_json(answer)) for answer in answers], safe=False)
@@ -336,6 +342,17 @@ def modality_query(request, name):
     return JsonResponse({"ID": stored.id, "Path": f"/queries/{stored.id}"})
 
 
+# What Orthanc's legacy /modalities/{m}/find-{level} routes ask for beyond the query: a
+# fixed template per level, not all the level's main tags (tests/compat compares the
+# study and series ones with Debian's Orthanc).
+FIND_TEMPLATES = {
+    Level.PATIENT: tags.PATIENT_TAGS,
+    Level.STUDY: ("StudyDate", "StudyTime", "StudyID", "StudyDescription", "AccessionNumber", "StudyInstanceUID",
+                  "ReferringPhysicianName"),
+    Level.SERIES: ("SeriesDate", "SeriesTime", "Modality", "SeriesDescription", "BodyPartExamined", "ProtocolName",
+                   "SeriesNumber", "SeriesInstanceUID", "OperatorsName", "PerformedProcedureStepDescription"),
+    Level.INSTANCE: tags.INSTANCE_TAGS,
+}
 # Orthanc's /modalities/{m}/query asks for the identifiers of the level and of the
 # levels above, whatever the query names, so that every answer can be retrieved and
 # placed in the hierarchy.

@@ -189,6 +189,35 @@ def _instances():
     return cases
 
 
+def _orthanc_rest():
+    """Routes the orthanc-rest branch added (read-only ones; resources of every level)."""
+    cases = []
+    for plural in LEVELS[:3]:
+        one = "{" + SINGULAR[plural] + "}"
+        cases += [get(f"/{plural}/{one}/instances-tags?short"), get(f"/{plural}/{one}/shared-tags"),
+                  get(f"/{plural}/{one}/shared-tags?simplify"), get(f"/{plural}/{one}/module"),
+                  get(f"/{plural}/{UNKNOWN}/shared-tags")]
+    cases += [
+        get("/instances/{instance}/module"), get("/studies/{study}/module-patient"),
+        get("/instances/{instance}/header"), get("/instances/{instance@CT_small.dcm}/header?simplify"),
+        get("/series/{series}/ordered-slices"), get("/patients/{patient}/protected", compare="bytes"),
+        get("/instances/{instance}/pdf", compare="status"),
+        get("/instances/{instance}/image-uint16", compare="type"), get("/instances/{instance}/frames/0/image-uint8",
+                                                                      compare="type"),
+        get("/instances/{instance}/numpy", compare="type"),
+        get("/tools", compare="shape"), get("/tools/now", compare="type"), get("/tools/generate-uid?level=study",
+                                                                             compare="type"),
+        get("/tools/default-encoding", compare="bytes"), get("/tools/accepted-transfer-syntaxes", compare="shape"),
+        get("/plugins"), get("/exports", compare="shape"), get("/queries", compare="shape"),
+        post("/tools/lookup", "{study_uid}", label="a study UID"),
+        post("/tools/lookup", "1.2.3.4.5", label="an unknown UID"),
+        post("/tools/bulk-content", {"Resources": ["{study}", "{instance}"], "Level": "Series"}),
+        post("/tools/count-resources", {"Level": "Study", "Query": {"PatientID": "COMPAT-1"}}),
+        post("/tools/dicom-echo", '{"AET": "PACSWEB", "Host": "127.0.0.1", "Port": {orthanc_dicom_port}}'),
+    ]
+    return cases
+
+
 def _find():
     find = "/tools/find"
     queries = [
@@ -280,6 +309,8 @@ def _queries():
         post("/modalities/pacs/echo", "{}"),
         post("/modalities/pacs/query", {"Level": "Study", "Query": {"PatientID": "COMPAT*", "StudyDescription": ""}},
              capture="query", volatile=("ID", "Path")),
+        post("/modalities/pacs/find-study", {"PatientID": "COMPAT*"}),
+        post("/modalities/pacs/find-series", {"PatientID": "COMPAT-1", "StudyInstanceUID": "{study_uid}"}),
         get(query), get(f"{query}/answers"), get(f"{query}/answers?expand"), get(f"{query}/answers?expand&simplify"),
         get(f"{query}/answers/0/content"), get(f"{query}/answers/0/content?simplify"),
         get(f"{query}/level", compare="bytes"), get(f"{query}/modality", compare="bytes"), get(f"{query}/query"),
@@ -383,6 +414,6 @@ SYSTEM = ("Name", "HttpPort", "DicomPort", "Version", "DatabaseBackendPlugin", "
 CASES = [
     get("/system", volatile=SYSTEM), get("/statistics"),
     put("/system", b"{}", label="wrong method"), delete("/statistics", label="wrong method"),
-    *_resources(), *_instances(), *_find(), *_archives(), *_network(), *_queries(), *_dicomweb(),
+    *_resources(), *_instances(), *_orthanc_rest(), *_find(), *_archives(), *_network(), *_queries(), *_dicomweb(),
     *_changes_and_writes(),
 ]
