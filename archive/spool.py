@@ -5,7 +5,7 @@ import time
 
 from django.conf import settings
 
-from archive.errors import BodyTooLarge, BodyTooSlow, RejectedInstance
+from archive.errors import ArchiveError, BodyTooLarge, BodyTooSlow, RejectedInstance
 
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 # Seconds of a body before its average rate is held to PACS_MIN_UPLOAD_RATE_KB.
@@ -44,6 +44,8 @@ class _Capped:
                     from error
             raise BodyTooSlow(f"the client sent nothing for {settings.CLIENT_TIMEOUT} s "
                               "(PACS_CLIENT_TIMEOUT) in the middle of its body") from error
+        except ArchiveError:
+            raise  # a reader that already said what is wrong (a broken Content-Encoding)
         except Exception as error:  # the WSGI server's parse errors (a broken chunk size): the client's input
             raise RejectedInstance(f"the request body is malformed: {type(error).__name__}: {error}") from error
         self._left -= len(chunk)

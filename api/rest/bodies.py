@@ -36,10 +36,21 @@ def spool(request):
 def _decoded(encoded, coding):
     with encoded:
         reader = gzip.GzipFile(fileobj=encoded, mode="rb") if coding != "deflate" else _Inflater(encoded)
+        return spooling.spool(_Decoding(reader, coding), settings.MAX_UPLOAD_BYTES)
+
+
+class _Decoding:
+    """A decoder whose failures say which encoding was broken."""
+
+    def __init__(self, reader, coding):
+        self._reader = reader
+        self._coding = coding
+
+    def read(self, size):
         try:
-            return spooling.spool(reader, settings.MAX_UPLOAD_BYTES)
+            return self._reader.read(size)
         except (OSError, EOFError, zlib.error) as error:
-            raise BadEncoding(f"the body is not valid {coding} data: {error}")
+            raise BadEncoding(f"the body is not valid {self._coding} data: {error}") from error
 
 
 class _Inflater:
