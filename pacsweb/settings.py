@@ -136,9 +136,8 @@ if HTTPS:
 # path the proxy strips): the base of every absolute URL it writes (DICOMweb
 # RetrieveURL and BulkDataURI). Unset, the base is taken from the request, and
 # X-Forwarded-Proto / -Host / -Port count only when the request comes from one of
-# PACS_TRUSTED_PROXIES (addresses or networks): from anyone else they are forgeries.
+# FORWARDED_ALLOW_IPS (above): from anyone else they are forgeries.
 PUBLIC_URL = (env("PACS_PUBLIC_URL", "") or "").rstrip("/")
-TRUSTED_PROXIES = [item.strip() for item in (env("PACS_TRUSTED_PROXIES", "") or "").split(",") if item.strip()]
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

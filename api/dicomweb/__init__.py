@@ -87,12 +87,18 @@ def _from_trusted_proxy(request):
         address = ipaddress.ip_address(request.META.get("PACS_PROXY_ADDR") or request.META.get("REMOTE_ADDR", ""))
     except ValueError:
         return False
-    for item in settings.TRUSTED_PROXIES:
+    # FORWARDED_ALLOW_IPS: the one list of trusted proxies (pacsweb/clients.py, gunicorn).
+    for item in (settings.FORWARDED_ALLOW_IPS or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if item == "*":
+            return True
         try:
             if address in ipaddress.ip_network(item, strict=False):
                 return True
         except ValueError:
-            log.warning("PACS_TRUSTED_PROXIES: %r is not an address or a network", item)
+            log.warning("FORWARDED_ALLOW_IPS: %r is not an address or a network", item)
     return False
 
 

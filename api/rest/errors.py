@@ -39,7 +39,7 @@ ORTHANC_ERRORS = {
 
 # Pages with their own error pages (the console, the Django admin): everything
 # else is an API route and answers errors as Orthanc's JSON.
-PAGE_PREFIXES = ("/ui/", "/admin/", "/static/")
+PAGE_PREFIXES = ("/ui/", "/admin/", "/static/", "/ohif/")
 
 
 def error_response(request, status, details, orthanc=None):

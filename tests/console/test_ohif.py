@@ -78,6 +78,11 @@ def test_index_loads_from_ohif_and_the_config_points_at_this_archive(installed, 
     assert '"qidoRoot": "http://testserver/dicom-web"' in config and '"wadoRoot": "http://testserver/dicom-web"' in config
 
 
+def test_the_bare_prefix_is_the_viewer_not_an_api_route(installed, admin):
+    response = admin.get("/ohif/")
+    assert response.status_code == 200 and b"/ohif/app-config.js" in b"".join(response.streaming_content)
+
+
 def test_files_and_chunks_asked_from_deeper_routes(installed, admin):
     bundle = admin.get("/ohif/app.bundle.abc.js")
     # The webpack runtime loads its chunks from /ohif/, not from the site root.

@@ -225,9 +225,11 @@ def test_a_host_header_without_its_port_gets_the_port_the_client_connected_to(ap
 def test_forwarded_headers_count_only_from_a_trusted_proxy(api, patients, settings):
     forwarded = {"HTTP_X_FORWARDED_PROTO": "https", "HTTP_X_FORWARDED_HOST": "pacs.example.org",
                  "HTTP_X_FORWARDED_PORT": "8443"}
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "pacs.example.org"]
+    settings.FORWARDED_ALLOW_IPS = "10.0.0.1"  # the test client is 127.0.0.1: not a trusted proxy
     untrusted = api.get("/dicom-web/studies", {"PatientID": "B1"}, **forwarded).json()[0]
     assert value(untrusted, "RetrieveURL")[0].startswith("http://testserver/dicom-web/")
-    settings.TRUSTED_PROXIES = ["127.0.0.0/8"]
+    settings.FORWARDED_ALLOW_IPS = "10.0.0.1,127.0.0.0/8"
     trusted = api.get("/dicom-web/studies", {"PatientID": "B1"}, **forwarded).json()[0]
     assert value(trusted, "RetrieveURL")[0].startswith("https://pacs.example.org:8443/dicom-web/")
 
