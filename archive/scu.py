@@ -260,20 +260,7 @@ def find_worklist(peer, query):
             setattr(identifier, keyword, items)
         else:
             setattr(identifier, keyword, value)
-    assoc = _associate(ae, peer)
-    answers = []
-    try:
-        for status, answer in assoc.send_c_find(identifier, ModalityWorklistInformationFind):
-            if status is None:
-                raise DicomNetworkError(f"{peer.aet} did not answer the worklist C-FIND")
-            if status.Status in (0xFF00, 0xFF01) and answer is not None:
-                answers.append(answer)
-            elif status.Status not in (0x0000, 0xFF00, 0xFF01):
-                raise DicomNetworkError(f"{peer.aet} answered the worklist C-FIND with {_code(status)}")
-    finally:
-        if assoc.is_established:
-            assoc.release()
-    return answers
+    return _c_find(ae, peer, identifier, ModalityWorklistInformationFind, "worklist C-FIND")
 
 
 def find(peer, level, query, patient_root=False):
@@ -289,16 +276,21 @@ def find(peer, level, query, patient_root=False):
         setattr(identifier, keyword, value)
     if UNIQUE_KEY[level] not in identifier:
         setattr(identifier, UNIQUE_KEY[level], "")
+    return _c_find(ae, peer, identifier, model, "C-FIND")
+
+
+def _c_find(ae, peer, identifier, model, what):
+    """The answers of one C-FIND on a new association; DicomNetworkError naming `what`."""
     assoc = _associate(ae, peer)
     answers = []
     try:
         for status, answer in assoc.send_c_find(identifier, model):
             if status is None:
-                raise DicomNetworkError(f"{peer.aet} did not answer the C-FIND")
+                raise DicomNetworkError(f"{peer.aet} did not answer the {what}")
             if status.Status in (0xFF00, 0xFF01) and answer is not None:
                 answers.append(answer)
             elif status.Status not in (0x0000, 0xFF00, 0xFF01):
-                raise DicomNetworkError(f"{peer.aet} answered the C-FIND with {_code(status)}")
+                raise DicomNetworkError(f"{peer.aet} answered the {what} with {_code(status)}")
     finally:
         if assoc.is_established:
             assoc.release()
