@@ -19,7 +19,7 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import pixel_array
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from archive import annotations
+from archive import annotations, render
 from archive.errors import NoSuchFrame, RenderError
 from archive.models import Attachment, Level
 from archive.storage import get_storage
@@ -37,12 +37,7 @@ def storage_key(public_id):
 def frame_message(key, index):
     """The binary message of frame `index` (from 0) of the file stored under `key`."""
     with get_storage().open(key) as stream:
-        try:
-            header = pydicom.dcmread(stream, stop_before_pixels=True)
-        except Exception as error:  # pydicom raises many types on malformed input
-            raise RenderError(f"the DICOM file cannot be read: {error}")
-        if "Rows" not in header or "Columns" not in header:
-            raise RenderError("the instance has no image (no Rows and Columns)")
+        header = render.image_header(stream)
         frames = int(header.get("NumberOfFrames") or 1)
         if not 0 <= index < frames:
             raise NoSuchFrame(f"frame {index + 1} does not exist: the instance has {frames} frame(s)")

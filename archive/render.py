@@ -48,7 +48,7 @@ class Rendering:
 
 def render(stream, rendering=Rendering()):
     """PNG or JPEG bytes of one frame of the DICOM file read from `stream` (seekable, at 0)."""
-    header = _header(stream)
+    header = image_header(stream)
     count = frame_count(header)
     if not 0 <= rendering.frame < count:
         raise NoSuchFrame(f"frame {rendering.frame + 1} does not exist: the instance has {count} frame(s)")
@@ -72,7 +72,8 @@ def render(stream, rendering=Rendering()):
     return out.getvalue()
 
 
-def _header(stream):
+def image_header(stream):
+    """The header of an image instance (no pixel data read); RenderError when it is none."""
     try:
         header = pydicom.dcmread(stream, stop_before_pixels=True)
     except Exception as error:  # pydicom raises many types on malformed input
@@ -201,7 +202,7 @@ def stored_frame(stream, frame):
     """(header, values) of one frame as stored: no Modality LUT, no window, no
     inversion (what Orthanc's /image-uint8|uint16|int16 and /numpy start from).
     Raises NoSuchFrame and RenderError as render() does."""
-    header = _header(stream)
+    header = image_header(stream)
     count = frame_count(header)
     if not 0 <= frame < count:
         raise NoSuchFrame(f"frame {frame} does not exist: the instance has {count} frame(s), numbered from 0")
