@@ -8,8 +8,9 @@ each re-encoded frame, so a 2 GB multi-frame instance never sits in memory.
 
 Codecs are pydicom 3's decoders and encoders with their plugins: python-gdcm
 (JPEG baseline, extended and lossless, JPEG-LS, JPEG 2000), pyjpegls (JPEG-LS),
-pylibjpeg-openjpeg (JPEG 2000), pylibjpeg-rle and pydicom itself (RLE), Pillow.
-None is GPL (see the README's dependency list).
+pylibjpeg-openjpeg (JPEG 2000), pylibjpeg-rle and pydicom itself (RLE), Pillow,
+and archive/jpeg12.py, GDCM called directly for 12-bit JPEG Extended. None is
+GPL (see the README's dependency list).
 """
 
 import copy
@@ -27,6 +28,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000,
+    JPEGExtended12Bit,
     JPEG2000Lossless,
     JPEGLSLossless,
     JPEGLSNearLossless,
@@ -54,11 +56,14 @@ CHUNK = 1024 * 1024
 # Plugins tried first, in this order, when several can decode a syntax. GDCM
 # comes last: it decodes what no other does (JPEG lossless) but aborts the
 # whole process, not just the call, on some input (an RLE it cannot encode).
-DECODING_PLUGINS = ("pylibjpeg", "pyjpegls", "pydicom", "pillow", "gdcm")
+DECODING_PLUGINS = ("pylibjpeg", "pyjpegls", "pydicom", "pillow", "gdcm-12-bit", "gdcm")
 ENCODING_PLUGINS = {RLELossless: "pylibjpeg", JPEGLSLossless: "pyjpegls", JPEGLSNearLossless: "pyjpegls",
                     JPEG2000Lossless: "pylibjpeg", JPEG2000: "pylibjpeg"}
 ITEM = 0xE000FFFE.to_bytes(4, "little")
 SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+if "gdcm-12-bit" not in get_decoder(JPEGExtended12Bit).available_plugins:
+    get_decoder(JPEGExtended12Bit).add_plugin("gdcm-12-bit", ("archive.jpeg12", "decode_frame"))
 
 
 @dataclass(frozen=True)

@@ -157,10 +157,11 @@ def test_wado_uri_transcodes_to_the_transfer_syntax_asked(api):
 
 
 def test_an_instance_that_cannot_be_decoded_is_left_out_of_a_study_already_streaming(api):
-    # 12-bit JPEG Extended: no non-GPL decoder (README), so it cannot become Explicit VR LE.
+    # 1 bit allocated, big endian: frames not byte aligned, served as stored only (archive.transcode).
     study_uid = "1.2.826.0.1.3680043.8.498.4242"
+    names = ("CT_small.dcm", "liver_expb_1frame.dcm")
     files = [variant(open(pydicom_file(name), "rb").read(), f"{study_uid}.{n}", StudyInstanceUID=study_uid,
-                     SeriesInstanceUID=f"{study_uid}.{n}.1") for n, name in enumerate(("CT_small.dcm", "JPGExtended.dcm"))]
+                     SeriesInstanceUID=f"{study_uid}.{n}.1") for n, name in enumerate(names)]
     for data in files:
         store(api, data)
     accept = f'multipart/related; type="application/dicom"; transfer-syntax={EXPLICIT}'
