@@ -116,3 +116,67 @@ def pydicom_test_files():
     from pydicom.data import get_testdata_files
 
     return sorted(p for p in get_testdata_files() if os.path.isfile(p))
+
+
+def make_ultrasound_jpeg(*, patient_id="US-0001", patient_name="SONO^ANNA", study_uid=None, frames=20, size=256):
+    """An Ultrasound Multi-frame Image as Part 10 bytes: `frames` RGB frames, each JPEG baseline, YBR_FULL_422.
+
+    What a colour ultrasound cine loop looks like on the wire (pydicom's test
+    files have none): each frame its own JPEG codestream with 4:2:2 chroma, a
+    bright arc sweeping across a coloured gradient so every frame differs.
+    """
+    import numpy as np
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit, UltrasoundMultiFrameImageStorage
+
+    study_uid = study_uid or uid(patient_id, "us-study")
+    series_uid = uid(study_uid, "us-series")
+    sop_uid = uid(series_uid, "us-instance")
+    y, x = np.mgrid[0:size, 0:size]
+    codestreams = []
+    for number in range(frames):
+        angle = np.pi * (number + 0.5) / frames
+        radius = np.hypot(x - size / 2, y)
+        beam = np.abs(np.arctan2(y, x - size / 2) - angle) < 0.15
+        frame = np.stack([x * 255 // size, y * 255 // size, np.full_like(x, 255 * number // frames)], axis=-1)
+        frame[beam & (radius < size * 0.9)] = (255, 255, 160)
+        out = io.BytesIO()
+        # subsampling=1 is 4:2:2, what YBR_FULL_422 declares (PS3.5 §8.2.1).
+        Image.fromarray(frame.astype(np.uint8), "RGB").save(out, "JPEG", quality=90, subsampling=1)
+        codestreams.append(out.getvalue())
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = JPEGBaseline8Bit
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = UltrasoundMultiFrameImageStorage
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyDate, ds.StudyTime = "20260115", "101500"
+    ds.AccessionNumber = "US0001"
+    ds.Modality = "US"
+    ds.Manufacturer = "PACSWEB TEST"
+    ds.StudyDescription, ds.SeriesDescription = "US ABDOMEN", "CINE"
+    ds.PatientName, ds.PatientID = patient_name, patient_id
+    ds.PatientBirthDate, ds.PatientSex = "19800101", "F"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+    ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "1", 1, 1
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.PlanarConfiguration = 0
+    ds.Rows = ds.Columns = size
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.NumberOfFrames = frames
+    ds.FrameTime = 33.3
+    ds.FrameIncrementPointer = 0x00181063  # Frame Time
+    ds.LossyImageCompression = "01"
+    ds.LossyImageCompressionMethod = "ISO_10918_1"
+    ds.PixelData = encapsulate(codestreams)
+    ds["PixelData"].VR = "OB"
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()

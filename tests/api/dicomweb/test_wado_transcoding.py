@@ -10,6 +10,7 @@ from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels import get_decoder
 
 from tests.api.dicomweb.support import pydicom_file, read_parts, store, variant
+from tests.dicomgen import make_ultrasound_jpeg
 
 pytestmark = pytest.mark.urls("tests.api.dicomweb.urls_for_tests")
 
@@ -79,6 +80,28 @@ def test_frames_as_images_a_browser_shows(api, syntax, media_type, pil_format):
     assert headers.startswith(f"Content-Type: {media_type}")
     image = Image.open(io.BytesIO(frame))
     assert (image.format, image.size) == (pil_format, (ds.Columns, ds.Rows))
+
+
+def test_frames_of_a_multiframe_jpeg_colour_ultrasound_as_stored_and_decoded(api):
+    # What OHIF asks of a colour cine loop: several frames in one request, as stored or decoded.
+    data = make_ultrasound_jpeg()
+    store(api, data)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    instance = (f"/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+                f"/instances/{ds.SOPInstanceUID}")
+    codestreams = list(generate_frames(ds.PixelData, number_of_frames=20))
+
+    stored = read_parts(api.get(instance + "/frames/1,7,20", HTTP_ACCEPT=ANY_SYNTAX))
+    decoded = read_parts(api.get(instance + "/frames/2,20"))
+
+    assert stored == [(f"Content-Type: application/octet-stream; transfer-syntax={ds.file_meta.TransferSyntaxUID}",
+                       codestreams[n]) for n in (0, 6, 19)]
+    explicit = f"Content-Type: application/octet-stream; transfer-syntax={EXPLICIT}"
+    assert [headers for headers, _ in decoded] == [explicit, explicit]
+    # YBR_FULL_422 comes out as RGB, as pydicom decodes it.
+    pixels = [np.frombuffer(frame, dtype=np.uint8).reshape(256, 256, 3) for _, frame in decoded]
+    assert np.array_equal(pixels[0], ds.pixel_array[1]) and np.array_equal(pixels[1], ds.pixel_array[19])
+    assert not np.array_equal(pixels[0], pixels[1])
 
 
 def test_a_named_syntax_is_transcoded(api):
