@@ -2,8 +2,9 @@
 
 The viewer is installed once into the repository's var/ohif (through npm, whose
 cache keeps the tarball) and shared by later runs. For each study the viewport's
-canvas must show non-blank pixels with no error on the page; in a two-frame
-study, scrolling must change the image.
+canvas must show non-blank pixels with no error on the page; in a multi-frame
+study, scrolling must change the image. pydicom has no multi-frame JPEG colour
+ultrasound, so that one is generated (tests.dicomgen.make_ultrasound_jpeg).
 """
 
 import io
@@ -15,7 +16,7 @@ from PIL import Image, ImageStat
 
 from tests import servers
 from tests.console.conftest import open_context, sign_in
-from tests.dicomgen import pydicom_test_files, uid
+from tests.dicomgen import make_ultrasound_jpeg, pydicom_test_files, uid
 from tests.storing import store_on
 from tests.waiting import wait_for
 
@@ -26,6 +27,8 @@ STUDIES = {  # what the issue asks OHIF to open, from pydicom's test files
     "rle-two-frames": "SC_rgb_rle_2frame.dcm",
     "uncompressed": "CT_small.dcm",
 }
+GENERATED = {"jpeg-baseline-colour-us-20-frames": make_ultrasound_jpeg}
+MULTI_FRAME = {"rle-two-frames", "jpeg-baseline-colour-us-20-frames"}
 
 
 def own_copy(key, name):
@@ -54,6 +57,10 @@ def studies(node):
         study_uid, data = own_copy(key, name)
         store_on(node, data)
         uids[key] = study_uid
+    for key, make in GENERATED.items():
+        study_uid = uid("ohif", key)
+        store_on(node, make(patient_id=f"OHIF-{key}", patient_name=f"OHIF^{key.upper()}", study_uid=study_uid))
+        uids[key] = study_uid
     return uids
 
 
@@ -76,7 +83,7 @@ def shows_an_image(page):
     return ImageStat.Stat(picture).stddev[0] > 5 and picture
 
 
-@pytest.mark.parametrize("key", STUDIES)
+@pytest.mark.parametrize("key", [*STUDIES, *GENERATED])
 def test_ohif_opens_the_study_and_shows_its_pixels(browser, node, studies, session, key):
     context, page = open_context(browser, storage_state=session)
     context.set_default_timeout(60_000)
@@ -86,11 +93,11 @@ def test_ohif_opens_the_study_and_shows_its_pixels(browser, node, studies, sessi
         first = wait_for(lambda: shows_an_image(page), timeout=60, what=f"OHIF drawing the {key} study")
         assert page.get_by_text("Something went wrong").count() == 0
         assert page.get_by_text("Error").count() == 0
-        if key == "rle-two-frames":
+        if key in MULTI_FRAME:
             page.locator(".cornerstone-canvas, [data-viewport-uid] canvas").first.hover()
             page.mouse.wheel(0, 200)
             wait_for(lambda: list(viewport_picture(page).getdata()) != list(first.getdata()), timeout=30,
-                     what="scrolling to the second frame changing the image")
+                     what="scrolling to the next frame changing the image")
         page.js_errors.check()
     finally:
         context.close()
