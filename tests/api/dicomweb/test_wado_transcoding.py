@@ -20,6 +20,7 @@ STORED = {
     "1.2.840.10008.1.2.4.90": "MR_small_jp2klossless.dcm",
     "1.2.840.10008.1.2.4.91": "JPEG2000.dcm",
     "1.2.840.10008.1.2.4.50": "SC_rgb_jpeg_dcmtk.dcm",
+    "1.2.840.10008.1.2.4.51": "JPGExtended.dcm",  # 12 bits, through archive/jpeg12.py
     "1.2.840.10008.1.2.4.70": "SC_rgb_jpeg_gdcm.dcm",
     "1.2.840.10008.1.2.4.80": "MR_small_jpeg_ls_lossless.dcm",
     "1.2.840.10008.1.2.5": "SC_rgb_rle_2frame.dcm",
