@@ -44,7 +44,10 @@ def decode_frame(src, runner):
     # GDCM sizes its output from the pixel format, which must match the codestream's precision.
     image.SetPixelFormat(gdcm.PixelFormat(1, 16, runner.bits_stored, runner.bits_stored - 1,
                                           runner.pixel_representation))
-    frame = image.GetBuffer().encode("utf-8", "surrogateescape")  # GDCM hands char* out as str
+    buffer = image.GetBuffer()
+    if buffer is None:  # how GDCM says the codestream did not decode
+        raise ValueError("GDCM cannot decode the JPEG codestream")
+    frame = buffer.encode("utf-8", "surrogateescape")  # GDCM hands char* out as str
     if len(frame) != runner.rows * runner.columns * 2:
         # GDCM answers an empty or short buffer, not an exception, when the codestream is bad.
         raise ValueError(f"GDCM decoded {len(frame)} bytes, not a {runner.rows} x {runner.columns} frame")

@@ -9,6 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import (
     JPEG2000,
     ExplicitVRLittleEndian,
@@ -174,3 +175,14 @@ def test_twelve_bit_jpeg_extended_decodes_as_dcmtk_decodes_it(name, tmp_path):
     assert np.array_equal(result.pixel_array, expected)
     assert frame == expected.astype("<u2").tobytes()
     assert expected.std() > 0  # an image, not a blank the two decoders would agree on
+
+
+def test_a_twelve_bit_jpeg_that_does_not_decode_is_refused_not_fatal(tmp_path):
+    # GDCM answers no buffer (no exception) for a codestream it cannot decode.
+    dataset = pydicom.dcmread(get_testdata_file("JPGExtended.dcm"))
+    codestream = next(generate_frames(dataset.PixelData, number_of_frames=1))
+    dataset.PixelData = encapsulate([codestream[: len(codestream) // 2]])
+    dataset.save_as(tmp_path / "truncated.dcm", enforce_file_format=True)
+
+    with open(tmp_path / "truncated.dcm", "rb") as stream, pytest.raises(TranscodeError, match="cannot decode"):
+        transcode.transcoded_bytes(stream, ExplicitVRLittleEndian)
