@@ -105,6 +105,11 @@ def transcoded_bytes(stream, target, *, lossy=False):
     return b"".join(transcode(stream, target, lossy=lossy))
 
 
+def check(source, target, *, lossy=False):
+    """Raise TranscodeError, saying why, when `transcode` cannot turn `source` syntax into `target`."""
+    _check_target(UID(source), UID(target), lossy)
+
+
 def can_transcode(source, target, *, lossy=False):
     """Whether `transcode` can turn pixel data in `source` syntax into `target` (codecs installed)."""
     try:

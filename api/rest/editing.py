@@ -56,7 +56,7 @@ def edit(request, body, plural, public_id, anonymize=False):
     change = editing.parse_request(body, level, anonymize)
     job_options(body)
     instance_ids = editing.source_instances(level, public_id)
-    editing.check_transcode(change, instance_ids)
+    editing.check_transcode(change, instance_ids, level)
     if level == Level.INSTANCE:
         return _edited_file(request, public_id, change)
     remapped = [] if anonymize else editing.source_uids(level, public_id, change)
