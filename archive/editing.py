@@ -547,13 +547,17 @@ def remove_sources(instance_ids):
             pass
 
 
-def answer(level, outcome, anonymize, count, failed=0):
-    """Orthanc's answer to a modification or anonymization of a resource."""
+def answer(level, outcome, anonymize, count, failed=0, transcode=""):
+    """Orthanc's answer to a modification or anonymization of a resource (with the
+    syntax asked for when it transcoded, as Orthanc 1.10 adds it)."""
     new_id = {Level.PATIENT: outcome.patient, Level.STUDY: outcome.study, Level.SERIES: outcome.series,
               Level.INSTANCE: outcome.instance}[level]
-    return {"Description": "REST API", "FailedInstancesCount": failed, "ID": new_id, "InstancesCount": count,
-            "IsAnonymization": anonymize, "Path": f"/{resources.PLURAL[level]}/{new_id}",
-            "PatientID": outcome.patient, "Type": level}
+    content = {"Description": "REST API", "FailedInstancesCount": failed, "ID": new_id, "InstancesCount": count,
+               "IsAnonymization": anonymize, "Path": f"/{resources.PLURAL[level]}/{new_id}",
+               "PatientID": outcome.patient, "Type": level}
+    if transcode:
+        content["Transcode"] = transcode
+    return content
 
 
 def node_origin(username):

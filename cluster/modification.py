@@ -74,7 +74,7 @@ def modification_job(context):
 
 def _record(content, kind, level, outcome, edit):
     if kind == "modify":
-        answer = editing.answer(level, outcome, edit.anonymize, 0)
+        answer = editing.answer(level, outcome, edit.anonymize, 0, transcode=edit.transcode)
         content.update({k: v for k, v in answer.items() if k not in ("FailedInstancesCount", "InstancesCount")})
     elif kind == "split":
         content["TargetStudy"] = outcome.study

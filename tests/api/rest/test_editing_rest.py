@@ -138,6 +138,7 @@ def test_a_study_transcoded_to_jpeg2000_lossless_round_trips(api):
     originals = {int(f.InstanceNumber): f.pixel_array for f in files_of(api, "studies", source)}
     response = post(api, f"/studies/{source}/modify", {"Replace": {"StudyDescription": "J2K"}, "Transcode": JPEG2000Lossless})
     assert response.status_code == 200, response.content
+    assert response.json()["Transcode"] == JPEG2000Lossless  # Orthanc's answer names the syntax
     results = files_of(api, "studies", response.json()["ID"])
     assert len(results) == 2
     for result in results:

@@ -135,6 +135,30 @@ def test_modified_instance_file_matches_orthanc(api, orthanc):
     assert (mine.SOPInstanceUID != other.SOPInstanceUID) and mine.StudyInstanceUID == other.StudyInstanceUID
 
 
+def test_transcoding_modify_matches_orthanc(api, orthanc):
+    """Implicit VR Little Endian: a syntax Debian's Orthanc writes (its DCMTK has no JPEG 2000
+    or RLE encoder, it answers 500 for those)."""
+    study_id, instance = both(api, orthanc, "DIFF-TRANSCODE")
+    body = {"Replace": {"StudyDescription": "IMPLICIT"}, "Transcode": "1.2.840.10008.1.2"}
+    ours = api.post(f"/studies/{study_id}/modify", body, content_type="application/json")
+    status, raw = call(orthanc, "POST", f"/studies/{study_id}/modify", body)
+    theirs = json.loads(raw)
+    assert (ours.status_code, set(ours.json())) == (status, set(theirs))
+    compare_tags(ours_tags(api, ours.json()["ID"]), theirs_tags(orthanc, theirs["ID"]))
+    mine = [api.get(f"/instances/{i['ID']}/metadata/TransferSyntax").content.decode()
+            for i in api.get(f"/studies/{ours.json()['ID']}/instances").json()]
+    other = [call(orthanc, "GET", f"/instances/{i['ID']}/metadata/TransferSyntax")[1].decode()
+             for i in json.loads(call(orthanc, "GET", f"/studies/{theirs['ID']}/instances")[1])]
+    assert mine == other == ["1.2.840.10008.1.2"] * 2
+    for path, body in ((f"/instances/{instance}/modify", {"Transcode": "1.2.3.4"}),
+                       (f"/studies/{study_id}/modify", {"Transcode": "1.2.3.4"}),
+                       (f"/studies/{study_id}/anonymize", {"Transcode": "1.2.3.4"})):
+        ours = api.post(path, body, content_type="application/json").json()
+        theirs = json.loads(call(orthanc, "POST", path, body)[1])
+        assert {k: ours[k] for k in ("Details", "OrthancStatus", "HttpStatus")} == \
+            {k: theirs[k] for k in ("Details", "OrthancStatus", "HttpStatus")}
+
+
 def test_split_and_merge_match_orthanc(api, orthanc):
     study_id, instance = both(api, orthanc, "DIFF-SPLIT")
     body = {"Instances": [instance], "Replace": {"StudyDescription": "SPLIT"}}
