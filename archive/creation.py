@@ -4,11 +4,12 @@ PrivateCreator)."""
 
 import base64
 import binascii
+import copy
 import io
 import uuid
 
 from django.utils import timezone
-from pydicom.datadict import keyword_for_tag
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
@@ -28,7 +29,9 @@ INHERITED_LEVELS = {Level.PATIENT: (Level.PATIENT,), Level.STUDY: (Level.PATIENT
 
 
 def create(body, origin):
-    """Store the instance the body describes; ingest's StoreResult."""
+    """Store the instance the body describes; ingest's StoreResult. A `Content` list makes
+    a series, one instance per item (Orthanc 1.10 does not make a multi-frame image): the
+    results are then a list of StoreResults, in the order of the items."""
     if not isinstance(body, dict):
         raise editing.InvalidEdit("the body must be a JSON object")
     tags = body.get("Tags", {})
@@ -45,12 +48,7 @@ def create(body, origin):
     dataset.SpecificCharacterSet = "ISO_IR 192" if any(
         isinstance(v, str) and not v.isascii() for v in tags.values()) else "ISO_IR 100"
     inherited = _inherit(dataset, body.get("Parent"))
-    for name, value in tags.items():
-        tag = editing.parse_tag(name)
-        keyword = keyword_for_tag(tag)
-        if keyword in inherited or (keyword in GENERATED_UIDS and not force):
-            raise editing.InvalidEdit(keyword or name, orthanc=INHERITED)
-        _set(dataset, tag, value, as_json, private_creator)
+    _set_tags(dataset, tags, inherited, force, as_json, private_creator)
 
     now = timezone.localtime()
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
@@ -64,12 +62,49 @@ def create(body, origin):
             setattr(dataset, f"{prefix}Date", date)
             setattr(dataset, f"{prefix}Time", time)
     content = body.get("Content")
-    if content is not None:
-        _content(dataset, content)
+    if not isinstance(content, list) or not content:
+        # Orthanc answers an empty list with one instance without content.
+        if content is not None and not isinstance(content, list):
+            _content(dataset, content)
+        return _store(dataset, origin)
+    items = [_item(item) for item in content]
+    results = []
+    for index, (item_content, item_tags) in enumerate(items):
+        instance = copy.deepcopy(dataset)
+        if index:
+            instance.SOPInstanceUID = editing.random_uid()
+        instance.InstanceNumber = instance.ImageIndex = index + 1
+        instance.ImagesInAcquisition = len(items)
+        instance.NumberOfTemporalPositions = 1
+        _set_tags(instance, item_tags, inherited, force, as_json, private_creator)
+        _content(instance, item_content)
+        results.append(_store(instance, origin))
+    return results
+
+
+def _item(item):
+    """One item of a Content list: a data URI, or {"Content": data URI, "Tags": {...}}."""
+    if isinstance(item, str):
+        return item, {}
+    if isinstance(item, dict) and isinstance(item.get("Content"), str) and isinstance(item.get("Tags", {}), dict):
+        return item["Content"], item.get("Tags", {})
+    raise editing.InvalidEdit('each item of a "Content" list is a data URI or {"Content": ..., "Tags": {...}}',
+                              orthanc=(5, "Bad type for a parameter"))
+
+
+def _set_tags(dataset, tags, inherited, force, as_json, private_creator):
+    for name, value in tags.items():
+        tag = editing.parse_tag(name)
+        keyword = keyword_for_tag(tag)
+        if keyword in inherited or (keyword in GENERATED_UIDS and not force):
+            raise editing.InvalidEdit(keyword or name, orthanc=INHERITED)
+        _set(dataset, tag, value, as_json, private_creator)
+
+
+def _store(dataset, origin):
     if "SOPClassUID" not in dataset:
         # Orthanc leaves it out; a file without its SOP Class UID is not a valid instance.
         dataset.SOPClassUID = SECONDARY_CAPTURE
-
     dataset.file_meta = FileMetaDataset()
     dataset.file_meta.MediaStorageSOPClassUID = dataset.SOPClassUID
     dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
@@ -111,25 +146,33 @@ def _inherit(dataset, parent):
 
 
 def _set(dataset, tag, value, as_json, private_creator):
-    if as_json and isinstance(value, list) and all(isinstance(item, dict) for item in value):
+    # A list of objects is a sequence with or without InterpretAsJson, at any depth (as Orthanc).
+    if isinstance(value, list) and all(isinstance(item, dict) for item in value):
         items = []
         for item_tags in value:
             item = Dataset()
             for name, item_value in item_tags.items():
-                _set(item, editing.parse_tag(name), item_value, True, private_creator)
+                _set(item, editing.parse_tag(name), item_value, as_json, private_creator)
             items.append(item)
         dataset.add_new(tag, "SQ", items)
         return
+    if isinstance(value, str) and _dictionary_vr(tag) == "SQ":
+        raise editing.InvalidEdit(f"While creating a DICOM instance, tag ({tag.group:04x},{tag.element:04x}) has "
+                                  f'out-of-range value: "{value}"', orthanc=(15, "Bad file format"))
     if not isinstance(value, str):
         raise editing.InvalidEdit(f"Bad Parameter type for tag {tag.group:04x},{tag.element:04x}",
                                   orthanc=(5, "Bad type for a parameter"))
     editing.set_value(dataset, Tag(tag), value, private_creator)
 
 
+def _dictionary_vr(tag):
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return None
+
+
 def _content(dataset, content):
-    if isinstance(content, list):
-        raise editing.InvalidEdit("a list of frames in Content is not supported yet: send one image",
-                                  orthanc=(3, "Parameter out of range"))
     if not isinstance(content, str) or not content.startswith("data:") or ";base64," not in content:
         raise editing.InvalidEdit('"Content" must be a data URI: data:image/png;base64,... (or image/jpeg, '
                                   'application/pdf)', orthanc=(3, "Parameter out of range"))

@@ -101,7 +101,12 @@ def bulk_delete(request, body):
 @editing_view
 def create_dicom(request, body):
     origin = ingest.Origin.http(request.META.get("REMOTE_ADDR", ""), _username(request))
-    return JsonResponse(describe_stored(creation.create(body, origin)))
+    result = creation.create(body, origin)
+    if isinstance(result, list):
+        # A Content list made a series: Orthanc answers the series, not its instances.
+        series = result[0].series_id
+        return JsonResponse({"ID": series, "Path": f"/series/{series}", "Status": "Success"})
+    return JsonResponse(describe_stored(result))
 
 
 def _run(request, body, plan, kind, resource):

@@ -77,6 +77,38 @@ def test_uids_need_force_and_json_values_make_sequences(api):
                           "InterpretAsJson": True})
     assert nested.status_code == 200, nested.content
     assert file_of(api, nested.json()["ID"]).ReferencedStudySequence[0].ReferencedSOPInstanceUID == "1.3"
+    # As Orthanc: a list of objects is a sequence without InterpretAsJson too, at any depth.
+    deeper = create(api, {"Tags": {"ReferencedStudySequence": [
+        {"ReferencedSOPClassUID": "1.2"}, {"0008,1110": [{"ReferencedSOPInstanceUID": "1.5"}]}]}})
+    assert deeper.status_code == 200, deeper.content
+    sequence = file_of(api, deeper.json()["ID"]).ReferencedStudySequence
+    assert sequence[0].ReferencedSOPClassUID == "1.2" and sequence[1].ReferencedStudySequence[0].ReferencedSOPInstanceUID == "1.5"
+    empty = create(api, {"Tags": {"ReferencedStudySequence": []}})
+    assert len(file_of(api, empty.json()["ID"]).ReferencedStudySequence) == 0
+    text = create(api, {"Tags": {"ReferencedStudySequence": "x"}}).json()
+    assert (text["OrthancStatus"], text["Details"]) == \
+        (15, 'While creating a DICOM instance, tag (0008,1110) has out-of-range value: "x"')
+    inner = create(api, {"Tags": {"ReferencedStudySequence": [{"ReferencedSOPClassUID": 3}]}}).json()
+    assert (inner["OrthancStatus"], inner["Details"]) == (5, "Bad Parameter type for tag 0008,1150")
+
+
+def test_a_content_list_makes_a_series_one_instance_per_item(api):
+    grey = png("L", (4, 3), 7)
+    colour = png("RGB", (5, 3), (1, 2, 3))
+    response = create(api, {"Tags": {"PatientID": "CR-SERIES", "SeriesDescription": "TWO"},
+                            "Content": [grey, {"Content": colour, "Tags": {"ImageComments": "second"}}]})
+    assert response.status_code == 200, response.content
+    answer = response.json()
+    assert set(answer) == {"ID", "Path", "Status"} and answer["Path"] == f"/series/{answer['ID']}"
+    instances = sorted((file_of(api, i["ID"]) for i in api.get(f"/series/{answer['ID']}/instances").json()),
+                       key=lambda d: int(d.InstanceNumber))
+    assert [(int(d.InstanceNumber), int(d.ImageIndex), int(d.ImagesInAcquisition)) for d in instances] == \
+        [(1, 1, 2), (2, 2, 2)]
+    assert [(d.PhotometricInterpretation, d.Columns) for d in instances] == [("MONOCHROME2", 4), ("RGB", 5)]
+    assert "ImageComments" not in instances[0] and instances[1].ImageComments == "second"
+    assert len({d.SOPInstanceUID for d in instances}) == 2 and len({d.SeriesInstanceUID for d in instances}) == 1
+    assert instances[1].pixel_array[0, 0].tolist() == [1, 2, 3]
+    assert create(api, {"Content": [3]}).status_code == 400
 
 
 @pytest.mark.parametrize("body", [
