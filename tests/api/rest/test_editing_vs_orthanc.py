@@ -208,3 +208,38 @@ def test_create_dicom_matches_orthanc(api, orthanc):
     status, raw = call(orthanc, "POST", "/tools/create-dicom", refused)
     assert (ours.status_code, ours.json()["OrthancStatus"], ours.json()["Details"]) == \
         (status, json.loads(raw)["OrthancStatus"], json.loads(raw)["Details"])
+
+
+def test_create_dicom_series_and_sequences_match_orthanc(api, orthanc):
+    from PIL import Image
+    import base64
+
+    def png(mode, size, color):
+        out = io.BytesIO()
+        Image.new(mode, size, color).save(out, "PNG")
+        return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+
+    timeless = lambda tags: {k: v for k, v in tags.items()  # noqa: E731
+                             if not k.endswith(("Date", "Time", "UID")) and k not in ("PixelData", "SOPClassUID")}
+    for body in ({"Tags": {"PatientID": "CR-LIST", "SeriesDescription": "TWO"},
+                  "Content": [png("L", (4, 3), 7), {"Content": png("RGB", (5, 3), (1, 2, 3)),
+                                                     "Tags": {"ImageComments": "second"}}]},
+                 {"Tags": {"PatientID": "CR-SEQ", "ReferencedStudySequence": [
+                     {"ReferencedSOPClassUID": "1.2"}, {"ReferencedStudySequence": [{"ReferencedSOPClassUID": "1.3"}]}]}}):
+        ours = api.post("/tools/create-dicom", body, content_type="application/json")
+        status, raw = call(orthanc, "POST", "/tools/create-dicom", body)
+        theirs = json.loads(raw)
+        assert (ours.status_code, set(ours.json())) == (status, set(theirs))
+        assert ours.json()["Path"].split("/")[1] == theirs["Path"].split("/")[1]
+        if theirs["Path"].startswith("/series/"):
+            mine = [i["ID"] for i in api.get(f"/series/{ours.json()['ID']}/instances").json()]
+            other = [i["ID"] for i in json.loads(call(orthanc, "GET", f"/series/{theirs['ID']}/instances")[1])]
+        else:
+            mine, other = [ours.json()["ID"]], [theirs["ID"]]
+        mine = sorted((api.get(f"/instances/{i}/tags?simplify").json() for i in mine),
+                      key=lambda t: t.get("InstanceNumber", ""))
+        other = sorted((json.loads(call(orthanc, "GET", f"/instances/{i}/tags?simplify")[1]) for i in other),
+                       key=lambda t: t.get("InstanceNumber", ""))
+        assert len(mine) == len(other) == len(body.get("Content", [None]))
+        assert [timeless(t) for t in mine] == [timeless(t) for t in other]
+        assert "ImageComments" in mine[-1] if "Content" in body else "ReferencedStudySequence" in mine[0]
