@@ -68,6 +68,9 @@ class Edit:
     force: bool = False
     private_creator: str = ""
     transcode: str = ""
+    # Paths into sequences ("GGGGEEEE[0].GGGGEEEE", an index or *), canonical (see parse_path).
+    replace_paths: dict = field(default_factory=dict)  # path → str or list of item dicts
+    remove_paths: list = field(default_factory=list)
     allow_burned_in: bool = False
     dicom_version: str = confidentiality.VERSION
 
@@ -76,7 +79,8 @@ class Edit:
                 "remove": [_hex(t) for t in sorted(self.remove)], "keep": [_hex(t) for t in sorted(self.keep)],
                 "remove_private": self.remove_private, "keep_source": self.keep_source, "force": self.force,
                 "private_creator": self.private_creator, "transcode": self.transcode,
-                "allow_burned_in": self.allow_burned_in, "dicom_version": self.dicom_version}
+                "allow_burned_in": self.allow_burned_in, "dicom_version": self.dicom_version,
+                "replace_paths": self.replace_paths, "remove_paths": self.remove_paths}
 
     @classmethod
     def from_json(cls, data):
@@ -84,7 +88,8 @@ class Edit:
                    remove={Tag(int(t, 16)) for t in data["remove"]}, keep={Tag(int(t, 16)) for t in data["keep"]},
                    remove_private=data["remove_private"], keep_source=data["keep_source"], force=data["force"],
                    private_creator=data["private_creator"], transcode=data["transcode"],
-                   allow_burned_in=data["allow_burned_in"], dicom_version=data["dicom_version"])
+                   allow_burned_in=data["allow_burned_in"], dicom_version=data["dicom_version"],
+                   replace_paths=data.get("replace_paths", {}), remove_paths=data.get("remove_paths", []))
 
 
 def parse_request(body, level, anonymize, stored=None):
@@ -112,10 +117,12 @@ def parse_request(body, level, anonymize, stored=None):
     if not isinstance(replace, dict):
         raise InvalidEdit('"Replace" must map tags to values', orthanc=(5, "Bad type for a parameter"))
     for name, value in replace.items():
-        tag = parse_tag(name)
-        if not isinstance(value, str):
-            raise InvalidEdit(f"Bad Parameter type for tag {tag.group:04x},{tag.element:04x}",
-                              orthanc=(5, "Bad type for a parameter"))
+        path = parse_path(name)
+        tag = path[-1][0]
+        _check_value(tag, value)
+        if len(path) > 1:
+            edit.replace_paths[_path_text(path)] = value
+            continue
         _check_force(edit, tag, "replaced", level)
         edit.replace[tag] = value
     for option, verb, target in (("Remove", "removed", edit.remove), ("Keep", "kept", edit.keep)):
@@ -123,6 +130,13 @@ def parse_request(body, level, anonymize, stored=None):
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise InvalidEdit(f'"{option}" must be a list of tags', orthanc=(5, "Bad type for a parameter"))
         for name in names:
+            path = parse_path(name)
+            if len(path) > 1:
+                if option == "Keep":
+                    raise InvalidEdit(f"a path into a sequence cannot be kept ({name}): keep the whole sequence",
+                                      orthanc=(3, "Parameter out of range"))
+                edit.remove_paths.append(_path_text(path))
+                continue
             tag = parse_tag(name)
             _check_force(edit, tag, verb, level)
             target.add(tag)
@@ -147,6 +161,55 @@ def parse_tag(name):
         raise InvalidEdit(f"unknown DICOM tag {name!r} (nested paths are not supported)",
                           orthanc=(27, "Unknown DICOM tag"))
     return Tag(found)
+
+
+def parse_path(name):
+    """A tag or a path into sequences, as Orthanc 1.9.4+ reads them in Replace and Remove:
+    "ReferencedImageSequence[0].ReferencedSOPInstanceUID", an index from 0 or "*" (every item).
+    A list of (tag, index) steps; the last step's index is None."""
+    steps = []
+    parts = name.split(".") if "[" in name else [name]
+    for position, part in enumerate(parts):
+        last = position == len(parts) - 1
+        index = None
+        if part.endswith("]") and "[" in part:
+            part, _, text = part[:-1].partition("[")
+            if text != "*" and not text.isdigit():
+                raise InvalidEdit(f"bad index [{text}] in the path {name!r}", orthanc=(3, "Parameter out of range"))
+            index = text if text == "*" else int(text)
+        if (index is None) != last:
+            raise InvalidEdit(f"bad path {name!r}: each sequence needs an index, the last tag none",
+                              orthanc=(3, "Parameter out of range"))
+        steps.append((parse_tag(part), index))
+    return steps
+
+
+def _path_text(steps):
+    return ".".join(_hex(tag) + ("" if index is None else f"[{index}]") for tag, index in steps)
+
+
+def _check_value(tag, value):
+    """A replacing value: a string, or for a sequence a list of items (objects of tags to values)."""
+    if isinstance(value, str):
+        return
+    if isinstance(value, list) and all(isinstance(item, dict) for item in value) and \
+            _is_sequence(tag):
+        for item in value:
+            for name, inner in item.items():
+                _check_value(parse_tag(name), inner)
+        return
+    raise InvalidEdit(f"Bad Parameter type for tag {tag.group:04x},{tag.element:04x}",
+                      orthanc=(5, "Bad type for a parameter"))
+
+
+def _is_sequence(tag):
+    """A sequence in the data dictionary (a private tag may be one: its VR is not known here)."""
+    if tag.is_private:
+        return True
+    try:
+        return dictionary_VR(tag) == "SQ"
+    except KeyError:
+        return False
 
 
 def _check_force(edit, tag, verb, level):
@@ -384,6 +447,16 @@ def apply(data, edit, seed, level, remapped=frozenset()):
             del dataset[tag]
     for tag, value in edit.replace.items():
         set_value(dataset, tag, value, edit.private_creator)
+    for text in edit.remove_paths:
+        items, tag = _path_items(dataset, text)
+        for item in items:
+            if tag in item:
+                del item[tag]
+    for text, value in edit.replace_paths.items():
+        # As Orthanc: a path through an item that does not exist changes nothing.
+        items, tag = _path_items(dataset, text)
+        for item in items:
+            set_value(item, tag, value, edit.private_creator)
     if getattr(dataset, "file_meta", None) is not None and SOP_UID in dataset:
         dataset.file_meta.MediaStorageSOPInstanceUID = dataset[SOP_UID].value
     out = io.BytesIO()
@@ -459,7 +532,32 @@ def _remap_uids(dataset, remap, keep):
                 _remap_uids(item, remap, keep)
 
 
+def _path_items(dataset, text):
+    """The items a path's last tag lives in, and that tag."""
+    steps = parse_path(text)
+    items = [dataset]
+    for tag, index in steps[:-1]:
+        found = []
+        for item in items:
+            if tag in item and item[tag].VR == "SQ":
+                sequence = item[tag].value
+                found.extend(sequence if index == "*" else sequence[index:index + 1])
+        items = found
+    return items, steps[-1][0]
+
+
 def set_value(dataset, tag, value, private_creator):
+    if isinstance(value, list):
+        items = []
+        for item_tags in value:
+            item = pydicom.Dataset()
+            for name, inner in item_tags.items():
+                set_value(item, parse_tag(name), inner, private_creator)
+            items.append(item)
+        if tag in dataset:
+            del dataset[tag]
+        dataset.add_new(tag, "SQ", pydicom.Sequence(items))
+        return
     if tag in dataset:
         element = dataset[tag]
         element.value = value

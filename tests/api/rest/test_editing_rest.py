@@ -118,6 +118,31 @@ def test_modifying_an_instance_answers_the_file_and_stores_nothing(api):
     assert Instance.objects.count() == before
 
 
+def test_paths_into_sequences_and_sequence_values_are_edited_as_orthanc(api):
+    references = Sequence([Dataset(), Dataset()])
+    for n, item in enumerate(references):
+        item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.2", f"1.2.3.{n}"
+    answer = store(api, make_instance(patient_id="PATHS-1", ReferencedImageSequence=references))
+    body = {"Replace": {"ReferencedImageSequence[1].ReferencedSOPInstanceUID": "9.9.9",
+                        "ReferencedStudySequence[0].ReferencedSOPInstanceUID": "7.7",  # no such item: nothing
+                        "ReferencedPerformedProcedureStepSequence": [{"ReferencedSOPInstanceUID": "5.5"}]},
+            "Remove": ["ReferencedImageSequence[*].ReferencedSOPClassUID"]}
+    for level, public_id in (("instances", answer["ID"]), ("series", answer["ParentSeries"])):
+        response = post(api, f"/{level}/{public_id}/modify", body)
+        assert response.status_code == 200, response.content
+        edited = pydicom.dcmread(io.BytesIO(response.content)) if level == "instances" else \
+            files_of(api, "series", response.json()["ID"])[0]
+        assert [i.ReferencedSOPInstanceUID for i in edited.ReferencedImageSequence] == ["1.2.3.0", "9.9.9"]
+        assert not any("ReferencedSOPClassUID" in i for i in edited.ReferencedImageSequence)
+        assert "ReferencedStudySequence" not in edited
+        assert edited.ReferencedPerformedProcedureStepSequence[0].ReferencedSOPInstanceUID == "5.5"
+    for refused in ({"Replace": {"ReferencedImageSequence[x].ReferencedSOPInstanceUID": "1"}},
+                    {"Replace": {"ReferencedImageSequence.ReferencedSOPInstanceUID": "1"}},
+                    {"Replace": {"PatientName": [{"PatientID": "1"}]}},
+                    {"Keep": ["ReferencedImageSequence[0].ReferencedSOPInstanceUID"]}):
+        assert post(api, f"/instances/{answer['ID']}/modify", refused).status_code == 400, refused
+
+
 # --- Transcode -------------------------------------------------------------------
 
 def test_modifying_a_jpeg2000_instance_to_explicit_little_endian_decodes_its_pixels(api):
