@@ -11,6 +11,7 @@ and a job that is run again after its worker died produces the very same files,
 which the ingest path answers AlreadyStored: no duplicate.
 """
 
+import copy
 import hashlib
 import io
 import uuid
@@ -71,6 +72,7 @@ class Edit:
     # Paths into sequences ("GGGGEEEE[0].GGGGEEEE", an index or *), canonical (see parse_path).
     replace_paths: dict = field(default_factory=dict)  # path → str or list of item dicts
     remove_paths: list = field(default_factory=list)
+    keep_paths: list = field(default_factory=list)
     allow_burned_in: bool = False
     dicom_version: str = confidentiality.VERSION
 
@@ -80,7 +82,8 @@ class Edit:
                 "remove_private": self.remove_private, "keep_source": self.keep_source, "force": self.force,
                 "private_creator": self.private_creator, "transcode": self.transcode,
                 "allow_burned_in": self.allow_burned_in, "dicom_version": self.dicom_version,
-                "replace_paths": self.replace_paths, "remove_paths": self.remove_paths}
+                "replace_paths": self.replace_paths, "remove_paths": self.remove_paths,
+                "keep_paths": self.keep_paths}
 
     @classmethod
     def from_json(cls, data):
@@ -89,7 +92,8 @@ class Edit:
                    remove_private=data["remove_private"], keep_source=data["keep_source"], force=data["force"],
                    private_creator=data["private_creator"], transcode=data["transcode"],
                    allow_burned_in=data["allow_burned_in"], dicom_version=data["dicom_version"],
-                   replace_paths=data.get("replace_paths", {}), remove_paths=data.get("remove_paths", []))
+                   replace_paths=data.get("replace_paths", {}), remove_paths=data.get("remove_paths", []),
+                   keep_paths=data.get("keep_paths", []))
 
 
 def parse_request(body, level, anonymize, stored=None):
@@ -132,10 +136,7 @@ def parse_request(body, level, anonymize, stored=None):
         for name in names:
             path = parse_path(name)
             if len(path) > 1:
-                if option == "Keep":
-                    raise InvalidEdit(f"a path into a sequence cannot be kept ({name}): keep the whole sequence",
-                                      orthanc=(3, "Parameter out of range"))
-                edit.remove_paths.append(_path_text(path))
+                (edit.keep_paths if option == "Keep" else edit.remove_paths).append(_path_text(path))
                 continue
             tag = parse_tag(name)
             _check_force(edit, tag, verb, level)
@@ -427,6 +428,9 @@ def apply(data, edit, seed, level, remapped=frozenset()):
     """The bytes of the edited file. `remapped`: for a modification, the UIDs to renew
     wherever they appear (an anonymization renews every UID that is not the standard's)."""
     dataset = pydicom.dcmread(io.BytesIO(data), force=True)
+    # Values kept inside sequences, put back after the profile and the UID remapping.
+    kept = [(text, index, copy.deepcopy(item[tag])) for text in edit.keep_paths
+            for index, (item, tag) in enumerate(_path_places(dataset, text)) if item is not None and tag in item]
     burned_in = dataset.get(BURNED_IN)
     if edit.anonymize and not edit.allow_burned_in and burned_in is not None and \
             str(burned_in.value).strip().upper() == "YES":
@@ -447,6 +451,11 @@ def apply(data, edit, seed, level, remapped=frozenset()):
             del dataset[tag]
     for tag, value in edit.replace.items():
         set_value(dataset, tag, value, edit.private_creator)
+    restored = {}
+    for text, index, element in kept:
+        places = restored.setdefault(text, list(_path_places(dataset, text)))
+        if index < len(places) and places[index][0] is not None:
+            places[index][0][element.tag] = element
     for text in edit.remove_paths:
         items, tag = _path_items(dataset, text)
         for item in items:
@@ -484,7 +493,8 @@ def _anonymize(dataset, edit, seed):
         if Tag(tag_for_keyword(keyword)) not in edit.keep:
             dataset.add_new(tag_for_keyword(keyword), dictionary_VR(keyword), value)
     dataset.PatientIdentityRemoved = "YES"
-    if not (edit.replace or edit.keep or edit.remove or not edit.remove_private):
+    if not (edit.replace or edit.keep or edit.keep_paths or edit.remove or edit.remove_paths
+            or edit.replace_paths or not edit.remove_private):
         # Only the plain profile is named: a customised one is no longer that profile (as Orthanc).
         dataset.DeidentificationMethod = confidentiality.METHOD
 
@@ -544,6 +554,23 @@ def _path_items(dataset, text):
                 found.extend(sequence if index == "*" else sequence[index:index + 1])
         items = found
     return items, steps[-1][0]
+
+
+def _path_places(dataset, text):
+    """(item, tag) for every concrete place a path names, in order; item None where the
+    place no longer exists (an item the profile removed), so indices line up with before."""
+    steps = parse_path(text)
+
+    def walk(item, depth):
+        tag, index = steps[depth]
+        if depth == len(steps) - 1:
+            yield item, tag
+            return
+        sequence = item[tag].value if item is not None and tag in item and item[tag].VR == "SQ" else []
+        for position in (range(len(sequence)) if index == "*" else [index]):
+            yield from walk(sequence[position] if position < len(sequence) else None, depth + 1)
+
+    yield from walk(dataset, 0)
 
 
 def set_value(dataset, tag, value, private_creator):

@@ -138,9 +138,13 @@ def test_paths_into_sequences_and_sequence_values_are_edited_as_orthanc(api):
         assert edited.ReferencedPerformedProcedureStepSequence[0].ReferencedSOPInstanceUID == "5.5"
     for refused in ({"Replace": {"ReferencedImageSequence[x].ReferencedSOPInstanceUID": "1"}},
                     {"Replace": {"ReferencedImageSequence.ReferencedSOPInstanceUID": "1"}},
-                    {"Replace": {"PatientName": [{"PatientID": "1"}]}},
-                    {"Keep": ["ReferencedImageSequence[0].ReferencedSOPInstanceUID"]}):
+                    {"Replace": {"PatientName": [{"PatientID": "1"}]}}):
         assert post(api, f"/instances/{answer['ID']}/modify", refused).status_code == 400, refused
+    # Keep of a path in an anonymization: that value survives, the other items' UIDs are remapped.
+    kept = post(api, f"/instances/{answer['ID']}/anonymize", {"Keep": ["ReferencedImageSequence[0].ReferencedSOPInstanceUID"]})
+    assert kept.status_code == 200, kept.content
+    uids = [i.ReferencedSOPInstanceUID for i in pydicom.dcmread(io.BytesIO(kept.content)).ReferencedImageSequence]
+    assert uids[0] == "1.2.3.0" and uids[1] != "1.2.3.1"
 
 
 # --- Transcode -------------------------------------------------------------------

@@ -243,3 +243,33 @@ def test_create_dicom_series_and_sequences_match_orthanc(api, orthanc):
         assert len(mine) == len(other) == len(body.get("Content", [None]))
         assert [timeless(t) for t in mine] == [timeless(t) for t in other]
         assert "ImageComments" in mine[-1] if "Content" in body else "ReferencedStudySequence" in mine[0]
+
+
+def test_paths_into_sequences_match_orthanc(api, orthanc):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    references = Sequence([Dataset(), Dataset()])
+    for n, item in enumerate(references):
+        item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.2", f"1.2.3.{n}"
+    data = make_instance(patient_id="DIFF-PATHS", ReferencedImageSequence=references)
+    instance = api.generic("POST", "/instances", data, content_type="application/dicom").json()["ID"]
+    assert json.loads(call(orthanc, "POST", "/instances", data)[1])["ID"] == instance
+    body = {"Replace": {"ReferencedImageSequence[1].ReferencedSOPInstanceUID": "9.9.9",
+                        "ReferencedStudySequence[0].ReferencedSOPInstanceUID": "7.7",
+                        "ReferencedPerformedProcedureStepSequence": [{"ReferencedSOPInstanceUID": "5.5"}]},
+            "Remove": ["ReferencedImageSequence[0].ReferencedSOPClassUID"]}
+    ours = api.post(f"/instances/{instance}/modify", body, content_type="application/json")
+    status, raw = call(orthanc, "POST", f"/instances/{instance}/modify", body)
+    assert ours.status_code == status == 200
+    sequences = lambda data: {e.keyword: [{i.keyword: str(i.value) for i in item} for item in e.value]  # noqa: E731
+                              for e in pydicom.dcmread(io.BytesIO(data)) if e.VR == "SQ"}
+    assert sequences(ours.content) == sequences(raw)
+    assert sequences(raw)["ReferencedImageSequence"][1]["ReferencedSOPInstanceUID"] == "9.9.9"
+    body = {"Keep": ["ReferencedImageSequence[0].ReferencedSOPInstanceUID"], "Remove": ["ReferencedImageSequence[*].ReferencedSOPClassUID"]}
+    ours = api.post(f"/instances/{instance}/anonymize", body, content_type="application/json")
+    status, raw = call(orthanc, "POST", f"/instances/{instance}/anonymize", body)
+    assert ours.status_code == status == 200
+    mine, theirs = sequences(ours.content)["ReferencedImageSequence"], sequences(raw)["ReferencedImageSequence"]
+    assert mine[0] == theirs[0] == {"ReferencedSOPInstanceUID": "1.2.3.0"}
+    assert set(mine[1]) == set(theirs[1]) and mine[1]["ReferencedSOPInstanceUID"] != "1.2.3.1"
