@@ -159,7 +159,7 @@ def parse_tag(name):
     found = tag_for_keyword(text)
     if found is None:
         # Orthanc answers 500 "Unknown DICOM tag" here; a client's mistake is a 400.
-        raise InvalidEdit(f"unknown DICOM tag {name!r} (nested paths are not supported)",
+        raise InvalidEdit(f"unknown DICOM tag {name!r}",
                           orthanc=(27, "Unknown DICOM tag"))
     return Tag(found)
 
