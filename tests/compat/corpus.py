@@ -29,7 +29,7 @@ ODD_FILES = ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "rtplan.dcm", "SC_r
 ROUTE_FORMS = [
     (r"\{(patient|study|series|instance)(@[^}]*)?\}", "{id}"),
     (UNKNOWN, "{id}"),
-    (r"/(modalities|peers|jobs|queries)/[^/]+", r"/\1/{id}"),
+    (r"/(modalities|peers|jobs|queries|storage-commitment)/[^/]+", r"/\1/{id}"),
     (r"/answers/[0-9]+/", "/answers/{index}/"),
     (r"/(metadata|attachments)/[^/]+", r"/\1/{name}"),
     (r"/content/.+", "/content/{path}"),
@@ -214,6 +214,20 @@ def _orthanc_rest():
         post("/tools/bulk-content", {"Resources": ["{study}", "{instance}"], "Level": "Series"}),
         post("/tools/count-resources", {"Level": "Study", "Query": {"PatientID": "COMPAT-1"}}),
         post("/tools/dicom-echo", '{"AET": "PACSWEB", "Host": "127.0.0.1", "Port": {orthanc_dicom_port}}'),
+        get("/instances/{instance}/image-uint8", compare="type"), get("/instances/{instance}/image-int16", compare="type"),
+        get("/instances/{instance}/frames/0/image-uint16", compare="type"),
+        get("/instances/{instance}/frames/0/image-int16", compare="type"),
+        get("/instances/{instance}/frames/0/numpy", compare="type"),
+        get("/tools/log-level", compare="type"), get("/tools/metrics", compare="bytes"),
+        delete("/exports", compare="status"),
+        # Refused on purpose (docs/orthanc-compatibility.md says why).
+        get("/plugins/explorer.js", compare="status"), get("/tools/dicom-conformance", compare="status"),
+        get("/tools/unknown-sop-class-accepted", compare="status"),
+        put("/tools/unknown-sop-class-accepted", "0", compare="status"),
+        put("/tools/accepted-transfer-syntaxes", "*", compare="status"),
+        post("/tools/execute-script", "print(1)", compare="status"),
+        get("/storage-commitment/nonexistent", compare="status"),
+        post("/storage-commitment/nonexistent/remove", compare="status"),
     ]
     return cases
 
@@ -311,6 +325,9 @@ def _queries():
              capture="query", volatile=("ID", "Path")),
         post("/modalities/pacs/find-study", {"PatientID": "COMPAT*"}),
         post("/modalities/pacs/find-series", {"PatientID": "COMPAT-1", "StudyInstanceUID": "{study_uid}"}),
+        post("/modalities/pacs/find-patient", {"PatientID": "COMPAT-1"}),
+        post("/modalities/pacs/find", {"PatientID": "COMPAT-1"}, compare="status"),
+        post("/modalities/pacs/storage-commitment", {"DicomInstances": []}, compare="status"),
         get(query), get(f"{query}/answers"), get(f"{query}/answers?expand"), get(f"{query}/answers?expand&simplify"),
         get(f"{query}/answers/0/content"), get(f"{query}/answers/0/content?simplify"),
         get(f"{query}/level", compare="bytes"), get(f"{query}/modality", compare="bytes"), get(f"{query}/query"),
@@ -405,6 +422,11 @@ def _changes_and_writes():
         get("/patients", label="after DELETE"),
         delete("/changes"),
         get("/changes", label="after DELETE /changes"),
+        post("/instances/{instance}/reconstruct", {}, compare="status"),
+        post("/series/{series}/reconstruct", {}, compare="status"),
+        post("/studies/{study}/reconstruct", {}, compare="status"),
+        post("/patients/{patient}/reconstruct", {}, compare="status"),
+        post("/tools/reconstruct", {}, compare="status"),
     ]
 
 
