@@ -18,7 +18,7 @@ from django.utils import timezone
 from archive.errors import InvalidName, ReadOnlyItem, StaleRevision, UnknownItem, UnknownResource  # noqa: F401 (raised here, caught by name)
 from archive import resources
 from archive.models import Attachment, Change, ChangeType, Level, Metadata
-from archive.storage import get_storage
+from archive.storage import get_storage, intact
 from archive import db
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -163,6 +163,11 @@ def get_attachment(level, public_id, name):
     if name not in attachments:
         raise UnknownItem(name)
     return attachments[name]
+
+
+def attachment_intact(item):
+    """Whether the stored file of an attachment (as get_attachment gives it) still has its MD5."""
+    return intact(get_storage(), item["storage_key"], item["md5"])
 
 
 def set_attachment(level, public_id, name, stream, expected_revision=None):

@@ -9,7 +9,6 @@ the one computed when it was stored. Every request and its answer are kept
 node took the request.
 """
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 
@@ -17,9 +16,8 @@ from django.utils import timezone
 
 from archive import db
 from archive.errors import InvalidCommitmentRequest  # noqa: F401 (raised here, caught by name)
-from archive.errors import StorageError
 from archive.models import Attachment, Instance, StorageCommitment
-from archive.storage import CHUNK, get_storage
+from archive.storage import get_storage, intact
 
 log = logging.getLogger(__name__)
 
@@ -103,26 +101,12 @@ def check(references):
                 yield ref, NO_SUCH_OBJECT_INSTANCE
             elif ref[CLASS_UID] and ref[CLASS_UID] != sop_class:
                 yield ref, CLASS_INSTANCE_CONFLICT
-            elif not _intact(storage, *files[public_id]):
+            elif not intact(storage, *files[public_id]):
                 log.error("storage commitment refused for %s: its file %s is missing or altered",
                           ref[INSTANCE_UID], files[public_id][0])
                 yield ref, PROCESSING_FAILURE
             else:
                 yield ref, None
-
-
-def _intact(storage, key, md5):
-    """Whether the stored file exists and has the MD5 computed when it was stored (read in chunks)."""
-    if not storage.exists(key):
-        return False
-    digest = hashlib.md5(usedforsecurity=False)
-    try:
-        with storage.open(key) as stream:
-            while chunk := stream.read(CHUNK):
-                digest.update(chunk)
-    except (StorageError, OSError):
-        return False
-    return digest.hexdigest() == md5
 
 
 def _record(transaction_uid, requested, calling_aet):

@@ -179,3 +179,17 @@ def get_storage():
     if _storage is None or _storage.root != settings.STORAGE_DIR:
         _storage = FileSystemStorage(settings.STORAGE_DIR, fsync=settings.STORAGE_FSYNC)
     return _storage
+
+
+def intact(storage, key, md5):
+    """Whether the stored file exists and has the MD5 computed when it was stored (read in chunks)."""
+    if not storage.exists(key):
+        return False
+    digest = hashlib.md5(usedforsecurity=False)
+    try:
+        with storage.open(key) as stream:
+            while chunk := stream.read(CHUNK):
+                digest.update(chunk)
+    except (StorageError, OSError):
+        return False
+    return digest.hexdigest() == md5

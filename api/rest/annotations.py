@@ -115,6 +115,24 @@ ATTACHMENT_PARTS = ("compressed-data", "compressed-md5", "compressed-size", "dat
 DICOM_CONTENT_TYPE = 1
 
 
+@require_http_methods(["POST"])
+@annotation_view
+def attachment_action(request, plural, public_id, name, action):
+    """Orthanc's verify-md5, compress and uncompress of an attachment."""
+    item = annotations.get_attachment(_level(plural), public_id, name)
+    if action == "verify-md5":
+        if not annotations.attachment_intact(item):
+            return error_response(request, 400, f"attachment {name} of {public_id} is missing or altered: its MD5 "
+                                  "is not the one computed when it was stored", orthanc=(15, "Bad file format"))
+        return JsonResponse({})
+    if action == "compress":
+        # The storage keeps each file as received, so that it is read and sent without a
+        # decompression (and compressed transfer syntaxes gain nothing from it).
+        return error_response(request, 400, "pacsweb never compresses attachments: they are stored as received",
+                              orthanc=(8, "Bad request"))
+    return JsonResponse({})  # uncompress: every attachment is uncompressed already
+
+
 @require_http_methods(["GET"])
 @annotation_view
 def attachment_part(request, plural, public_id, name, part):
@@ -189,5 +207,23 @@ def instance_frames(request, public_id):
     row = resources.MODELS[resources.Level.INSTANCE].objects.filter(public_id=public_id).values("main_dicom_tags").first()
     if row is None:
         raise annotations.UnknownResource(public_id)
-    count = int(str(row["main_dicom_tags"].get("NumberOfFrames") or "1").split("\\")[0] or 1)
+    count = _frame_count(row)
     return JsonResponse(list(range(count)), safe=False)
+
+
+def _frame_count(row):
+    return int(str(row["main_dicom_tags"].get("NumberOfFrames") or "1").split("\\")[0] or 1)
+
+
+# The routes below a frame that pacsweb answers (Orthanc also lists matlab).
+FRAME_ROUTES = ["image-int16", "image-uint16", "image-uint8", "numpy", "preview", "raw", "raw.gz", "rendered"]
+
+
+@require_http_methods(["GET"])
+@annotation_view
+def instance_frame(request, public_id, frame):
+    row = resources.MODELS[resources.Level.INSTANCE].objects.filter(public_id=public_id).values("main_dicom_tags").first()
+    if row is None:
+        raise annotations.UnknownResource(public_id)
+    # As Orthanc: any frame number; the routes below it say whether the frame exists.
+    return JsonResponse(FRAME_ROUTES, safe=False)

@@ -1,7 +1,9 @@
 """Orthanc's image routes of an instance: /preview, /rendered, /frames/{n}/preview|rendered,
-/image-uint8|uint16|int16, /numpy (and their frame forms), /pdf."""
+/image-uint8|uint16|int16, /numpy (and their frame forms), /frames/{n}/raw|raw.gz, /pdf;
+and /series/{id}/numpy."""
 
 import functools
+import gzip
 import hashlib
 import io
 
@@ -10,10 +12,12 @@ import pydicom
 from django.http import HttpResponse
 from django.views.decorators.http import require_GET
 from PIL import Image
-from pydicom.uid import EncapsulatedPDFStorage
+from pydicom.uid import JPEG2000TransferSyntaxes, JPEGTransferSyntaxes, EncapsulatedPDFStorage
 
-from archive import render
+from archive import render, transcode
+from archive.errors import TranscodeError
 from archive.models import Attachment
+from api.rest import tags
 from api.rest.errors import error_response, not_found, rest_view
 from archive.storage import get_storage
 
@@ -130,20 +134,81 @@ def numpy_array(request, public_id, frame=None):
     (frames, rows, columns, samples), or of one frame (rows, columns, samples):
     rescaled to float32 unless ?rescale=false (Orthanc 1.10)."""
     rescaled = request.GET.get("rescale", "true").lower() != "false"
+    frames = _frames_of(request, public_id, [frame] if frame is not None else None, rescaled)
+    return _npy(request, frames[0] if frame is not None else np.stack(frames))
+
+
+@require_GET
+@rest_view
+@_answers_refusals
+def series_numpy(request, public_id):
+    """As /instances/{id}/numpy, the frames of every instance of the series in the
+    order of /series/{id}/ordered-slices (Orthanc 1.10)."""
+    level, row = tags._row("series", public_id)
+    if row is None:
+        return not_found(request, f"series {public_id}")
+    ordered, _ = tags.slice_order(level, row)
+    if ordered is None:
+        return error_response(request, 400, "the slices of this series have neither distinct positions "
+                              "nor distinct instance numbers: they cannot be ordered", orthanc=(8, "Bad request"))
+    rescaled = request.GET.get("rescale", "true").lower() != "false"
+    frames = [f for s in ordered for f in _frames_of(request, s["id"], None, rescaled)]
+    if len({f.shape for f in frames}) > 1:
+        return error_response(request, 400, "the frames of this series differ in size: they make no volume",
+                              orthanc=(23, "Incompatible format of the images"))
+    return _npy(request, np.stack(frames))
+
+
+def _frames_of(request, public_id, numbers, rescaled):
+    """The (rows, columns, samples) arrays of the instance's frames `numbers` (all when None)."""
     frames = []
     with _stored_file(request, public_id) as stream:
-        for number in [frame] if frame is not None else range(_frame_count(stream)):
+        for number in numbers if numbers is not None else range(_frame_count(stream)):
             stream.seek(0)
             header, values = _stored_frame(request, stream, number)
             values = values if values.ndim == 3 else values[:, :, np.newaxis]
             frames.append(render.rescale(values, header) if rescaled else values)
+    return frames
+
+
+def _npy(request, array):
     out = io.BytesIO()
-    array = frames[0] if frame is not None else np.stack(frames)
     if request.GET.get("compress", "false").lower() == "true":
         np.savez_compressed(out, array)
     else:
         np.save(out, array)
     return HttpResponse(out.getvalue(), content_type="application/octet-stream")
+
+
+@require_GET
+@rest_view
+@_answers_refusals
+def raw_frame(request, public_id, frame, gzipped=False):
+    """The frame's bytes as stored: its codestream when compressed, its pixel values
+    when native; /raw.gz gzips them."""
+    # The DICOMweb frames route cuts frames out of the file the same way.
+    from api.dicomweb.wado import FrameError, _frame  # noqa: PLC0415 (DICOMweb imports this package)
+
+    with _stored_file(request, public_id) as stream:
+        try:
+            dataset, pixel = transcode.read_header(stream)
+            if pixel is None:
+                raise TranscodeError("the instance has no pixel data")
+            count = transcode.frame_count(dataset)
+            if not 0 <= frame < count:
+                # 400 as Orthanc's raw routes (its image routes answer 404).
+                return error_response(request, 400, f"frame {frame} does not exist: the instance has {count} "
+                                      "frame(s), numbered from 0", orthanc=(3, "Parameter out of range"))
+            data = _frame(dataset, pixel, frame, count)
+        except (TranscodeError, FrameError) as error:
+            return error_response(request, 415, str(error), orthanc=(24, "Not implemented yet"))
+    if gzipped:
+        return HttpResponse(gzip.compress(data), content_type="application/gzip")
+    syntax = dataset.file_meta.TransferSyntaxUID
+    # As Orthanc labels them: JPEG and JPEG 2000 codestreams by their type, any other as bytes.
+    content_type = ("image/jpeg" if syntax in JPEGTransferSyntaxes else
+                    "image/jp2" if syntax in JPEG2000TransferSyntaxes else "application/octet-stream")
+    return HttpResponse(data, content_type=content_type)
 
 
 @require_GET

@@ -325,8 +325,11 @@ def modality_query(request, name):
     body = _body(request, {})
     if not isinstance(body, dict):
         raise BadRequest('expected {"Level": ..., "Query": {...}}')
-    level = _level(body.get("Level"))
-    query = body.get("Query", {})
+    return _run_query(modality, _level(body.get("Level")), body.get("Query", {}))
+
+
+def _run_query(modality, level, query):
+    """C-FIND `query` at `level` on the modality; the answers kept as a query (/queries/{id})."""
     if not isinstance(query, dict) or not all(isinstance(v, str) for v in query.values()):
         raise BadRequest("Query must map DICOM keywords to strings")
     try:
@@ -421,9 +424,12 @@ def query_list(request):
 
 
 @_handle_not_found
-@rest("GET")
+@rest("GET", "DELETE")
 def query_detail(request, query_id):
-    _query(request, query_id)
+    found = _query(request, query_id)
+    if request.method == "DELETE":
+        found.delete()
+        return JsonResponse({})
     return JsonResponse(["answers", "level", "modality", "query", "retrieve"], safe=False)
 
 
@@ -446,6 +452,52 @@ def query_answer_content(request, query_id, index):
         raise _NotFound(request, f"query {query_id} has {len(found.answers)} answers")
     answer = found.answers[index]
     return JsonResponse(_simplify(answer) if "simplify" in request.GET else answer)
+
+
+# The routes below one answer: Orthanc 1.10's child queries at the levels below the answer's.
+CHILD_QUERIES = {"query-studies": Level.STUDY, "query-series": Level.SERIES, "query-instances": Level.INSTANCE}
+LEVEL_ORDER = [Level.PATIENT, Level.STUDY, Level.SERIES, Level.INSTANCE]
+# The identifiers of an answer that place a child query under it.
+PARENT_IDENTIFIERS = {Level.PATIENT: ("PatientID",), Level.STUDY: ("StudyInstanceUID",),
+                      Level.SERIES: ("StudyInstanceUID", "SeriesInstanceUID")}
+
+
+def _answer(request, found, index):
+    if index >= len(found.answers):
+        raise _NotFound(request, f"query {found.id} has {len(found.answers)} answers")
+    return found.answers[index]
+
+
+def _child_levels(found):
+    return [name for name, level in CHILD_QUERIES.items()
+            if LEVEL_ORDER.index(level) > LEVEL_ORDER.index(Level(found.level))]
+
+
+@_handle_not_found
+@rest("GET")
+def query_answer(request, query_id, index):
+    found = _query(request, query_id)
+    _answer(request, found, index)
+    return JsonResponse(["content", "retrieve", *_child_levels(found)], safe=False)
+
+
+@_handle_not_found
+@rest("POST")
+def query_answer_child(request, query_id, index, child):
+    """A query at a level below the answer's, on the same modality, for the answer's
+    identifiers and the keys of the body's Query (Orthanc 1.10)."""
+    found = _query(request, query_id)
+    answer = _simplify(_answer(request, found, int(index)))
+    if child not in _child_levels(found):
+        raise BadRequest(f"an answer at the {found.level} level has no {child}")
+    body = _body(request, {})
+    if not isinstance(body, dict):
+        raise BadRequest('expected {"Query": {...}}')
+    query = body.get("Query", {})
+    if not isinstance(query, dict):
+        raise BadRequest("Query must map DICOM keywords to strings")
+    parents = {key: answer[key] for key in PARENT_IDENTIFIERS[Level(found.level)] if answer.get(key)}
+    return _run_query(_modality(request, found.modality), CHILD_QUERIES[child], {**query, **parents})
 
 
 @_handle_not_found
@@ -543,7 +595,7 @@ def modality_get(request, name):
 
 # --- Orthanc peers -------------------------------------------------------------
 
-PEER_OPERATIONS = ["configuration", "store", "system"]
+PEER_OPERATIONS = ["configuration", "store", "store-straight", "system"]
 
 
 def _describe_peer(peer):
@@ -598,6 +650,30 @@ def peer_system(request, name):
         return error_response(request, 502, str(error), orthanc=(9, "Error in the network protocol"))
     if status != 200:
         return error_response(request, 502, f"peer {name} answered GET /system with HTTP {status}",
+                              orthanc=(9, "Error in the network protocol"))
+    return HttpResponse(data, content_type=content_type or "application/json")
+
+
+@_handle_not_found
+@rest("POST")
+def peer_store_straight(request, name):
+    """POST the DICOM file of the body to the peer's /instances, without storing it
+    here (Orthanc 1.9): the peer's answer."""
+    row = _peer_row(request, name)
+    with spool(request) as body:
+        length = body.seek(0, 2)
+        body.seek(0)
+        try:
+            client = PeerClient(row)
+            try:
+                status, content_type, data = client.request("POST", "/instances", body=body, length=length,
+                                                            content_type="application/dicom")
+            finally:
+                client.close()
+        except PeerError as error:
+            return error_response(request, 502, str(error), orthanc=(9, "Error in the network protocol"))
+    if status != 200:
+        return error_response(request, 502, f"peer {name} answered POST /instances with HTTP {status}",
                               orthanc=(9, "Error in the network protocol"))
     return HttpResponse(data, content_type=content_type or "application/json")
 

@@ -143,10 +143,7 @@ def ordered_slices(request, public_id):
     level, row = _row("series", public_id)
     if row is None:
         return _unknown(request, "series", public_id)
-    slices = [_slice(instance_id, dataset) for instance_id, dataset in _datasets(level, row)]
-    ordered, kind = _by_position(slices), "Volume"
-    if ordered is None:
-        ordered, kind = _by_number(slices), "Sequence"
+    ordered, kind = slice_order(level, row)
     if ordered is None:
         return error_response(request, 400, "the slices of this series have neither distinct positions "
                               "nor distinct instance numbers: they cannot be ordered", orthanc=(8, "Bad request"))
@@ -156,6 +153,16 @@ def ordered_slices(request, public_id):
         "SlicesShort": [[s["id"], 0, s["frames"]] for s in ordered],
         "Type": kind,
     })
+
+
+def slice_order(level, row):
+    """(slices, "Volume" or "Sequence") of the series' instances in order, each slice
+    {"id", "frames", ...}; (None, None) when they cannot be ordered."""
+    slices = [_slice(instance_id, dataset) for instance_id, dataset in _datasets(level, row)]
+    ordered, kind = _by_position(slices), "Volume"
+    if ordered is None:
+        ordered, kind = _by_number(slices), "Sequence"
+    return (ordered, kind) if ordered is not None else (None, None)
 
 
 def _numbers(value, count):

@@ -7,7 +7,7 @@ import json
 import pytest
 from django.utils import timezone
 
-from archive import ingest
+from archive import audit, ingest
 from archive.models import AuditEvent
 from tests.dicomgen import make_instance, uid
 
@@ -67,3 +67,9 @@ def test_configuration_rows_name_the_peer_and_its_changed_fields_never_secrets(r
     assert AuditEvent.objects.filter(action="configure").last().details["deleted"]
     page = reader.get("/ui/audit/?action=configure").content.decode()
     assert "peer <strong>remote</strong>" in page and "password (changed)" in page
+
+
+def test_sends_and_child_queries_are_audited_as_their_plain_forms():
+    assert audit.action_of("POST", "/peers/site-b/store-straight") == audit.action_of("POST", "/peers/site-b/store") == "send"
+    assert audit.action_of("POST", "/modalities/ct/store-straight") == "send"
+    assert audit.action_of("POST", "/queries/q1/answers/0/query-series") == audit.action_of("POST", "/modalities/ct/query")

@@ -15,6 +15,9 @@ deliberate differences in docs/orthanc-compatibility.md names cases by that id.
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom.data import get_testdata_file
 
 UNKNOWN = "00000000-00000000-00000000-00000000-00000000"
 LEVELS = ("patients", "studies", "series", "instances")
@@ -29,11 +32,12 @@ ODD_FILES = ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "rtplan.dcm", "SC_r
 ROUTE_FORMS = [
     (r"\{(patient|study|series|instance)(@[^}]*)?\}", "{id}"),
     (UNKNOWN, "{id}"),
-    (r"/(modalities|peers|jobs|queries)/[^/]+", r"/\1/{id}"),
-    (r"/answers/[0-9]+/", "/answers/{index}/"),
+    (r"/(modalities|peers|jobs|queries|storage-commitment)/[^/]+", r"/\1/{id}"),
+    (r"/answers/[0-9]+(/|$)", r"/answers/{index}\1"),
     (r"/(metadata|attachments)/[^/]+", r"/\1/{name}"),
     (r"/content/.+", "/content/{path}"),
     (r"/frames/[0-9]+/", "/frames/{frame}/"),
+    (r"^/instances/\{id\}/frames/[0-9]+$", "/instances/{id}/frames/{frame}"),
     (r"/frames/[0-9,]+$", "/frames/{frames}"),
     (r"/bulk/[0-9a-fA-F]{8}$", "/bulk/{tag}"),
     (r"/dicom-web/studies/1\.2\.3\.4", "/dicom-web/studies/{study_uid}"),
@@ -214,6 +218,32 @@ def _orthanc_rest():
         post("/tools/bulk-content", {"Resources": ["{study}", "{instance}"], "Level": "Series"}),
         post("/tools/count-resources", {"Level": "Study", "Query": {"PatientID": "COMPAT-1"}}),
         post("/tools/dicom-echo", '{"AET": "PACSWEB", "Host": "127.0.0.1", "Port": {orthanc_dicom_port}}'),
+        get("/instances/{instance}/image-uint8", compare="type"), get("/instances/{instance}/image-int16", compare="type"),
+        get("/instances/{instance}/frames/0/image-uint16", compare="type"),
+        get("/instances/{instance}/frames/0/image-int16", compare="type"),
+        get("/instances/{instance}/frames/0/numpy", compare="type"),
+        get("/series/{series}/numpy", compare="type"), get("/series/{series@CT_small.dcm}/numpy?rescale=false",
+                                                             compare="type"),
+        get(f"/series/{UNKNOWN}/numpy", compare="status"),
+        get("/instances/{instance}/frames/0/raw", compare="bytes"),
+        get("/instances/{instance@JPEG2000.dcm}/frames/0/raw", compare="bytes"),
+        get("/instances/{instance@SC_rgb_rle_2frame.dcm}/frames/0/raw", compare="bytes"),
+        get("/instances/{instance@CT_small.dcm}/frames/0/raw", compare="bytes"),
+        get("/instances/{instance}/frames/7/raw", compare="status"),
+        get("/instances/{instance}/frames/0/raw.gz", compare="type"),
+        get("/instances/{instance}/frames/0"), get("/instances/{instance}/frames/9", compare="status"),
+        get("/instances/{instance}/matlab", compare="status"), get("/instances/{instance}/frames/0/matlab",
+                                                                  compare="status"),
+        get("/tools/log-level", compare="type"), get("/tools/metrics", compare="bytes"),
+        delete("/exports", compare="status"),
+        # Refused on purpose (docs/orthanc-compatibility.md says why).
+        get("/plugins/explorer.js", compare="status"), get("/tools/dicom-conformance", compare="status"),
+        get("/tools/unknown-sop-class-accepted", compare="status"),
+        put("/tools/unknown-sop-class-accepted", "0", compare="status"),
+        put("/tools/accepted-transfer-syntaxes", "*", compare="status"),
+        post("/tools/execute-script", "print(1)", compare="status"),
+        get("/storage-commitment/nonexistent", compare="status"),
+        post("/storage-commitment/nonexistent/remove", compare="status"),
     ]
     return cases
 
@@ -311,10 +341,22 @@ def _queries():
              capture="query", volatile=("ID", "Path")),
         post("/modalities/pacs/find-study", {"PatientID": "COMPAT*"}),
         post("/modalities/pacs/find-series", {"PatientID": "COMPAT-1", "StudyInstanceUID": "{study_uid}"}),
+        post("/modalities/pacs/find-patient", {"PatientID": "COMPAT-1"}),
+        post("/modalities/pacs/find", {"PatientID": "COMPAT-1"}, compare="status"),
+        post("/modalities/pacs/storage-commitment", {"DicomInstances": []}, compare="status"),
         get(query), get(f"{query}/answers"), get(f"{query}/answers?expand"), get(f"{query}/answers?expand&simplify"),
         get(f"{query}/answers/0/content"), get(f"{query}/answers/0/content?simplify"),
         get(f"{query}/level", compare="bytes"), get(f"{query}/modality", compare="bytes"), get(f"{query}/query"),
         get(f"{query}/answers/9/content"),
+        get(f"{query}/answers/0"), get(f"{query}/answers/9", compare="status"),
+        post(f"{query}/answers/0/query-series", "{}", capture="child_query", volatile=("ID", "Path")),
+        get("/queries/{child_query}/answers?expand&simplify"), get("/queries/{child_query}/query"),
+        get("/queries/{child_query}/level", compare="bytes"),
+        post(f"{query}/answers/0/query-instances", {"Query": {"SOPClassUID": ""}}, capture="instances_query",
+             volatile=("ID", "Path")),
+        get("/queries/{instances_query}/query"),
+        post(f"{query}/answers/9/query-series", "{}", compare="status"),
+        delete("/queries/{child_query}"), get("/queries/{child_query}", label="after DELETE", compare="status"),
         post("/modalities/pacs/query", {"Level": "Series", "Query": {"StudyInstanceUID": "{study_uid}",
                                                                    "Modality": "", "SeriesNumber": ""}},
              capture="series_query", volatile=("ID", "Path")),
@@ -327,6 +369,8 @@ def _queries():
             label="the Orthanc"),
         get("/peers/orthanc/system", volatile=SYSTEM),
         get("/peers/orthanc/configuration"),
+        post("/peers/orthanc/store-straight", Path(get_testdata_file("CT_small.dcm")).read_bytes(),
+             label="a file the Orthanc holds"),
         delete("/peers/orthanc"),
     ]
 
@@ -388,6 +432,11 @@ def _changes_and_writes():
         get("/instances/{instance}/attachments/1030/info"),
         get("/instances/{instance}/attachments/1030/size", compare="bytes"),
         get("/instances/{instance}/attachments", label="after PUT"),
+        post("/instances/{instance}/attachments/1030/verify-md5"),
+        post("/instances/{instance}/attachments/dicom/verify-md5"),
+        post("/instances/{instance}/attachments/nonexistent/verify-md5", compare="status"),
+        post("/instances/{instance}/attachments/1030/uncompress"),
+        post("/instances/{instance}/attachments/1030/compress", compare="status"),
         delete("/instances/{instance}/attachments/1030"),
         delete("/instances/{instance}/metadata/1024"),
         delete("/studies/{study}/metadata/1025"),
@@ -405,6 +454,11 @@ def _changes_and_writes():
         get("/patients", label="after DELETE"),
         delete("/changes"),
         get("/changes", label="after DELETE /changes"),
+        post("/instances/{instance}/reconstruct", {}, compare="status"),
+        post("/series/{series}/reconstruct", {}, compare="status"),
+        post("/studies/{study}/reconstruct", {}, compare="status"),
+        post("/patients/{patient}/reconstruct", {}, compare="status"),
+        post("/tools/reconstruct", {}, compare="status"),
     ]
 
 

@@ -167,3 +167,20 @@ def test_attachment_info_and_parts_as_orthanc(api, instance):
     put = api.put(f"/instances/{instance['ID']}/attachments/1030", b"bytes", content_type="application/octet-stream")
     assert put.status_code == 200
     assert api.get(f"/instances/{instance['ID']}/attachments/1030/info").json()["ContentType"] == 1030
+
+
+def test_verify_md5_finds_an_altered_file_and_compress_is_refused(api, instance, storage_dir):
+    url = f"/series/{instance['ParentSeries']}/attachments/report"
+    api.put(url, b"report bytes", content_type="application/octet-stream")
+    assert api.post(url + "/verify-md5").json() == {}
+    assert api.post(url + "/uncompress").json() == {}
+    refused = api.post(url + "/compress")
+    assert refused.status_code == 400 and "never compresses" in refused.json()["Details"]
+    assert api.get(url + "/is-compressed").content == b"0"
+    stored = [p for p in storage_dir.rglob("*") if p.is_file() and p.parent.name != "tmp" and p.read_bytes() == b"report bytes"]
+    stored[0].write_bytes(b"report bytez")
+    altered = api.post(url + "/verify-md5")
+    assert altered.status_code == 400 and altered.json()["OrthancError"] == "Bad file format"
+    stored[0].unlink()
+    assert api.post(url + "/verify-md5").status_code == 400
+    assert api.post(f"/series/{instance['ParentSeries']}/attachments/nonexistent/verify-md5").status_code == 404

@@ -2,6 +2,7 @@
 /shared-tags, /module, /header, /ordered-slices, /pdf, /image-uint8|16, /numpy,
 and the protection flag of a patient."""
 
+import gzip
 import io
 
 import numpy as np
@@ -107,6 +108,33 @@ def test_numpy_arrays_are_rescaled_unless_asked(api):
     assert frame.shape == (64, 64, 1) and (frame[:, :, 0] == values).all()
     packed = np.load(io.BytesIO(api.get(f"/instances/{stored['ID']}/numpy?compress=true").content))
     assert (packed["arr_0"] == whole).all()
+
+
+def test_numpy_of_a_series_stacks_its_slices_in_the_order_of_ordered_slices(api):
+    # Stored out of order: the array follows the slices' positions, not the uploads.
+    values = {}
+    for number in (3, 1, 2):
+        data = make_instance(patient_id="NUMPY-SERIES", instance_number=number)
+        stored = store_instance(api, data)
+        series = stored["ParentSeries"]
+        values[stored["ID"]] = pydicom.dcmread(io.BytesIO(data)).pixel_array
+    volume = np.load(io.BytesIO(api.get(f"/series/{series}/numpy?rescale=false").content))
+    assert volume.shape == (3, 64, 64, 1)
+    order = [instance_id for instance_id, _, _ in api.get(f"/series/{series}/ordered-slices").json()["SlicesShort"]]
+    assert sorted(order) == sorted(values)
+    assert all((volume[i, :, :, 0] == values[instance_id]).all() for i, instance_id in enumerate(order))
+    assert api.get("/series/nonexistent/numpy").status_code == 404
+
+
+def test_raw_frames_are_the_stored_bytes(api):
+    data = make_instance(patient_id="RAW")
+    stored = store_instance(api, data)
+    pixels = pydicom.dcmread(io.BytesIO(data)).PixelData
+    raw = api.get(f"/instances/{stored['ID']}/frames/0/raw")
+    assert raw["Content-Type"] == "application/octet-stream" and raw.content == pixels
+    gz = api.get(f"/instances/{stored['ID']}/frames/0/raw.gz")
+    assert gz["Content-Type"] == "application/gzip" and gzip.decompress(gz.content) == pixels
+    assert api.get(f"/instances/{stored['ID']}/frames/1/raw").status_code == 400
 
 
 def test_pdf_of_an_encapsulated_pdf_and_404_for_an_image(api):
