@@ -184,6 +184,8 @@ def find_page(query, return_keys=(), page=1, size=25):
     """Page `page` (from 1, clamped to the last) of `size` matches of the query,
     in its order; the total is counted in the database, and LIMIT / OFFSET run
     there too: a page costs the same few queries whatever the archive's size."""
+    if size < 1:
+        raise InvalidQuery(f"a page holds at least one match, not {size}")
     queryset, wanted = _matching(query, return_keys)
     total = queryset.count()
     page = min(max(1, page), max(1, -(-total // size)))

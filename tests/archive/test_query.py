@@ -86,6 +86,11 @@ def test_unknown_level_is_an_invalid_query(archive):
         query.find_page(Query("Equipment"))
 
 
+def test_a_page_of_no_matches_is_an_invalid_query(archive):
+    with pytest.raises(InvalidQuery):
+        query.find_page(Query(Level.STUDY), size=0)
+
+
 def page_of(number, size=2, order=("-study_date",)):
     page = query.find_page(Query(Level.STUDY, order=order), return_keys=["PatientID"], page=number, size=size)
     return page, [m.values["PatientID"] for m in page.matches]
