@@ -140,12 +140,12 @@ def store(source, origin, parsed=None):
         if parsed is None:
             try:
                 stream = owned.enter_context(part10(stream))
-                start = stream.tell()
-                parsed = parse(stream)
-                stream.seek(start)
             except RejectedInstance:
                 signals.count("pacs_instances_rejected_total", origin=origin.kind)
                 raise
+            start = stream.tell()
+            parsed = parse(stream, origin)
+            stream.seek(start)
         return _store_parsed(stream, parsed, origin)
 
 
@@ -234,8 +234,18 @@ def _zip_member_refusal(member):
     return None
 
 
-def parse(stream):
-    """Read the header of a Part 10 file from a seekable stream; raise RejectedInstance."""
+def parse(stream, origin=None):
+    """Read the header of a Part 10 file from a seekable stream; raise RejectedInstance,
+    counted as a refused instance of `origin` when one is given (an upload's)."""
+    try:
+        return _parse(stream)
+    except RejectedInstance:
+        if origin is not None:
+            signals.count("pacs_instances_rejected_total", origin=origin.kind)
+        raise
+
+
+def _parse(stream):
     start = stream.tell()
     size = stream.seek(0, io.SEEK_END) - start
     stream.seek(start)

@@ -14,6 +14,7 @@ from archive.roles import ADMIN, UPLOADER
 from tests import servers
 from tests.cluster.conftest import c_store
 from tests.dicomgen import make_instance
+from tests.api.dicomweb.support import BOUNDARY, multipart
 
 OPEN = {"/healthz", "/readyz"}
 # POSTs that only read: a viewer may make them.
@@ -161,12 +162,15 @@ def test_metrics_count_the_clusters_work(server_factory):
     assert servers.request(server.url + "/metrics", auth=False)[0] == 401
     servers.request_json(server.url + "/instances", method="POST", body=make_instance())
     servers.request_json(server.url + "/instances", method="POST", body=b"not dicom")
+    stow = servers.request(server.url + "/dicom-web/studies", method="POST", body=multipart([b"\0" * 300]),
+                           headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'})
+    assert stow[0] == 409  # its one part refused
     servers.request_json(server.url + "/tools/find", method="POST", body=b'{"Level": "Study", "Query": {}}')
     status, headers, body = servers.request(server.url + "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     text = body.decode()
     assert 'pacs_instances_stored_total{origin="RestApi"} 1' in text
-    assert 'pacs_instances_rejected_total{origin="RestApi"} 1' in text
+    assert 'pacs_instances_rejected_total{origin="RestApi"} 2' in text  # the POST's and the STOW part's
     assert 'pacs_queries_total{level="Study"} 1' in text
     assert "pacs_instances 1" in text and "pacs_deletion_outbox 0" in text
     assert "# TYPE pacs_queue_depth gauge" in text

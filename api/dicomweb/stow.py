@@ -209,7 +209,7 @@ def _store_part(part, study, origin, base):
     # The header is read first, and handed to store(): the UIDs decide whether
     # the part may be stored at all, and the answer names them.
     try:
-        parsed = ingest.parse(part)
+        parsed = ingest.parse(part, origin)
     except ingest.RejectedInstance as error:
         return Outcome("", "", failure=CANNOT_UNDERSTAND, reason=str(error))
     if study and parsed.study_uid != study:
