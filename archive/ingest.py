@@ -273,14 +273,18 @@ def _parse(stream):
     except Exception as error:  # a broken sequence, or nesting deep enough to exhaust the stack
         raise RejectedInstance(f"the DICOM file has an unreadable sequence: {type(error).__name__}: {error}")
     meta = getattr(dataset, "file_meta", None)
-    transfer_syntax = str(getattr(meta, "TransferSyntaxUID", "") or "").strip("\0 ")
+    try:
+        transfer_syntax = str(getattr(meta, "TransferSyntaxUID", "") or "").strip("\0 ")
+        media_class = str(getattr(meta, "MediaStorageSOPClassUID", "") or "").strip("\0 ")
+    except Exception as error:  # a meta element pydicom cannot convert (a damaged VR)
+        raise RejectedInstance(f"the file meta information has an unreadable element: {error}")
     if not transfer_syntax:
         raise RejectedInstance("the file meta information has no TransferSyntaxUID (0002,0010)")
     if len(transfer_syntax) > 64 or not UID_PATTERN.match(transfer_syntax):
         raise RejectedInstance(f"TransferSyntaxUID {transfer_syntax[:80]!r} is not a valid UID")
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
         _check_deflated_complete(stream, start)
-    if str(getattr(meta, "MediaStorageSOPClassUID", "")).strip("\0 ") == MediaStorageDirectoryStorage:
+    if media_class == MediaStorageDirectoryStorage:
         raise NotDicom("a DICOMDIR is the index of a media, not an instance")
 
     try:

@@ -3,6 +3,7 @@ the index and the storage exactly as before. Then mutated files, at random."""
 
 import hashlib
 import json
+import os
 import socket
 import time
 import uuid
@@ -10,7 +11,7 @@ import uuid
 import pydicom
 import pydicom.errors
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 from pynetdicom import AE, _config
 from pynetdicom.sop_class import CTImageStorage
 from pydicom.uid import ExplicitVRLittleEndian
@@ -95,9 +96,15 @@ def test_hostile_input_is_refused_everywhere_and_changes_nothing(node, name, dat
 BASE = make_instance(patient_id="FUZZ", sop_uid=uid("fuzz", "base"), rows=16, columns=16)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# The same examples in every run, so that CI's verdict does not depend on which files
+# chance drew; PACS_FUZZ_RANDOM=1 explores new ones (what found the @example cases).
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+          derandomize=not os.environ.get("PACS_FUZZ_RANDOM"))
 @given(cuts=st.lists(st.tuples(st.integers(0, len(BASE) - 1), st.integers(0, 255)), min_size=1, max_size=8),
        truncate=st.one_of(st.none(), st.integers(0, len(BASE))))
+@example(cuts=[(163, 0)], truncate=None)  # a NUL in the VR of (0002,0002): pydicom cannot convert it
+@example(cuts=[(273, 0)], truncate=None)  # a NUL inside the TransferSyntaxUID
+@example(cuts=[(539, 0)], truncate=None)  # a NUL inside an indexed value (Manufacturer)
 def test_mutated_files_never_give_500_nor_half_stored_instances(api, storage_dir, cuts, truncate):
     data = bytearray(BASE)
     for position, value in cuts:
