@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import numpy as np
 import pydicom
+from playwright.sync_api import expect
 
 from tests import servers
 from tests.peers import RemotePacs
@@ -90,14 +91,16 @@ def test_search_open_a_study_and_use_the_viewer(page, node, tmp_path):
     page.goto(node.url + "/ui/studies/")
     page.fill("input[name=patient_name]", "viewer")  # case-insensitive, prefix match
     page.click("form.search button[type=submit]")
+    page.wait_for_url("**patient_name=viewer*")
     rows = page.locator("#study-table tbody tr")
-    assert rows.count() == 1
+    expect(rows).to_have_count(1, timeout=30_000)  # once the answer page is there, not the form's
     assert "VIEWER, VERA" in rows.first.inner_text()
     assert "CT THORAX" in rows.first.inner_text()
     page.fill("input[name=patient_name]", "")
     page.fill("input[name=accession]", "ACC-VIEW")
     page.click("form.search button[type=submit]")
-    assert page.locator("#study-table tbody tr").count() == 1
+    page.wait_for_url("**accession=ACC-VIEW*")
+    expect(page.locator("#study-table tbody tr")).to_have_count(1, timeout=30_000)
     page.click("#study-table a.study-link")
     page.wait_for_url(f"**/ui/studies/{study}/")
     assert page.inner_text("h1") == "CT THORAX"
@@ -187,8 +190,10 @@ def test_names_are_found_as_typed_and_two_ticked_studies_download_as_one_zip(pag
             page.goto(node.url + path)
             page.fill("input[name=patient_name]", typed)
             page.click("form.search button[type=submit]")
+            page.wait_for_url("**patient_name=*")
             rows = page.locator("table tbody tr")
-            assert rows.count() == 1, (path, typed)
+            # The answer page may still be arriving when the click returns (a loaded machine).
+            expect(rows, f"{path} {typed}").to_have_count(1, timeout=30_000)
             assert expected in rows.first.inner_text(), (path, typed)
 
     page.goto(node.url + "/ui/studies/?description=CT+J")
