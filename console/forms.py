@@ -40,7 +40,17 @@ class TimeInput(forms.TimeInput):
     input_type = "time"
 
 
-class StudySearchForm(forms.Form):
+class StudyDateRange(forms.Form):
+    """A search with a study date range (date_from, date_to) that must not run backwards."""
+
+    def clean(self):
+        data = super().clean()
+        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
+            raise forms.ValidationError("The first study date is after the last one.")
+        return data
+
+
+class StudySearchForm(StudyDateRange):
     patient_name = forms.CharField(required=False, max_length=64, label="Patient name")
     patient_id = forms.CharField(required=False, max_length=64, label="Patient ID")
     accession = forms.CharField(required=False, max_length=64, label="Accession number")
@@ -64,11 +74,6 @@ class StudySearchForm(forms.Form):
     def clean_modality(self):
         return self.cleaned_data["modality"].strip().upper()
 
-    def clean(self):
-        data = super().clean()
-        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
-            raise forms.ValidationError("The first study date is after the last one.")
-        return data
 
     def criteria(self):
         """DICOM matching keys for archive.query, from the valid form."""
@@ -359,7 +364,7 @@ class WorklistItemForm(forms.Form):
 RETRIEVE_METHODS = (("C-GET", "C-GET (on the query's association)"), ("C-MOVE", "C-MOVE (the PACS sends to our AE)"))
 
 
-class RemoteSearchForm(forms.Form):
+class RemoteSearchForm(StudyDateRange):
     """A study-level search at another PACS (the Query/Retrieve page)."""
 
     source = forms.ChoiceField(label="PACS or modality", choices=())
@@ -375,11 +380,6 @@ class RemoteSearchForm(forms.Form):
         self.fields["source"].choices = [(m.name, f"{m.name} · {m.aet}@{m.host}:{m.port}")
                                          for m in Modality.objects.order_by("name")]
 
-    def clean(self):
-        data = super().clean()
-        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
-            raise forms.ValidationError("The first study date is after the last one.")
-        return data
 
     def criteria(self):
         """DICOM matching keys for archive.remote.find_studies; the name as typed (query.Typed)."""
