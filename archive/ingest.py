@@ -33,7 +33,7 @@ from pydicom.uid import (
 )
 
 from archive.errors import ArchiveError, ConflictingInstance, NotDicom, RejectedInstance  # noqa: F401 (raised here, caught by name)
-from archive import tags
+from archive import header, tags
 from archive.identifiers import (
     instance_public_id,
     patient_public_id,
@@ -251,6 +251,18 @@ def _parse(stream):
     stream.seek(start)
     if size == 0:
         raise RejectedInstance("the body is empty: expected a DICOM file")
+    if size <= header.MAX_BYTES:
+        data = stream.read(size)
+        stream.seek(start)
+        parsed = _walked(data)
+        if parsed is not None:
+            return parsed
+    return _read(stream, start, size)
+
+
+def _read(stream, start, size):
+    """_parse() through pydicom's reading: the reference, and the way of every file
+    archive.header leaves to it."""
     tracking = _TrackingReader(stream, start + size)
     try:
         dataset = pydicom.dcmread(tracking, defer_size=DEFER_SIZE)
@@ -286,33 +298,86 @@ def _parse(stream):
         _check_deflated_complete(stream, start)
     if media_class == MediaStorageDirectoryStorage:
         raise NotDicom("a DICOMDIR is the index of a media, not an instance")
-
     try:
-        study_uid = _uid(dataset, "StudyInstanceUID")
-        series_uid = _uid(dataset, "SeriesInstanceUID")
-        sop_instance_uid = _uid(dataset, "SOPInstanceUID")
-        sop_class_uid = _uid(dataset, "SOPClassUID", fallback=getattr(meta, "MediaStorageSOPClassUID", None))
-        patient_id = tags.element_text(dataset, "PatientID") or ""
-        if len(patient_id) > 64:
-            raise RejectedInstance("PatientID (0010,0020) is longer than 64 characters")
-        _check_declared_size(dataset)
-        return ParsedInstance(
-            patient_id=patient_id,
-            study_uid=study_uid,
-            series_uid=series_uid,
-            sop_instance_uid=sop_instance_uid,
-            sop_class_uid=sop_class_uid,
-            transfer_syntax_uid=transfer_syntax,
-            patient_tags=tags.main_tags(dataset, tags.PATIENT_TAGS),
-            study_tags=tags.main_tags(dataset, tags.STUDY_TAGS),
-            series_tags=tags.main_tags(dataset, tags.SERIES_TAGS),
-            instance_tags=tags.main_tags(dataset, tags.INSTANCE_TAGS),
-            image_tags=tags.main_tags(dataset, tags.IMAGE_TAGS),
-        )
+        return _instance(lambda keyword: tags.element_text(dataset, keyword), dataset.get, transfer_syntax, media_class)
     except RejectedInstance:
         raise
     except Exception as error:
         raise RejectedInstance(f"the DICOM file has an unreadable element: {error}")
+
+
+# What ingest reads of a header: the main tags and what judging the file needs.
+_READ_KEYWORDS = (tags.PATIENT_TAGS + tags.STUDY_TAGS + tags.SERIES_TAGS + tags.INSTANCE_TAGS + tags.IMAGE_TAGS
+                  + ("SOPClassUID", "SpecificCharacterSet", "SamplesPerPixel"))
+_READ_TAGS = {keyword: pydicom.datadict.tag_for_keyword(keyword) for keyword in _READ_KEYWORDS}
+_WANTED = frozenset(_READ_TAGS.values())
+
+
+def _walked(data):
+    """The ParsedInstance of a well-formed little endian file read by archive.header
+    (no pydicom: most of a store's parsing cost), or None when pydicom must read it.
+    Refusals of what was read (a UID, a size) are the same as pydicom's reading gives."""
+    walked = header.walk(data, _WANTED, MAX_NESTING)
+    if walked is None or walked.media_class == MediaStorageDirectoryStorage:
+        return None
+    elements = walked.elements
+    charset = elements.get(_READ_TAGS["SpecificCharacterSet"])
+    encoding = tags.charset_encoding(charset[1]) if charset is not None else "latin-1"
+
+    def text(keyword):
+        element = elements.get(_READ_TAGS[keyword])
+        if element is None:
+            return None
+        vr, value = element
+        result = tags.bytes_text(vr, value, encoding)
+        if result is None:
+            if vr == "US" and len(value) == 2:
+                return str(int.from_bytes(value, "little"))
+            raise header.Unusual  # a value only pydicom's conversion reads
+        return result
+
+    def number(keyword):
+        element = elements.get(_READ_TAGS[keyword])
+        if element is None:
+            return None
+        vr, value = element
+        if vr == "US" and len(value) == 2:
+            return int.from_bytes(value, "little")
+        raise header.Unusual
+
+    try:
+        return _instance(text, number, walked.transfer_syntax, walked.media_class)
+    except RejectedInstance:
+        raise
+    except Exception:  # header.Unusual, or anything the walk did not foresee: pydicom decides
+        return None
+
+
+def _instance(text, number, transfer_syntax, media_class):
+    """The ParsedInstance of a read header, from `text` (a keyword's text as
+    tags.element_text gives it) and `number` (a keyword's integer value); raises
+    RejectedInstance for what cannot be indexed."""
+    study_uid = _uid(text, "StudyInstanceUID")
+    series_uid = _uid(text, "SeriesInstanceUID")
+    sop_instance_uid = _uid(text, "SOPInstanceUID")
+    sop_class_uid = _uid(text, "SOPClassUID", fallback=media_class)
+    patient_id = text("PatientID") or ""
+    if len(patient_id) > 64:
+        raise RejectedInstance("PatientID (0010,0020) is longer than 64 characters")
+    _check_declared_size(number)
+    return ParsedInstance(
+        patient_id=patient_id,
+        study_uid=study_uid,
+        series_uid=series_uid,
+        sop_instance_uid=sop_instance_uid,
+        sop_class_uid=sop_class_uid,
+        transfer_syntax_uid=transfer_syntax,
+        patient_tags=tags.collect(text, tags.PATIENT_TAGS),
+        study_tags=tags.collect(text, tags.STUDY_TAGS),
+        series_tags=tags.collect(text, tags.SERIES_TAGS),
+        instance_tags=tags.collect(text, tags.INSTANCE_TAGS),
+        image_tags=tags.collect(text, tags.IMAGE_TAGS),
+    )
 
 
 @contextlib.contextmanager
@@ -395,10 +460,11 @@ class _Chain:
         return b""
 
 
-def _check_declared_size(dataset):
+def _check_declared_size(number):
     """Refuse a frame declared larger than PACS_MAX_FRAME_MB, whatever the file's own
-    size: compressed pixel data can be small and decode into gigabytes."""
-    numbers = [dataset.get(keyword) for keyword in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated")]
+    size: compressed pixel data can be small and decode into gigabytes. `number`
+    gives a keyword's value."""
+    numbers = [number(keyword) for keyword in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated")]
     if numbers[0] is None or numbers[1] is None:
         return  # not an image
     rows, columns, samples, bits = (int(n) if n not in (None, "") else 1 for n in numbers)
@@ -430,8 +496,8 @@ def _check_nesting(dataset, depth=1):
             _check_nesting(item, depth + 1)
 
 
-def _uid(dataset, keyword, fallback=None):
-    value = tags.element_text(dataset, keyword)
+def _uid(text, keyword, fallback=None):
+    value = text(keyword)
     if not value and fallback:
         value = str(fallback).strip("\0 ")
     if not value:

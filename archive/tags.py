@@ -144,12 +144,23 @@ def _raw_text(dataset, tag):
         encoding = _encoding(dataset)
         if encoding is None:
             return None
-    elif vr in _PLAIN_VRS:
-        encoding = "latin-1"
     else:
+        encoding = "latin-1"
+    return bytes_text(vr, value, encoding)
+
+
+def bytes_text(vr, value, encoding):
+    """The text of an element's value bytes of value representation `vr`, its text
+    VRs read in `encoding` (charset_encoding(); None: one only pydicom reads); None when pydicom's conversion
+    must decide: not a text VR, bytes the encoding cannot read, a NUL inside,
+    person names with ideographic or phonetic groups."""
+    if vr not in _CHARSET_VRS and vr not in _PLAIN_VRS:
+        return None
+    codec = encoding if vr in _CHARSET_VRS else "latin-1"
+    if codec is None:
         return None
     try:
-        text = value.decode(encoding)
+        text = value.decode(codec)
     except UnicodeDecodeError:
         return None
     if vr == "PN" and "=" in text:
@@ -166,7 +177,13 @@ def _encoding(dataset):
     raw = dataset.get_item(_TAGS["SpecificCharacterSet"]) if _TAGS["SpecificCharacterSet"] in dataset else None
     if raw is None:
         return "latin-1"
-    value = raw.value
+    return charset_encoding(raw.value)
+
+
+def charset_encoding(value):
+    """The codec of a SpecificCharacterSet value (its raw bytes or pydicom's
+    conversion), None for one that only pydicom reads (code extensions, and the
+    sets other than the default, Latin-1 and UTF-8)."""
     if isinstance(value, bytes):
         value = value.decode("latin-1")
     if not isinstance(value, str):
@@ -175,11 +192,16 @@ def _encoding(dataset):
 
 
 def main_tags(dataset, keywords):
+    return collect(lambda keyword: element_text(dataset, keyword), keywords)
+
+
+def collect(text, keywords):
+    """The main tags `text` (a keyword's text, or None when absent) gives for `keywords`."""
     tags = {}
     for keyword in keywords:
-        text = element_text(dataset, keyword)
-        if text is not None:
-            tags[keyword] = text
+        value = text(keyword)
+        if value is not None:
+            tags[keyword] = value
     return tags
 
 
