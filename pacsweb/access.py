@@ -13,13 +13,13 @@ import threading
 import time
 
 from django.conf import settings
-from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth import authenticate
 from django.middleware.csrf import CsrfViewMiddleware
 from django.urls import Resolver404, resolve
 
 from api.rest.errors import error_response
 from archive import audit, tokens
-from archive.roles import OPEN, has_role, required
+from archive.roles import OPEN, active_user, has_role, required
 from cluster import throttle
 from pacsweb import browsers
 from console import access as console
@@ -144,7 +144,7 @@ def basic_user(token, request=None):
     with _cache_lock:
         cached = _credential_cache.get(fingerprint)
     if cached and cached[2] > now:
-        user = get_user_model().objects.filter(pk=cached[0], is_active=True).first()
+        user = active_user(cached[0])
         if user is not None and user.password == cached[1]:
             return user
         with _cache_lock:

@@ -55,3 +55,27 @@ def test_readyz_names_what_is_unreachable(client, db, settings):
     response = client.get("/readyz")
     assert response.status_code == 503
     assert "redis" in response.json()["problems"]
+
+
+def test_remembered_credentials_follow_roles_and_password_at_once(user_with_role, django_user_model):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    uploader = user_with_role("uploader")
+    user = django_user_model.objects.get(username="uploader-user")
+    store = lambda n: uploader.generic("POST", "/instances", make_instance(sop_uid=f"1.2.3.{n}"),  # noqa: E731
+                                      content_type="application/dicom").status_code
+    assert store(1) == 200  # the password checked once, then remembered
+    with CaptureQueriesContext(connection) as queries:
+        assert store(2) == 200
+    assert len([q for q in queries if "auth_" in q["sql"]]) == 1  # the user and its groups: one query
+    user.groups.set([Group.objects.get(name="viewer")])
+    assert store(3) == 403
+    assert uploader.get("/statistics").status_code == 200
+    user.set_password("another")
+    user.save()
+    assert uploader.get("/statistics").status_code == 401
+    user.set_password("pw-uploader")
+    user.is_active = False
+    user.save()
+    assert uploader.get("/statistics").status_code == 401
