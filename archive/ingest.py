@@ -867,22 +867,25 @@ def _already_stored(existing_public_id, parsed):
 
 
 def _upsert(cursor, model, stamp, **values):
-    """Insert the resource row, or touch the existing one; return (pk, inserted).
+    """Touch the existing resource row, or insert it; return (pk, inserted).
 
-    INSERT ... ON CONFLICT DO NOTHING lets concurrent writers of the same study
-    meet on the unique public id without an error; the loser then updates the
-    winner's row. Writers take patient → study → series in that order, so they
-    cannot deadlock on them.
+    Most stores add to a study that exists: the UPDATE comes first, so they cost
+    one statement per level. INSERT ... ON CONFLICT DO NOTHING lets concurrent
+    writers of a new study meet on the unique public id without an error; the
+    loser then updates the winner's row. Writers take patient → study → series in
+    that order, so they cannot deadlock on them.
     """
+    touch = (f"UPDATE {model._meta.db_table} SET last_update = %s, is_stable = %s "
+             "WHERE public_id = %s RETURNING id")
+    cursor.execute(touch, [stamp, False, values["public_id"]])
+    row = cursor.fetchone()
+    if row is not None:
+        return row[0], False
     values.update(created_at=stamp, last_update=stamp, is_stable=False)
     pk = db.insert_unless_exists(cursor, model, "public_id", **values)
     if pk is not None:
         return pk, True
-    cursor.execute(
-        f"UPDATE {model._meta.db_table} SET last_update = %s, is_stable = %s "
-        "WHERE public_id = %s RETURNING id",
-        [stamp, False, values["public_id"]],
-    )
+    cursor.execute(touch, [stamp, False, values["public_id"]])
     row = cursor.fetchone()
     if row is None:
         # The row was there a moment ago and is gone: deleted concurrently.
