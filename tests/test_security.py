@@ -12,6 +12,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
 from archive.roles import ADMIN, UPLOADER
 from tests import servers
+from tests.waiting import wait_for
 from tests.cluster.conftest import c_store
 from tests.dicomgen import make_instance
 from tests.api.dicomweb.support import BOUNDARY, multipart
@@ -166,12 +167,16 @@ def test_metrics_count_the_clusters_work(server_factory):
                            headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'})
     assert stow[0] == 409  # its one part refused
     servers.request_json(server.url + "/tools/find", method="POST", body=b'{"Level": "Study", "Query": {}}')
+    # Each process sends its counts once a second (cluster/metrics.py): the totals lag by that.
+    counted = ('pacs_instances_stored_total{origin="RestApi"} 1',
+               'pacs_instances_rejected_total{origin="RestApi"} 2',  # the POST's and the STOW part's
+               'pacs_queries_total{level="Study"} 1')
+    wait_for(lambda: all(line in servers.request(server.url + "/metrics")[2].decode() for line in counted),
+             timeout=10, what="the counts in /metrics")
     status, headers, body = servers.request(server.url + "/metrics")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     text = body.decode()
-    assert 'pacs_instances_stored_total{origin="RestApi"} 1' in text
-    assert 'pacs_instances_rejected_total{origin="RestApi"} 2' in text  # the POST's and the STOW part's
-    assert 'pacs_queries_total{level="Study"} 1' in text
+    assert all(line in text for line in counted)
     assert "pacs_instances 1" in text and "pacs_deletion_outbox 0" in text
     assert "# TYPE pacs_queue_depth gauge" in text
 
