@@ -75,6 +75,9 @@ def handlers(policy, options):
         (evt.EVT_ESTABLISHED, log_association, ["established"]),
         (evt.EVT_REJECTED, log_association, ["rejected"]),
         (evt.EVT_ABORTED, log_association, ["aborted"]),
+        # In the association's thread, as it ends: its SQLite connection goes with it.
+        (evt.EVT_RELEASED, close_connection),
+        (evt.EVT_ABORTED, close_connection),
     ]
 
 
@@ -431,6 +434,19 @@ def _set(dataset, keyword, text):
 # Django connection. Give it back (to the pool) when each request is answered:
 # pynetdicom's connection-closed event fires in another thread, and a connection
 # kept per association would exhaust the pool after PACS_DB_POOL_SIZE of them.
+# SQLite has no pool: closing it would open a new connection for every C-STORE
+# (a fifth of its CPU); the association's thread keeps its connection until the
+# association is released or aborted (close_connection), or, should it end
+# otherwise, until the thread's state is collected.
+
+
+def _release():
+    if connection.vendor != "sqlite":
+        connection.close()
+
+
+def close_connection(event):
+    connection.close()
 
 
 def releasing(handler):
@@ -439,7 +455,7 @@ def releasing(handler):
         try:
             return handler(*args, **kwargs)
         finally:
-            connection.close()
+            _release()
 
     return wrapper
 
@@ -450,7 +466,7 @@ def releasing_generator(handler):
         try:
             yield from handler(*args, **kwargs)
         finally:
-            connection.close()
+            _release()
 
     return wrapper
 
