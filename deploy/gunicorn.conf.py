@@ -87,6 +87,7 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # Logs on stdout/stderr: journald or the container runtime keeps them.
 accesslog = "-"
 errorlog = "-"
+logger_class = "pacsweb.webworker.AccessLogger"
 loglevel = (os.environ.get("PACS_LOG_LEVEL", "") or "info").lower()
 # The default format plus the client as the load balancer saw it and the
 # duration in ms; %(u)s is the HTTP Basic user (who stored or deleted what).

@@ -18,11 +18,13 @@ PACS_CLIENT_TIMEOUT.
 
 import errno
 import os
+import re
 import selectors
 import socket
 import time
 from functools import partial
 
+from gunicorn import glogging
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 HEAD_END = b"\r\n\r\n"
@@ -131,3 +133,78 @@ class HeadFirstWorker(ThreadWorker):
             # A client that has sent nothing of its next request on a kept-alive
             # connection is simply closed; one in the middle of a head is told why.
             self._drop(conn, TIMED_OUT if conn.head.strip(b"\r\n") else None)
+
+
+class AccessLogger(glogging.Logger):
+    """gunicorn's logger, computing only the atoms the access log format names: it
+    built all of them, with a copy of every request header, response header and
+    environ variable, for every request (a twentieth of a small store's CPU)."""
+
+    _ATOMS = {
+        "h": lambda log, resp, req, environ, took: environ.get("REMOTE_ADDR", "-"),
+        "l": lambda log, resp, req, environ, took: "-",
+        "u": lambda log, resp, req, environ, took: log._get_user(environ) or "-",
+        "t": lambda log, resp, req, environ, took: log.now(),
+        "r": lambda log, resp, req, environ, took: "%s %s %s" % (
+            environ["REQUEST_METHOD"], environ["RAW_URI"], environ["SERVER_PROTOCOL"]),
+        "s": lambda log, resp, req, environ, took: (
+            resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status),
+        "m": lambda log, resp, req, environ, took: environ.get("REQUEST_METHOD"),
+        "U": lambda log, resp, req, environ, took: environ.get("PATH_INFO"),
+        "q": lambda log, resp, req, environ, took: environ.get("QUERY_STRING"),
+        "H": lambda log, resp, req, environ, took: environ.get("SERVER_PROTOCOL"),
+        "b": lambda log, resp, req, environ, took: (
+            getattr(resp, "sent", None) is not None and str(resp.sent) or "-"),
+        "B": lambda log, resp, req, environ, took: getattr(resp, "sent", None),
+        "f": lambda log, resp, req, environ, took: environ.get("HTTP_REFERER", "-"),
+        "a": lambda log, resp, req, environ, took: environ.get("HTTP_USER_AGENT", "-"),
+        "T": lambda log, resp, req, environ, took: took.seconds,
+        "D": lambda log, resp, req, environ, took: took.seconds * 1000000 + took.microseconds,
+        "M": lambda log, resp, req, environ, took: took.seconds * 1000 + int(took.microseconds / 1000),
+        "L": lambda log, resp, req, environ, took: "%d.%06d" % (took.seconds, took.microseconds),
+        "p": lambda log, resp, req, environ, took: "<%s>" % os.getpid(),
+    }
+
+    def atoms(self, resp, req, environ, request_time):
+        names = self._names()
+        if names is None:
+            return super().atoms(resp, req, environ, request_time)
+        atoms = {}
+        for name in names:
+            if name in self._ATOMS:
+                atoms[name] = self._ATOMS[name](self, resp, req, environ, request_time)
+            elif name.endswith("}i"):
+                wanted = name[1:-2]
+                for header, value in getattr(req, "headers", ()):
+                    if header.lower() == wanted:
+                        atoms[name] = value
+            elif name.endswith("}o"):
+                wanted = name[1:-2]
+                for header, value in resp.headers:
+                    if header.lower() == wanted:
+                        atoms[name] = value
+            elif name.endswith("}e"):
+                wanted = name[1:-2]
+                for key, value in environ.items():
+                    if key.lower() == wanted:
+                        atoms[name] = value
+        return atoms
+
+    def _names(self):
+        """The atoms of the configured format, lowercased as gunicorn looks them up;
+        None when one is not understood here (gunicorn's own atoms() then)."""
+        form = self.cfg.access_log_format
+        if getattr(self, "_names_of", (None,))[0] != form:
+            names = []
+            for name in re.findall(r"%\(([^)]*)\)", form):
+                if name.startswith("{"):
+                    if not re.fullmatch(r"\{[^}]*\}[ioe]", name):
+                        names = None
+                        break
+                    name = name.lower()
+                elif name not in self._ATOMS:
+                    names = None
+                    break
+                names.append(name)
+            self._names_of = (form, names)
+        return self._names_of[1]
