@@ -65,17 +65,23 @@ def is_conflict(error):
     return False
 
 
-def run(unit, *args, retries=None, **kwargs):
+def run(unit, *args, retries=None, one_statement=False, **kwargs):
     """Run unit(*args, **kwargs) in its own transaction and return what it returns.
 
     Replays on conflict with a growing, jittered backoff; raises DatabaseBusy when
     the conflicts outlast `retries` (default PACS_TX_RETRIES). Any other error
     propagates at once, with the transaction rolled back.
+
+    A unit that sends exactly one statement says so with `one_statement`: it runs
+    without BEGIN and COMMIT, the statement being a transaction by itself (two
+    round trips of three saved), and is replayed alike.
     """
     retries = settings.TX_RETRIES if retries is None else retries
     attempt = 0
     while True:
         try:
+            if one_statement and connection.get_autocommit() and not connection.in_atomic_block:
+                return unit(*args, **kwargs)
             with transaction.atomic(durable=True):
                 return unit(*args, **kwargs)
         except (DatabaseError, Retry) as error:

@@ -12,6 +12,7 @@ C-STORE, POST /instances, STOW-RS, retrieves and peer transfers all call it.
 """
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -154,15 +155,26 @@ def _store_parsed(stream, parsed, origin):
     storage = get_storage()
     stored = storage.put(stream)
     try:
-        result = db.run(_index_instance, parsed, stored, origin, timezone.now())
+        # On PostgreSQL the index write is one statement, unless a bounded archive
+        # makes room first.
+        one = connection.vendor == "postgresql" and not recycling.bounded()
+        result = db.run(_index_instance, parsed, stored, origin, timezone.now(), one_statement=one)
     except BaseException:
         storage.delete(stored.key)
         raise
+    if result.status != SUCCESS and _is_ours(stored.key):
+        # A replay after the connection was lost as the write committed: the index
+        # already has this very file. It is stored, and must stay.
+        result = dataclasses.replace(result, status=SUCCESS)
     if result.status != SUCCESS:
         storage.delete(stored.key)
     signals.count("pacs_instances_stored_total" if result.status == SUCCESS else "pacs_instances_already_stored_total",
                   origin=origin.kind)
     return result
+
+
+def _is_ours(key):
+    return Attachment.objects.filter(storage_key=key).exists()
 
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -723,7 +735,7 @@ def _audit_subject(parsed):
 
 def _index_in_one_statement(parsed, stored, origin, now):
     """The index write as one statement (PostgreSQL): every row of _index_step_by_step
-    in a single round trip, so a store costs BEGIN, this and COMMIT.
+    in a single round trip, run as a transaction by itself (db.run's one_statement).
 
     Each step feeds the next through RETURNING; nothing is written when the SOP
     Instance UID is known (`known`). `xmax = 0` tells a row this statement inserted
@@ -782,6 +794,9 @@ def _index_in_one_statement(parsed, stored, origin, now):
                    %(details)s::jsonb || jsonb_build_object('status', CASE WHEN EXISTS (SELECT 1 FROM known)
                                                      THEN '{ALREADY_STORED}' ELSE '{SUCCESS}' END),
                    %(node)s
+            -- Not for a write that lost a race (it is replayed), nor for a UID known under
+            -- another study (refused): the statement may be its own transaction.
+            WHERE EXISTS (SELECT 1 FROM known WHERE public_id = %(instance_pid)s) OR EXISTS (SELECT 1 FROM i)
         )"""
     sql = f"""
         WITH known AS (
@@ -851,7 +866,9 @@ def _index_in_one_statement(parsed, stored, origin, now):
         return _already_stored(known, parsed)
     if not inserted:
         # Another writer indexed the same SOP Instance UID after this statement's
-        # snapshot; replayed, `known` sees it, and the parents' touches roll back.
+        # snapshot; replayed, `known` sees it. What this one wrote (the parents'
+        # touches) rolls back, or, run as its own transaction, is what the other
+        # writer wrote too.
         raise db.Retry(f"racing insert of {parsed.sop_instance_uid}")
     return StoreResult(SUCCESS, instance_pid, series_pid, study_pid, patient_pid, parsed.sop_instance_uid)
 

@@ -89,12 +89,47 @@ def test_a_known_uid_under_another_study_writes_nothing(storage_dir, monkeypatch
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_store_on_postgresql_is_one_statement_between_begin_and_commit(storage_dir):
+def test_a_store_on_postgresql_is_one_statement(storage_dir):
     assert connection.vendor == "postgresql"
     ingest.store(make_instance(sop_uid=uid("index-write", "warm")), AUDITED)
     with CaptureQueriesContext(connection) as queries:
         result = ingest.store(make_instance(sop_uid=uid("index-write", "counted")), AUDITED)
-    # One transaction of three statements, the audit row included.
+    # One statement, a transaction by itself, the audit row included.
     statements = [query["sql"].split()[0] for query in queries]
-    assert statements == ["BEGIN", "WITH", "COMMIT"], [query["sql"][:80] for query in queries]
+    assert statements == ["WITH"], [query["sql"][:80] for query in queries]
     assert AuditEvent.objects.filter(action="store", resource=result.instance_id, actor="admin").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bounded_archive_still_makes_room_in_the_stores_transaction(storage_dir, settings):
+    settings.MAXIMUM_PATIENT_COUNT = 10
+    with CaptureQueriesContext(connection) as queries:
+        ingest.store(make_instance(sop_uid=uid("index-write", "bounded")), AUDITED)
+    statements = [query["sql"].split()[0] for query in queries]
+    assert statements[0] == "BEGIN" and statements[-1] == "COMMIT" and "WITH" in statements
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_write_committed_as_its_connection_was_lost_keeps_its_file(storage_dir, monkeypatch):
+    """The replay of a write whose commit was not acknowledged finds its own instance:
+    that is a success, and the stored file stays."""
+    from django.db import OperationalError
+
+    from archive import db
+    from archive.storage import get_storage
+
+    write, calls = ingest._index_instance, []
+
+    def lost_after_commit(*args):
+        result = write(*args)
+        calls.append(result.status)
+        if len(calls) == 1:
+            monkeypatch.setattr(db, "is_lost_connection", lambda error: True)
+            raise OperationalError("server closed the connection unexpectedly")
+        return result
+
+    monkeypatch.setattr(ingest, "_index_instance", lost_after_commit)
+    result = ingest.store(make_instance(sop_uid=uid("index-write", "lost")), AUDITED)
+    assert calls == [ingest.SUCCESS, ingest.ALREADY_STORED] and result.status == ingest.SUCCESS
+    key = Attachment.objects.get(resource_id=result.instance_id).storage_key
+    assert get_storage().exists(key)
