@@ -21,6 +21,7 @@ from django.db import close_old_connections, connection
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pynetdicom import evt
+from pynetdicom.dsutils import encode
 from pynetdicom.transport import ThreadedAssociationServer
 
 from archive import dimse, ingest, query, worklist
@@ -33,6 +34,7 @@ from archive.models import Attachment, Instance, Level
 from archive.storage import StorageError, get_storage
 from archive import audit
 from archive.db import DatabaseBusy
+from dicom import answers
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ STUDY_ROOT_PREFIX = "1.2.840.10008.5.1.4.1.2.2."
 # Modality Worklist Information Model - FIND (PS3.4 K.6).
 WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
 MAX_SUBOPERATIONS = 65535
+# What pynetdicom answers when an identifier cannot be encoded (C-FIND: 0xC312).
+UNABLE_TO_ENCODE = 0xC312
 TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}  # the sub-operation counters are US (PS3.4 C.4.2.3)
 
 
@@ -165,16 +169,73 @@ def handle_find(event, policy, options):
     except query.InvalidQuery as error:
         yield _status(IDENTIFIER_DOES_NOT_MATCH, str(error)), None
         return
-    for match in matches:
-        _wait_until_sent(event.assoc)
-        if event.is_cancelled:
-            yield CANCEL, None
-            return
-        yield PENDING, _answer(identifier, level, match, options)
+    responder = answers.Responder.open(event)
+    if responder is None:
+        ended = yield from _answer_through_pynetdicom(event, identifier, level, matches, options)
+    else:
+        ended = yield from _answer_directly(event, responder, identifier, level, matches, options)
+    if ended:
+        return
     if more:
         # More matches than PACS_DICOM_MAX_FIND_ANSWERS: say so instead of
         # letting the SCU believe it saw everything.
         yield _status(OUT_OF_RESOURCES, f"more than {limit} matches; refine the query"), None
+
+
+def _answer_directly(event, responder, identifier, level, matches, options):
+    """Write the pending responses to the socket (dicom/answers.py); True when the
+    query ended early (cancelled, failed, the association gone), its final status
+    yielded if there is one to give."""
+    encoder = _encoder(identifier, level, options, responder.explicit_vr)
+    for match in matches:
+        responder.pace()
+        if responder.peer_spoke():
+            responder.let_read()
+        if event.is_cancelled:
+            responder.flush()
+            yield CANCEL, None
+            return True
+        if responder.failed or not event.assoc.is_established:
+            return True
+        encoded = encoder.encode(match.values) if encoder is not None else None
+        if encoded is None:
+            # Not plain text (or keys the encoder does not know): pydicom's
+            # conversion and encoding, as pynetdicom would do them.
+            encoded = encode(_answer(identifier, level, match, options), not responder.explicit_vr, True)
+            if encoded is None:
+                responder.flush()
+                yield UNABLE_TO_ENCODE, None
+                return True
+        responder.send(encoded)
+    return not responder.flush()
+
+
+def _answer_through_pynetdicom(event, identifier, level, matches, options):
+    """Pending responses as pydicom Datasets, sent by pynetdicom: for the transfer
+    syntaxes and sockets dicom/answers.py does not write. True when cancelled."""
+    for match in matches:
+        _wait_until_sent(event.assoc)
+        if event.is_cancelled:
+            yield CANCEL, None
+            return True
+        yield PENDING, _answer(identifier, level, match, options)
+    return False
+
+
+def _encoder(identifier, level, options, explicit_vr):
+    """What _answer builds, as bytes (dicom/answers.py); None when a key is one the
+    encoder does not write."""
+    keys = _answer_keys(identifier)
+    fixed = {"SpecificCharacterSet": "ISO_IR 192",
+             "QueryRetrieveLevel": _text_of(identifier.data_element("QueryRetrieveLevel"))}
+    if "RetrieveAETitle" in keys:
+        fixed["RetrieveAETitle"] = options.ae_title
+    sequences = [e.keyword for e in identifier if e.keyword in keys and e.VR == "SQ"]
+    wanted = [k for k in list(UNIQUE_KEYS[level]) + keys if k not in fixed and k not in sequences]
+    try:
+        return answers.Identifier(fixed, wanted, sequences, explicit_vr)
+    except ValueError:
+        return None
 
 
 def _find_worklist(event, options):
@@ -399,7 +460,7 @@ def _answer(identifier, level, match, options):
     answer = Dataset()
     answer.SpecificCharacterSet = "ISO_IR 192"
     answer.QueryRetrieveLevel = identifier.QueryRetrieveLevel
-    keys = [e.keyword for e in identifier if e.keyword and e.keyword not in ("QueryRetrieveLevel", "SpecificCharacterSet")]
+    keys = _answer_keys(identifier)
     for keyword in list(UNIQUE_KEYS[level]) + keys:
         if keyword in answer:
             continue
@@ -411,6 +472,10 @@ def _answer(identifier, level, match, options):
     if "RetrieveAETitle" in keys:
         answer.RetrieveAETitle = options.ae_title
     return answer
+
+
+def _answer_keys(identifier):
+    return [e.keyword for e in identifier if e.keyword and e.keyword not in ("QueryRetrieveLevel", "SpecificCharacterSet")]
 
 
 def _set(dataset, keyword, text):
