@@ -169,12 +169,16 @@ def handle_find(event, policy, options):
     except query.InvalidQuery as error:
         yield _status(IDENTIFIER_DOES_NOT_MATCH, str(error)), None
         return
-    responder = answers.Responder.open(event)
-    if responder is None:
-        ended = yield from _answer_through_pynetdicom(event, identifier, level, matches, options)
-    else:
-        ended = yield from _answer_directly(event, responder, identifier, level, matches, options)
-    if ended:
+    encoder = _encoder(identifier, level, options)
+
+    def answer(match, explicit_vr):
+        by_hand = None
+        if encoder is not None and explicit_vr is not None:
+            by_hand = encoder(explicit_vr).encode(match.values)
+        # Not plain text (or keys the encoder does not know): a Dataset, encoded by pydicom.
+        return by_hand if by_hand is not None else _answer(identifier, level, match, options)
+
+    if (yield from _send(event, matches, answer)):
         return
     if more:
         # More matches than PACS_DICOM_MAX_FIND_ANSWERS: say so instead of
@@ -182,12 +186,23 @@ def handle_find(event, policy, options):
         yield _status(OUT_OF_RESOURCES, f"more than {limit} matches; refine the query"), None
 
 
-def _answer_directly(event, responder, identifier, level, matches, options):
-    """Write the pending responses to the socket (dicom/answers.py); True when the
-    query ended early (cancelled, failed, the association gone), its final status
-    yielded if there is one to give."""
-    encoder = _encoder(identifier, level, options, responder.explicit_vr)
-    for match in matches:
+def _send(event, items, answer):
+    """The pending C-FIND responses, `answer(item, explicit_vr)` for each item (the
+    identifier's bytes, or a Dataset; a Dataset when explicit_vr is None): written to
+    the socket by dicom/answers.py, or sent by pynetdicom for the syntaxes and sockets
+    it does not write. True when the query ended early (cancelled, failed, the
+    association gone), its final status yielded if there is one to give."""
+    responder = answers.Responder.open(event)
+    if responder is None:
+        return (yield from _send_through_pynetdicom(event, (answer(item, None) for item in items)))
+    return (yield from _send_directly(event, responder, (answer(item, responder.explicit_vr) for item in items)))
+
+
+def _send_directly(event, responder, identifiers):
+    """Write a pending response per identifier (bytes, or a Dataset encoded here);
+    True when the query ended early (cancelled, failed, the association gone), its
+    final status yielded if there is one to give."""
+    for identifier in identifiers:
         responder.pace()
         if responder.peer_spoke():
             responder.let_read()
@@ -197,34 +212,33 @@ def _answer_directly(event, responder, identifier, level, matches, options):
             return True
         if responder.failed or not event.assoc.is_established:
             return True
-        encoded = encoder.encode(match.values) if encoder is not None else None
-        if encoded is None:
-            # Not plain text (or keys the encoder does not know): pydicom's
-            # conversion and encoding, as pynetdicom would do them.
-            encoded = encode(_answer(identifier, level, match, options), not responder.explicit_vr, True)
-            if encoded is None:
+        if not isinstance(identifier, bytes):
+            identifier = encode(identifier, not responder.explicit_vr, True)
+            if identifier is None:
                 responder.flush()
                 yield UNABLE_TO_ENCODE, None
                 return True
-        responder.send(encoded)
+        responder.send(identifier)
     return not responder.flush()
 
 
-def _answer_through_pynetdicom(event, identifier, level, matches, options):
-    """Pending responses as pydicom Datasets, sent by pynetdicom: for the transfer
-    syntaxes and sockets dicom/answers.py does not write. True when cancelled."""
-    for match in matches:
+def _send_through_pynetdicom(event, datasets):
+    """Pending responses sent by pynetdicom, each queued once the previous one has
+    left (its connection thread reads a C-CANCEL only when it has nothing to send).
+    True when cancelled."""
+    for dataset in datasets:
         _wait_until_sent(event.assoc)
         if event.is_cancelled:
             yield CANCEL, None
             return True
-        yield PENDING, _answer(identifier, level, match, options)
+        yield PENDING, dataset
     return False
 
 
-def _encoder(identifier, level, options, explicit_vr):
-    """What _answer builds, as bytes (dicom/answers.py); None when a key is one the
-    encoder does not write."""
+def _encoder(identifier, level, options):
+    """What _answer builds, as bytes: a function of the transfer syntax (explicit VR
+    or not) giving a dicom/answers.py Identifier; None when a key is one it does not
+    write."""
     keys = _answer_keys(identifier)
     fixed = {"SpecificCharacterSet": "ISO_IR 192",
              "QueryRetrieveLevel": _text_of(identifier.data_element("QueryRetrieveLevel"))}
@@ -233,9 +247,11 @@ def _encoder(identifier, level, options, explicit_vr):
     sequences = [e.keyword for e in identifier if e.keyword in keys and e.VR == "SQ"]
     wanted = [k for k in list(UNIQUE_KEYS[level]) + keys if k not in fixed and k not in sequences]
     try:
-        return answers.Identifier(fixed, wanted, sequences, explicit_vr)
+        encoders = {explicit_vr: answers.Identifier(fixed, wanted, sequences, explicit_vr)
+                    for explicit_vr in (False, True)}
     except ValueError:
         return None
+    return encoders.__getitem__
 
 
 def _find_worklist(event, options):
@@ -256,12 +272,8 @@ def _find_worklist(event, options):
     except query.InvalidQuery as error:
         yield _status(IDENTIFIER_DOES_NOT_MATCH, str(error)), None
         return
-    for item in items:
-        _wait_until_sent(event.assoc)
-        if event.is_cancelled:
-            yield CANCEL, None
-            return
-        yield PENDING, _worklist_answer(identifier, worklist.dataset(item))
+    if (yield from _send(event, items, lambda item, _: _worklist_answer(identifier, worklist.dataset(item)))):
+        return
     if more:
         yield _status(OUT_OF_RESOURCES, f"more than {limit} matches; refine the query"), None
 

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+)
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelFind,
@@ -266,6 +269,26 @@ def test_patient_level_in_study_root_is_refused(listener):
     answers, statuses = pynetdicom_find(listener.port, "PATIENT", {"PatientID": ""}, model="study")
     assert answers == []
     assert statuses == [0xA900]
+
+
+# The listener writes answers itself in the two syntaxes nearly every SCU proposes,
+# and lets pynetdicom send them in the others: the same answers either way.
+SYNTAXES = {"implicit": ImplicitVRLittleEndian, "explicit": ExplicitVRLittleEndian,
+            "deflated": DeflatedExplicitVRLittleEndian, "big endian": ExplicitVRBigEndian}
+
+
+def test_every_transfer_syntax_gets_the_same_answers(listener):
+    model = StudyRootQueryRetrieveInformationModelFind
+    query = identifier("STUDY", {keyword: "" for keyword in STUDY_KEYS} | {"ModalitiesInStudy": ""})
+    got = {}
+    for name, syntax in SYNTAXES.items():
+        with association(listener.port, [(model, [syntax])], calling="PYFIND") as assoc:
+            responses = list(assoc.send_c_find(query, model))
+        assert [s.Status for s, _ in responses] == [0xFF00] * len(STUDIES) + [0x0000], name
+        got[name] = sorted(tuple((k, text(a, k)) for k in [*STUDY_KEYS, "ModalitiesInStudy"])
+                           for _, a in responses[:-1])
+    assert got["implicit"] == got["explicit"] == got["deflated"] == got["big endian"]
+    assert {dict(a)["StudyInstanceUID"] for a in got["implicit"]} == {s.uid for s in STUDIES}
 
 
 # --- limits and cancellation -------------------------------------------------------

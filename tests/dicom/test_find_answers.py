@@ -98,9 +98,9 @@ def general(query, values, explicit_vr):
 
 def by_hand(query, values, explicit_vr):
     level, ds = QUERIES[query]
-    encoder = scp._encoder(ds, level, OPTIONS, explicit_vr)
+    encoder = scp._encoder(ds, level, OPTIONS)
     assert encoder is not None
-    return encoder.encode(values)
+    return encoder(explicit_vr).encode(values)
 
 
 @pytest.mark.parametrize("explicit_vr", [False, True], ids=["implicit", "explicit"])
@@ -123,7 +123,7 @@ def test_values_pydicom_would_convert_are_left_to_it(explicit_vr):
 
 def test_keys_the_encoder_does_not_know_leave_the_whole_query_to_pydicom():
     ds = identifier("IMAGE", "SOPInstanceUID", "Rows", "PixelData")
-    assert scp._encoder(ds, Level.INSTANCE, OPTIONS, False) is None
+    assert scp._encoder(ds, Level.INSTANCE, OPTIONS) is None
 
 
 def pynetdicom_pdus(request, context_id, identifier, max_pdu):
