@@ -1,6 +1,6 @@
 """C-FIND answers encoded by hand and written straight to the association's socket.
 
-A 1,000-answer C-FIND spent ~0.9 s of the listener's CPU: each answer built as
+A 1,000-answer C-FIND cost ~0.86 s of the listener's CPU: each answer built as
 a pydicom Dataset (values converted and validated), encoded by pydicom, turned
 into a DIMSE message by pynetdicom (its command set encoded by pydicom again),
 handed to pynetdicom's connection thread through a queue, and the handler
@@ -20,7 +20,7 @@ zero-timeout poll of the socket: pynetdicom's connection thread, which reads the
 socket, then gets the time to read and decode it, and the query stops before the
 next answer once the C-CANCEL is there. Answers already written cannot be called
 back, and nothing in DICOM or TCP tells how far the peer has read them: written
-as fast as they are made (~20 µs each), a whole answer would be in the peer's
+as fast as they are made (tens of µs each), a whole answer would be in the peer's
 buffers before an SCU that cancels on seeing its first answer could say so. So
 the first PACED_ANSWERS answers go out one at a time, at most one per PACE
 seconds (a cancel arriving meanwhile is seen at once), and the rest as fast as
@@ -194,7 +194,6 @@ class Responder:
         return cls(event, sock, context_id, transfer_syntax == ExplicitVRLittleEndian)
 
     def __init__(self, event, sock, context_id, explicit_vr):
-        self.event = event
         self.explicit_vr = explicit_vr
         self._assoc = event.assoc
         self._sock = sock
