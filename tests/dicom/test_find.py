@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
+from pynetdicom import AE
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
 )
@@ -289,6 +290,21 @@ def test_every_transfer_syntax_gets_the_same_answers(listener):
                            for _, a in responses[:-1])
     assert got["implicit"] == got["explicit"] == got["deflated"] == got["big endian"]
     assert {dict(a)["StudyInstanceUID"] for a in got["implicit"]} == {s.uid for s in STUDIES}
+
+
+def test_a_peer_with_a_small_maximum_pdu_gets_the_same_answers_in_fragments(listener):
+    model = StudyRootQueryRetrieveInformationModelFind
+    query = identifier("STUDY", {keyword: "" for keyword in STUDY_KEYS} | {"ModalitiesInStudy": ""})
+    got = []
+    for maximum in (0, 64):  # 64: each answer's command set and identifier in several PDUs
+        ae = AE(ae_title="PYFIND")
+        ae.add_requested_context(model)
+        ae.maximum_pdu_size = maximum
+        with association(listener.port, [model], calling="PYFIND", ae=ae) as assoc:
+            responses = list(assoc.send_c_find(query, model))
+        assert [s.Status for s, _ in responses] == [0xFF00] * len(STUDIES) + [0x0000], maximum
+        got.append(sorted(tuple((k, text(a, k)) for k in [*STUDY_KEYS, "ModalitiesInStudy"]) for _, a in responses[:-1]))
+    assert got[0] == got[1]
 
 
 # --- limits and cancellation -------------------------------------------------------
