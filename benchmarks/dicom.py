@@ -47,7 +47,7 @@ import pydicom
 
 from archive.identifiers import patient_public_id
 from benchmarks import indexfill, ingest
-from benchmarks.ingest import cpu_model, git_revision, memory_gb, percentile
+from benchmarks.ingest import cpu_model, cpu_seconds, git_revision, memory_gb, percentile
 from tests import orthanc, servers
 from tests.dicomgen import make_instance, uid
 from tests.services import remove, scratch_dir
@@ -180,6 +180,7 @@ class Target:
     aet: str
     log: Callable[[], str]  # the server's log so far, shown when something fails
     database_url: str | None  # the index database, when in PostgreSQL
+    pid: int  # the process that answers DICOM: its CPU (and its children's) is the server's per query
 
 
 @contextlib.contextmanager
@@ -190,7 +191,7 @@ def start(name, postgres_url):
         config = {"DicomModalities": {"bench": [CALLING_AET, "127.0.0.1", 1]}}
         with orthanc.OrthancServer(database, postgres_url=postgres_url, config=config) as server:
             yield Target(name, server.url, server.auth_header, server.dicom_port, server.aet, server.log,
-                         server.database_url)
+                         server.database_url, server.process.pid)
         return
     directory = scratch_dir("bench-pacsweb-")
     server = listener = None
@@ -205,7 +206,7 @@ def start(name, postgres_url):
             return f"{server.output()}\n--- listener ---\n{listener.output()}"
 
         yield Target(name, server.url, servers.auth_header(), listener.port, listener.ae_title, log,
-                     server.database_url)
+                     server.database_url, listener.process.pid)
     finally:
         if listener is not None:
             listener.stop()
@@ -435,6 +436,7 @@ class FindResult:
     latencies: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     answers: list = field(default_factory=list)  # (StudyInstanceUID, NumberOfStudyRelatedInstances) of the 1st run
+    cpu: float | None = None  # the server's CPU seconds over the timed runs
 
 
 def dcmtk_command(tool, target, *options):
@@ -471,7 +473,10 @@ def measure_echo(target, repetitions):
     """The floor of every query: start a DCMTK tool, associate, one exchange, release."""
     result = FindResult()
     for repetition in range(FIND_WARMUP + repetitions):
+        if repetition == FIND_WARMUP:
+            cpu_before = cpu_seconds(target.pid)
         timed_run(dcmtk_command(ECHOSCU, target, "-ll", "warn"), result, repetition >= FIND_WARMUP)
+    result.cpu = cpu_seconds(target.pid) - cpu_before
     return result
 
 
@@ -486,7 +491,10 @@ def measure_find(target, query, repetitions, work_dir):
         result.answers.append((str(answer.get("StudyInstanceUID", "")),
                                str(answer.get("NumberOfStudyRelatedInstances", ""))))
     for repetition in range(1, FIND_WARMUP + repetitions):
+        if repetition == FIND_WARMUP:
+            cpu_before = cpu_seconds(target.pid)
         timed_run(findscu_command(target, query, "-ll", "warn"), result, repetition >= FIND_WARMUP)
+    result.cpu = cpu_seconds(target.pid) - cpu_before
     return result
 
 
@@ -508,8 +516,9 @@ def check_answers(query, answers, count):
     return len(expected), problems
 
 
-FIND_COLUMNS = ("target", "index", "studies", "query", "answers", "expected", "p50 ms", "p95 ms", "max ms", "check")
-FIND_ROW = "{:<8} {:<9} {:>7} {:<21} {:>7} {:>8} {:>7} {:>7} {:>7} {:<5}"
+FIND_COLUMNS = ("target", "index", "studies", "query", "answers", "expected", "p50 ms", "p95 ms", "max ms",
+                "CPU ms", "check")
+FIND_ROW = "{:<8} {:<9} {:>7} {:<21} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7} {:<5}"
 
 
 def run_find(args, postgres_url):
@@ -517,7 +526,9 @@ def run_find(args, postgres_url):
     print(f"\nC-FIND, STUDY level, Study Root, with findscu: one process and one association per query, timed "
           f"from the start of the process to its exit; {FIND_WARMUP} warm-up then {args.repetitions} timed runs "
           f"per query; every query also asks for {', '.join(RETURN_KEYS)}. \"C-ECHO\": the same for echoscu, "
-          "the floor of every query (process start, association, release)")
+          "the floor of every query (process start, association, release). CPU ms = user + system CPU per timed "
+          "run of the process that answers DICOM (pacsweb's listener, Orthanc), from /proc; the database server "
+          "excluded (Orthanc on SQLite includes its index)")
     print(f"index: studies of {indexfill.SERIES_PER_STUDY} series x {indexfill.INSTANCES_PER_SERIES} instances, "
           "2 studies per patient, dates over 2015-2024, 10 modalities (every third study has an extra CT series)")
     if args.orthanc_studies != args.studies:
@@ -560,7 +571,8 @@ def run_find(args, postgres_url):
                 rows.append(FIND_ROW.format(
                     product, database, count, label, len(result.answers) if query else "-", expected,
                     f"{percentile(latencies, 50) * 1000:.1f}", f"{percentile(latencies, 95) * 1000:.1f}",
-                    f"{latencies[-1] * 1000:.1f}" if latencies else "-", "WRONG" if wrong else "ok"))
+                    f"{latencies[-1] * 1000:.1f}" if latencies else "-",
+                    f"{result.cpu / len(latencies) * 1000:.1f}" if latencies else "-", "WRONG" if wrong else "ok"))
     finally:
         remove(work_dir)
     print()

@@ -50,8 +50,8 @@ GIVEN_NAMES = ("JAMES", "MARY", "ROBERT", "PATRICIA", "JOHN", "JENNIFER", "MICHA
 MODALITIES = ("CT", "MR", "CR", "US", "DX", "MG", "NM", "PT", "XA", "RF")
 FIRST_DATE = datetime.date(2015, 1, 1)
 DAYS = 3653  # 2015-01-01 to 2024-12-31
-# What POST /instances from this machine records about an instance's origin.
-ORIGIN = {"origin": "RestApi", "remote_aet": "", "remote_ip": "127.0.0.1", "called_aet": ""}
+# What POST /instances from this machine, as the benchmarks' admin user, records about an instance's origin.
+ORIGIN = {"origin": "RestApi", "remote_aet": "", "remote_ip": "127.0.0.1", "called_aet": "", "http_username": "admin"}
 
 
 def patient_id(patient):
@@ -112,7 +112,8 @@ def instance_files(spec):
 
 @cache
 def _templates():
-    """Main DICOM tags of study 0's files, per level: what every study shares.
+    """Main DICOM tags of study 0's files, per level (for an instance, its main tags
+    and its image tags): what every study shares.
 
     fill() replaces the values that differ between studies; the constant ones
     (formatted numbers, dates, names) come from real files parsed as ingest does.
@@ -123,7 +124,8 @@ def _templates():
         instance_tags.append([])
         for number in range(1, INSTANCES_PER_SERIES + 1):
             dataset = pydicom.dcmread(io.BytesIO(make_instance(**instance_arguments(spec, series, number))))
-            instance_tags[series].append(tags.main_tags(dataset, tags.INSTANCE_TAGS))
+            instance_tags[series].append((tags.main_tags(dataset, tags.INSTANCE_TAGS),
+                                          tags.main_tags(dataset, tags.IMAGE_TAGS)))
         series_tags.append(tags.main_tags(dataset, tags.SERIES_TAGS))
     return tags.main_tags(dataset, tags.PATIENT_TAGS), tags.main_tags(dataset, tags.STUDY_TAGS), series_tags, instance_tags
 
@@ -136,7 +138,7 @@ STUDY_COLUMNS = RESOURCE_COLUMNS + ("patient_id", "study_instance_uid", "study_d
 SERIES_COLUMNS = RESOURCE_COLUMNS + ("study_id", "series_instance_uid", "modality", "series_description_norm",
                                      "series_number")
 INSTANCE_COLUMNS = RESOURCE_COLUMNS + ("series_id", "sop_instance_uid", "sop_class_uid", "transfer_syntax_uid",
-                                       "instance_number", "origin", "remote_aet", "remote_ip", "called_aet", "node")
+                                       "instance_number", "image_tags", *ORIGIN, "node")
 
 
 def fill(database_url, count, node):
@@ -182,13 +184,13 @@ def fill(database_url, count, node):
                                 "SeriesDescription": description}), *stamps,
                     study_pks[study_public_id(s.patient_id, s.study_uid)], series_uid, s.modalities[series],
                     tags.normalize(description), template["SeriesNumber"]))
-                for number, instance_template in enumerate(instance_templates[series], start=1):
+                for number, (instance_template, image_tags) in enumerate(instance_templates[series], start=1):
                     sop_uid = uid(series_uid, number)
                     instance_rows.append((
                         instance_public_id(s.patient_id, s.study_uid, series_uid, sop_uid),
                         json.dumps({**instance_template, "SOPInstanceUID": sop_uid}), *stamps,
                         series_public_id(s.patient_id, s.study_uid, series_uid), sop_uid, CTImageStorage,
-                        ExplicitVRLittleEndian, number, *ORIGIN.values(), node))
+                        ExplicitVRLittleEndian, number, json.dumps(image_tags), *ORIGIN.values(), node))
         _copy(conn, "series", SERIES_COLUMNS, series_rows)
         series_pks = dict(conn.execute("SELECT public_id, id FROM series"))
         _copy(conn, "instance", INSTANCE_COLUMNS, (row[:5] + (series_pks[row[5]],) + row[6:] for row in instance_rows))

@@ -21,6 +21,7 @@ from django.db import close_old_connections, connection
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pynetdicom import evt
+from pynetdicom.dsutils import encode
 from pynetdicom.transport import ThreadedAssociationServer
 
 from archive import dimse, ingest, query, worklist
@@ -33,6 +34,7 @@ from archive.models import Attachment, Instance, Level
 from archive.storage import StorageError, get_storage
 from archive import audit
 from archive.db import DatabaseBusy
+from dicom import answers
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ STUDY_ROOT_PREFIX = "1.2.840.10008.5.1.4.1.2.2."
 # Modality Worklist Information Model - FIND (PS3.4 K.6).
 WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
 MAX_SUBOPERATIONS = 65535
+# What pynetdicom answers when an identifier cannot be encoded (C-FIND: 0xC312).
+UNABLE_TO_ENCODE = 0xC312
 TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}  # the sub-operation counters are US (PS3.4 C.4.2.3)
 
 
@@ -165,16 +169,89 @@ def handle_find(event, policy, options):
     except query.InvalidQuery as error:
         yield _status(IDENTIFIER_DOES_NOT_MATCH, str(error)), None
         return
-    for match in matches:
-        _wait_until_sent(event.assoc)
-        if event.is_cancelled:
-            yield CANCEL, None
-            return
-        yield PENDING, _answer(identifier, level, match, options)
+    encoder = _encoder(identifier, level, options)
+
+    def answer(match, explicit_vr):
+        by_hand = None
+        if encoder is not None and explicit_vr is not None:
+            by_hand = encoder(explicit_vr).encode(match.values)
+        # Not plain text (or keys the encoder does not know): a Dataset, encoded by pydicom.
+        return by_hand if by_hand is not None else _answer(identifier, level, match, options)
+
+    if (yield from _send(event, matches, answer)):
+        return
     if more:
         # More matches than PACS_DICOM_MAX_FIND_ANSWERS: say so instead of
         # letting the SCU believe it saw everything.
         yield _status(OUT_OF_RESOURCES, f"more than {limit} matches; refine the query"), None
+
+
+def _send(event, items, answer):
+    """The pending C-FIND responses, `answer(item, explicit_vr)` for each item (the
+    identifier's bytes, or a Dataset; a Dataset when explicit_vr is None): written to
+    the socket by dicom/answers.py, or sent by pynetdicom for the syntaxes and sockets
+    it does not write. True when the query ended early (cancelled, failed, the
+    association gone), its final status yielded if there is one to give."""
+    responder = answers.Responder.open(event)
+    if responder is None:
+        return (yield from _send_through_pynetdicom(event, (answer(item, None) for item in items)))
+    return (yield from _send_directly(event, responder, (answer(item, responder.explicit_vr) for item in items)))
+
+
+def _send_directly(event, responder, identifiers):
+    """Write a pending response per identifier (bytes, or a Dataset encoded here);
+    True when the query ended early (cancelled, failed, the association gone), its
+    final status yielded if there is one to give."""
+    for identifier in identifiers:
+        responder.pace()
+        if responder.peer_spoke():
+            responder.let_read()
+        if event.is_cancelled:
+            responder.flush()
+            yield CANCEL, None
+            return True
+        if responder.failed or not event.assoc.is_established:
+            return True
+        if not isinstance(identifier, bytes):
+            identifier = encode(identifier, not responder.explicit_vr, True)
+            if identifier is None:
+                responder.flush()
+                yield UNABLE_TO_ENCODE, None
+                return True
+        responder.send(identifier)
+    return not responder.flush()
+
+
+def _send_through_pynetdicom(event, datasets):
+    """Pending responses sent by pynetdicom, each queued once the previous one has
+    left (its connection thread reads a C-CANCEL only when it has nothing to send).
+    True when cancelled."""
+    for dataset in datasets:
+        _wait_until_sent(event.assoc)
+        if event.is_cancelled:
+            yield CANCEL, None
+            return True
+        yield PENDING, dataset
+    return False
+
+
+def _encoder(identifier, level, options):
+    """What _answer builds, as bytes: a function of the transfer syntax (explicit VR
+    or not) giving a dicom/answers.py Identifier; None when a key is one it does not
+    write."""
+    keys = _answer_keys(identifier)
+    fixed = {"SpecificCharacterSet": "ISO_IR 192",
+             "QueryRetrieveLevel": _text_of(identifier.data_element("QueryRetrieveLevel"))}
+    if "RetrieveAETitle" in keys:
+        fixed["RetrieveAETitle"] = options.ae_title
+    sequences = [e.keyword for e in identifier if e.keyword in keys and e.VR == "SQ"]
+    wanted = [k for k in list(UNIQUE_KEYS[level]) + keys if k not in fixed and k not in sequences]
+    try:
+        encoders = {explicit_vr: answers.Identifier(fixed, wanted, sequences, explicit_vr)
+                    for explicit_vr in (False, True)}
+    except ValueError:
+        return None
+    return encoders.__getitem__
 
 
 def _find_worklist(event, options):
@@ -195,12 +272,8 @@ def _find_worklist(event, options):
     except query.InvalidQuery as error:
         yield _status(IDENTIFIER_DOES_NOT_MATCH, str(error)), None
         return
-    for item in items:
-        _wait_until_sent(event.assoc)
-        if event.is_cancelled:
-            yield CANCEL, None
-            return
-        yield PENDING, _worklist_answer(identifier, worklist.dataset(item))
+    if (yield from _send(event, items, lambda item, _: _worklist_answer(identifier, worklist.dataset(item)))):
+        return
     if more:
         yield _status(OUT_OF_RESOURCES, f"more than {limit} matches; refine the query"), None
 
@@ -399,7 +472,7 @@ def _answer(identifier, level, match, options):
     answer = Dataset()
     answer.SpecificCharacterSet = "ISO_IR 192"
     answer.QueryRetrieveLevel = identifier.QueryRetrieveLevel
-    keys = [e.keyword for e in identifier if e.keyword and e.keyword not in ("QueryRetrieveLevel", "SpecificCharacterSet")]
+    keys = _answer_keys(identifier)
     for keyword in list(UNIQUE_KEYS[level]) + keys:
         if keyword in answer:
             continue
@@ -411,6 +484,10 @@ def _answer(identifier, level, match, options):
     if "RetrieveAETitle" in keys:
         answer.RetrieveAETitle = options.ae_title
     return answer
+
+
+def _answer_keys(identifier):
+    return [e.keyword for e in identifier if e.keyword and e.keyword not in ("QueryRetrieveLevel", "SpecificCharacterSet")]
 
 
 def _set(dataset, keyword, text):

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
+from pynetdicom import AE
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+)
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelFind,
@@ -268,6 +272,41 @@ def test_patient_level_in_study_root_is_refused(listener):
     assert statuses == [0xA900]
 
 
+# The listener writes answers itself in the two syntaxes nearly every SCU proposes,
+# and lets pynetdicom send them in the others: the same answers either way.
+SYNTAXES = {"implicit": ImplicitVRLittleEndian, "explicit": ExplicitVRLittleEndian,
+            "deflated": DeflatedExplicitVRLittleEndian, "big endian": ExplicitVRBigEndian}
+
+
+def test_every_transfer_syntax_gets_the_same_answers(listener):
+    model = StudyRootQueryRetrieveInformationModelFind
+    query = identifier("STUDY", {keyword: "" for keyword in STUDY_KEYS} | {"ModalitiesInStudy": ""})
+    got = {}
+    for name, syntax in SYNTAXES.items():
+        with association(listener.port, [(model, [syntax])], calling="PYFIND") as assoc:
+            responses = list(assoc.send_c_find(query, model))
+        assert [s.Status for s, _ in responses] == [0xFF00] * len(STUDIES) + [0x0000], name
+        got[name] = sorted(tuple((k, text(a, k)) for k in [*STUDY_KEYS, "ModalitiesInStudy"])
+                           for _, a in responses[:-1])
+    assert got["implicit"] == got["explicit"] == got["deflated"] == got["big endian"]
+    assert {dict(a)["StudyInstanceUID"] for a in got["implicit"]} == {s.uid for s in STUDIES}
+
+
+def test_a_peer_with_a_small_maximum_pdu_gets_the_same_answers_in_fragments(listener):
+    model = StudyRootQueryRetrieveInformationModelFind
+    query = identifier("STUDY", {keyword: "" for keyword in STUDY_KEYS} | {"ModalitiesInStudy": ""})
+    got = []
+    for maximum in (0, 64):  # 64: each answer's command set and identifier in several PDUs
+        ae = AE(ae_title="PYFIND")
+        ae.add_requested_context(model)
+        ae.maximum_pdu_size = maximum
+        with association(listener.port, [model], calling="PYFIND", ae=ae) as assoc:
+            responses = list(assoc.send_c_find(query, model))
+        assert [s.Status for s, _ in responses] == [0xFF00] * len(STUDIES) + [0x0000], maximum
+        got.append(sorted(tuple((k, text(a, k)) for k in [*STUDY_KEYS, "ModalitiesInStudy"]) for _, a in responses[:-1]))
+    assert got[0] == got[1]
+
+
 # --- limits and cancellation -------------------------------------------------------
 
 
@@ -337,3 +376,39 @@ def test_findscu_cancel_after_one_answer_gets_cancel_status(crowd_listener, tmp_
     assert result.returncode == 0, output
     assert re.search(r"Received Final Find Response \(Cancel", output), output
     assert 1 <= len(list(tmp_path.glob("rsp*.dcm"))) < CROWD
+
+
+# A C-CANCEL ends the query within a few answers of the SCU's decision: the
+# listener writes its first answers one at a time (dicom/answers.py PACED_ANSWERS,
+# one per PACE), and stops before the next one once the cancel is in its socket.
+FEW = 8
+
+
+def test_c_cancel_after_the_first_answer_ends_the_query_within_a_few_answers(crowd_listener):
+    model = StudyRootQueryRetrieveInformationModelFind
+    counts = []
+    with association(crowd_listener.port, [model], calling="PYFIND") as assoc:
+        for msg_id in (21, 22, 23):
+            statuses = []
+            for status, _ in assoc.send_c_find(crowd_query(), model, msg_id=msg_id):
+                assert status is not None, "no C-FIND response within the timeout"
+                statuses.append(status.Status)
+                if len(statuses) == 1:
+                    assoc.send_c_cancel(msg_id, query_model=model)
+            assert statuses[-1] == 0xFE00 and set(statuses[:-1]) == {0xFF00}, [hex(s) for s in statuses[-3:]]
+            counts.append(len(statuses) - 1)
+    assert min(counts) <= FEW, counts
+
+
+def test_findscu_cancel_after_one_answer_gets_at_most_a_few(crowd_listener, tmp_path):
+    counts = []
+    for run in range(3):
+        out = tmp_path / str(run)
+        out.mkdir()
+        result = dcmtk("findscu", "-v", "-aet", "FINDSCU", "-S", "--cancel", "1", "-k", "QueryRetrieveLevel=IMAGE",
+                       "-k", f"StudyInstanceUID={CROWD_STUDY}", "-k", "SOPInstanceUID=", "-X", "-od", out,
+                       "127.0.0.1", crowd_listener.port)
+        output = result.stdout + result.stderr
+        assert re.search(r"Received Final Find Response \(Cancel", output), output
+        counts.append(len(list(out.glob("rsp*.dcm"))))
+    assert min(counts) <= FEW, counts
