@@ -55,6 +55,8 @@ from tests.services import remove, scratch_dir
 TARGETS = {
     # name: (product, index database)
     "pacsweb": ("pacsweb", "postgres"),
+    # The embedded default: C-STORE only (the C-FIND index is filled through PostgreSQL's SQL).
+    "pacsweb-sqlite": ("pacsweb", "sqlite"),
     "orthanc-sqlite": ("orthanc", "sqlite"),
     "orthanc-postgres": ("orthanc", "postgres"),
 }
@@ -196,7 +198,7 @@ def start(name, postgres_url):
     directory = scratch_dir("bench-pacsweb-")
     server = listener = None
     try:
-        server = servers.Server(directory, database="postgres", workers=1, threads=4, PACS_NODE_NAME=NODE_NAME)
+        server = servers.Server(directory, database=database, workers=1, threads=4, PACS_NODE_NAME=NODE_NAME)
         modalities = directory / "modalities.json"
         modalities.write_text(json.dumps(
             {"bench": {"AET": CALLING_AET, "Host": "127.0.0.1", "Port": 1, "AllowFind": True}}))
@@ -212,6 +214,7 @@ def start(name, postgres_url):
             listener.stop()
         if server is not None:
             server.stop()
+        if server is not None and database == "postgres":
             with psycopg.connect(postgres_url, autocommit=True) as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {urlparse(server.database_url).path.lstrip('/')} WITH (FORCE)")
         remove(directory)
@@ -234,6 +237,7 @@ def tail(log, lines=20):
 @dataclass
 class StoreResult:
     elapsed: float = 0.0
+    cpu: float = 0.0  # the answering process's CPU seconds over the measured stores
     errors: list = field(default_factory=list)
     stored: int = -1  # CountInstances after the run
 
@@ -269,10 +273,12 @@ def measure_store(target, paths, warmup_paths, associations, work_dir):
     result = StoreResult()
     finish([storescu(target, warmup_paths, work_dir / "warmup.log")], result, "warm-up")
     started = time.perf_counter()
+    cpu_before = cpu_seconds(target.pid)
     processes = [storescu(target, paths[index::associations], work_dir / f"storescu-{index}.log")
                  for index in range(associations)]
     finish(processes, result, "measured")
     result.elapsed = time.perf_counter() - started
+    result.cpu = cpu_seconds(target.pid) - cpu_before
     result.stored = statistics(target)["CountInstances"]
     return result
 
@@ -291,8 +297,8 @@ def finish(processes, result, phase):
             result.errors.append(f"{phase} storescu exited with {code}:\n{tail(log_path.read_text(), 10)}")
 
 
-STORE_COLUMNS = ("target", "index", "size", "assoc", "inst/s", "MB/s", "seconds", "stored")
-STORE_ROW = "{:<8} {:<9} {:<13} {:>5} {:>8} {:>7} {:>8} {:>9}"
+STORE_COLUMNS = ("target", "index", "size", "assoc", "inst/s", "MB/s", "seconds", "CPU ms", "stored")
+STORE_ROW = "{:<8} {:<9} {:<13} {:>5} {:>8} {:>7} {:>8} {:>7} {:>9}"
 
 
 def run_store(args, postgres_url):
@@ -304,7 +310,9 @@ def run_store(args, postgres_url):
             warmups[size] = write_files(work_dir / f"{size}-warmup", size, STORE_WARMUP, "warmup")
         print(f"\nC-STORE with storescu: fresh empty target per line, {STORE_WARMUP} warm-up instances over 1 "
               f"association, then -n {args.n} instances over `assoc` parallel associations "
-              f"(one storescu process each); load average now: {load_average()}")
+              f"(one storescu process each); CPU ms = user + system CPU per stored instance of the process that "
+              f"answers DICOM (pacsweb's listener, Orthanc), from /proc, the PostgreSQL server excluded; "
+              f"load average now: {load_average()}")
         print(STORE_ROW.format(*STORE_COLUMNS))
         problems = []
         for name in args.targets:
@@ -322,7 +330,8 @@ def run_store(args, postgres_url):
                             problems.append((f"{name} {size} x{associations}", result, expected, target.log()))
                     print(STORE_ROW.format(
                         product, database, size_label, associations, f"{args.n / result.elapsed:.1f}",
-                        f"{megabytes / result.elapsed:.1f}", f"{result.elapsed:.2f}", f"{result.stored}/{expected}",
+                        f"{megabytes / result.elapsed:.1f}", f"{result.elapsed:.2f}",
+                        f"{result.cpu / args.n * 1000:.2f}", f"{result.stored}/{expected}",
                     ), flush=True)
         for label, result, expected, log in problems:
             print(f"\n--- {label}: {result.stored} of {expected} instances stored")
@@ -540,6 +549,9 @@ def run_find(args, postgres_url):
     try:
         for name in args.targets:
             product, database = TARGETS[name]
+            if product == "pacsweb" and database != "postgres":
+                print(f"{name}: not queried (the C-FIND index is filled through PostgreSQL)", flush=True)
+                continue
             count = args.studies if product == "pacsweb" else args.orthanc_studies
             with start(name, postgres_url) as target:
                 try:
