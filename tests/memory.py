@@ -18,13 +18,13 @@ def pss(pid):
         return 0
 
 
-def node_processes(pid):
-    """[(name, pid, PSS in bytes)] for the launcher `pid` and every live process under it."""
+def node_processes(pid, root_name="launcher"):
+    """[(name, pid, PSS in bytes)] for the process `pid` (called `root_name`) and every live process under it."""
     root = psutil.Process(pid)
     rows = []
     for process in [root] + root.children(recursive=True):
         try:
-            name = "launcher" if process.pid == pid else process.name()
+            name = root_name if process.pid == pid else process.name()
             rows.append((name, process.pid, process.memory_full_info().pss))
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             pass
