@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 
-from benchmarks.ingest import SIZES, Target, cpu_model, git_revision, instances, memory_gb, store_all
+from benchmarks.ingest import SIZES, Target, cpu_model, cpu_seconds, git_revision, instances, memory_gb, store_all
 from tests import memory, orthanc, servers
 from tests.services import remove, scratch_dir
 from tests.waiting import wait_for
@@ -85,18 +85,23 @@ def measure(name, target, files):
 
         sampler = threading.Thread(target=sample)
         sampler.start()
+        cpu = cpu_seconds(target.pid)
         started = time.perf_counter()
         latencies, errors = store_all(target, batch, concurrency)
         elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(target.pid) - cpu
         done.set()
         sampler.join()
         peak = max([peak, *samples])
-        print(f"{name}, {len(batch)} instances by {concurrency} clients in {elapsed:.1f} s, {len(errors)} errors; "
+        print(f"{name}, {len(batch)} instances by {concurrency} clients in {elapsed:.1f} s "
+              f"(server CPU {cpu * 1000 / len(batch):.1f} ms per instance), {len(errors)} errors; "
               f"highest total PSS sampled: {max(samples, default=0) / memory.MB:.1f} MB ({len(samples)} samples)")
         for error in errors[:3]:
             print(f"  {error}")
     time.sleep(SETTLE)
     after = processes()
+    # A short ingest may end between two samples: what stays after it was there during it.
+    peak = max(peak, sum(size for _, _, size in after))
     print(f"\n{name}, after the ingest:\n{memory.describe(after)}\n")
     return (sum(size for _, _, size in idle), peak, sum(size for _, _, size in after))
 
