@@ -6,8 +6,13 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import psutil
+import pytest
+
+from cluster.management.commands import run
 
 from tests import memory, servers
 from tests.dicomgen import make_instance
@@ -135,3 +140,39 @@ def test_second_start_keeps_the_admin_password_and_data(tmp_path):
     secret = (tmp_path / "secret_key").read_text()
     servers.manage("check", env=env)
     assert (tmp_path / "secret_key").read_text() == secret
+
+
+def _fail():
+    raise RuntimeError("a role that breaks")
+
+
+def _wait_forever():
+    threading.Event().wait(120)
+
+
+def test_a_forked_role_exits_with_its_own_status():
+    assert run.fork("ok", lambda: None).wait(30) == 0
+    assert run.fork("exits", lambda: sys.exit(3)).wait(30) == 3
+    assert run.fork("breaks", _fail).wait(30) == 1
+
+
+def test_a_forked_role_has_its_own_process_group_and_name(tmp_path):
+    seen = tmp_path / "seen"
+
+    def role():
+        seen.write_text(f"{os.getpgid(0)} {os.getpid()} {Path('/proc/self/comm').read_text().strip()}")
+
+    child = run.fork("probe", role)
+    assert child.wait(30) == 0
+    group, pid, name = seen.read_text().split()
+    # Its own group: Ctrl-C in the terminal reaches the launcher only.
+    assert (int(group), int(pid), name) == (child.pid, child.pid, "pacs-probe")
+
+
+def test_a_forked_role_that_does_not_stop_in_time_is_killed():
+    child = run.fork("slow", _wait_forever)
+    with pytest.raises(subprocess.TimeoutExpired):
+        child.wait(timeout=0.2)
+    assert child.poll() is None
+    child.kill()
+    assert child.wait(30) == -signal.SIGKILL
