@@ -1,5 +1,6 @@
 """`make run`'s launcher on the embedded defaults: SQLite, local storage, embedded Redis."""
 
+import atexit
 import hashlib
 import os
 import re
@@ -154,6 +155,27 @@ def test_a_forked_role_exits_with_its_own_status():
     assert run.fork("ok", lambda: None).wait(30) == 0
     assert run.fork("exits", lambda: sys.exit(3)).wait(30) == 3
     assert run.fork("breaks", _fail).wait(30) == 1
+
+
+def test_a_forked_role_runs_its_exit_handlers_not_the_launchers(tmp_path):
+    """A role's exit handlers run as a new interpreter's would (the metrics send their
+    last counts from one); the launcher's stay the launcher's."""
+    launchers = tmp_path / "launcher's"
+
+    def launcher_handler():
+        launchers.write_text("ran")
+
+    atexit.register(launcher_handler)
+    try:
+        def role():
+            atexit.register(lambda: (tmp_path / "role's").write_text("ran"))
+            sys.exit(0)
+
+        assert run.fork("exits", role).wait(30) == 0
+        assert (tmp_path / "role's").read_text() == "ran"
+        assert not launchers.exists()
+    finally:
+        atexit.unregister(launcher_handler)
 
 
 def test_a_forked_role_has_its_own_process_group_and_name(tmp_path):

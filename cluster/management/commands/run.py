@@ -15,6 +15,7 @@ of the memory it held with one interpreter per process (docs/benchmarks.md,
 "Memory of a node").
 """
 
+import atexit
 import ctypes
 import gc
 import logging
@@ -114,6 +115,10 @@ def fork(name, main):
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         gc.enable()
+        # The launcher's exit handlers are its own; the role registers its own
+        # (the metrics' last flush), run below as the interpreter would run them.
+        atexit._clear()
+        atexit.register(logging.shutdown)
         _set_process_name(f"pacs-{name}")
         main()
         status = 0
@@ -124,8 +129,13 @@ def fork(name, main):
     except BaseException:
         traceback.print_exc()
     finally:
-        # Never back into the launcher's stack (its finally would stop the node).
+        # What the interpreter does when it exits (Py_FinalizeEx): wait for the
+        # threads that are not daemons, run the exit handlers, flush the standard
+        # streams; then leave, never back into the launcher's stack (its finally
+        # would stop the node).
         try:
+            threading._shutdown()
+            atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
