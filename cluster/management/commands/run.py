@@ -251,13 +251,14 @@ class Command(BaseCommand):
         try:
             if not os.environ.get("REDIS_URL"):
                 children.append(("redis", self._start_redis(env)))
-            call_command("migrate", interactive=False, verbosity=0)
-            call_command("ensure_admin")
-            try:
-                # The OHIF viewer is fetched once and kept: offline, a node runs without it.
-                call_command("ohif", "--if-missing")
-            except CommandError as error:
-                self.stderr.write(f"the OHIF viewer is not installed ({error}); /ohif/ will say so")
+            # In a child: the launcher then forks the roles with no database
+            # connection, no thread (a transaction replayed while nodes start
+            # together counts a metric, whose sender is a thread) and none of
+            # what migrating loads in its heap.
+            children.append(("setup", fork("setup", self._set_up)))
+            if children[-1][1].wait() != 0:
+                raise CommandError("setting up the node failed (see above)")
+            children.pop()
             preload()
             forget_connections()
             # Objects the launcher made so far are never collected: a collection
@@ -300,6 +301,16 @@ class Command(BaseCommand):
         finally:
             self._stop(children)
         self.stdout.write("pacsweb stopped.")
+
+    def _set_up(self):
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("ensure_admin")
+        try:
+            # The OHIF viewer is fetched once and kept: offline, a node runs without it.
+            call_command("ohif", "--if-missing")
+        except CommandError as error:
+            self.stderr.write(f"the OHIF viewer is not installed ({error}); /ohif/ will say so")
+        self.stdout.flush()
 
     def access_log(self):
         return Path(settings.DATA_DIR) / "access.log"
