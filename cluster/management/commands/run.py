@@ -15,6 +15,7 @@ of the memory it held with one interpreter per process (docs/benchmarks.md,
 "Memory of a node").
 """
 
+import ast
 import atexit
 import ctypes
 import gc
@@ -182,14 +183,17 @@ def preload():
     get_resolver().url_patterns  # noqa: B018 (imports every view)
     WSGIHandler()
     # The worker class of deploy/gunicorn.conf.py, by name as gunicorn loads it.
-    load_class(_gunicorn_config().get("worker_class", "sync"))
+    load_class(_gunicorn_worker_class())
 
 
-def _gunicorn_config():
+def _gunicorn_worker_class():
+    """deploy/gunicorn.conf.py's worker_class, read without running the file (it
+    patches gunicorn, which the web role's gunicorn does when it loads it)."""
     path = Path(settings.BASE_DIR) / "deploy" / "gunicorn.conf.py"
-    config = {"__file__": str(path)}
-    exec(compile(path.read_text(), str(path), "exec"), config)
-    return config
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "worker_class" for t in node.targets):
+            return ast.literal_eval(node.value)
+    return "sync"
 
 
 def forget_connections():
