@@ -115,7 +115,6 @@ def fork(name, main):
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        gc.enable()
         # The launcher's exit handlers are its own; the role registers its own
         # (the metrics' last flush), run below as the interpreter would run them.
         atexit._clear()
@@ -205,10 +204,10 @@ def forget_connections():
             connection.close_pool()
 
 
-def limit_malloc_arenas(count):
+def limit_malloc_arenas(value):
     try:
-        ctypes.CDLL(None).mallopt(M_ARENA_MAX, count)
-    except (OSError, AttributeError):  # not glibc
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, int(value))
+    except (OSError, AttributeError, ValueError):  # not glibc; a value glibc would ignore too
         pass
 
 
@@ -241,7 +240,7 @@ class Command(BaseCommand):
         # the variable when a program starts: the forked roles get the launcher's
         # setting, made here.
         env.setdefault("MALLOC_ARENA_MAX", "5")
-        limit_malloc_arenas(int(env["MALLOC_ARENA_MAX"]))
+        limit_malloc_arenas(env["MALLOC_ARENA_MAX"])
         env.setdefault("PACS_DATA_DIR", str(settings.DATA_DIR))
         env.setdefault("DJANGO_SETTINGS_MODULE", "pacsweb.settings")
         # What each process logs at INFO (an association, a job done) is for a
