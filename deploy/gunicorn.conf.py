@@ -2,9 +2,10 @@
 
     gunicorn -c /opt/pacsweb/deploy/gunicorn.conf.py pacsweb.wsgi
 
-`manage.py run` (archive/management/commands/run.py) starts gunicorn with this
-file too, overriding a few options on its command line; here it serves a node
-whose processes are started one by one (systemd units, containers).
+`manage.py run` (cluster/management/commands/run.py) runs gunicorn with this
+file too, in a process it forks, overriding a few options on its command line;
+here it serves a node whose processes are started one by one (systemd units,
+containers).
 Settings come from the environment variables of README.md's table; an operator
 can still override any of them for one start with GUNICORN_CMD_ARGS, which
 gunicorn applies after this file (e.g. GUNICORN_CMD_ARGS="--max-requests 0").
@@ -69,6 +70,8 @@ max_requests_jitter = 10_000
 # Not preloaded: every worker imports pacsweb.wsgi itself, which starts that
 # worker's heartbeat thread in the node registry (threads do not survive the
 # fork from a preloaded master), and a worker recycle then also reloads code.
+# Under `manage.py run` the master is forked from a launcher that imported the
+# URLconf and every view already: the workers share those pages all the same.
 preload_app = False
 
 # gunicorn >= 25.1 opens a control socket at one default path per user: two

@@ -1,15 +1,21 @@
 """`make run`'s launcher on the embedded defaults: SQLite, local storage, embedded Redis."""
 
+import atexit
 import hashlib
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import psutil
+import pytest
 
-from tests import servers
+from cluster.management.commands import run
+
+from tests import memory, servers
 from tests.dicomgen import make_instance
 from tests.mllp.conftest import Hl7Client, acknowledged, orm
 from tests.waiting import wait_for
@@ -42,9 +48,14 @@ def test_single_node_starts_everything_serves_and_stops_on_ctrl_c(tmp_path):
 
         children = psutil.Process(launcher.pid).children(recursive=True)
         commands = " ".join(" ".join(c.cmdline()) for c in children)
-        assert "redis-server" in commands and "gunicorn" in commands
-        assert "manage.py worker" in commands and "manage.py housekeeper" in commands
-        assert "dicom_listener" in commands and "hl7_listener" in commands
+        assert "redis-server" in commands
+        # The roles are forked from the launcher, each named after its role in ps.
+        names = {c.name() for c in children}
+        assert {"pacs-web", "pacs-worker-1", "pacs-housekeepe", "pacs-dicom-1", "pacs-hl7"} <= names, names
+        # Idle, the whole node (11 processes on 2 cores) holds at most 350 MB of
+        # proportional memory: the roles share what the launcher imported (issue 16).
+        processes = memory.node_processes(launcher.pid)
+        assert sum(size for _, _, size in processes) <= 350 * memory.MB, memory.describe(processes)
         assert "AE title LAPTOP" in output and f"port {dicom_port}" in output
         assert re.search(rf"RIS \(HL7 v2 / MLLP\): +\S+:{hl7_port}\n", output), output
         echo = subprocess.run(["echoscu", "-aec", "LAPTOP", "127.0.0.1", str(dicom_port)], capture_output=True)
@@ -130,3 +141,60 @@ def test_second_start_keeps_the_admin_password_and_data(tmp_path):
     secret = (tmp_path / "secret_key").read_text()
     servers.manage("check", env=env)
     assert (tmp_path / "secret_key").read_text() == secret
+
+
+def _fail():
+    raise RuntimeError("a role that breaks")
+
+
+def _wait_forever():
+    threading.Event().wait(120)
+
+
+def test_a_forked_role_exits_with_its_own_status():
+    assert run.fork("ok", lambda: None).wait(30) == 0
+    assert run.fork("exits", lambda: sys.exit(3)).wait(30) == 3
+    assert run.fork("breaks", _fail).wait(30) == 1
+
+
+def test_a_forked_role_runs_its_exit_handlers_not_the_launchers(tmp_path):
+    """A role's exit handlers run as a new interpreter's would (the metrics send their
+    last counts from one); the launcher's stay the launcher's."""
+    launchers = tmp_path / "launcher's"
+
+    def launcher_handler():
+        launchers.write_text("ran")
+
+    atexit.register(launcher_handler)
+    try:
+        def role():
+            atexit.register(lambda: (tmp_path / "role's").write_text("ran"))
+            sys.exit(0)
+
+        assert run.fork("exits", role).wait(30) == 0
+        assert (tmp_path / "role's").read_text() == "ran"
+        assert not launchers.exists()
+    finally:
+        atexit.unregister(launcher_handler)
+
+
+def test_a_forked_role_has_its_own_process_group_and_name(tmp_path):
+    seen = tmp_path / "seen"
+
+    def role():
+        seen.write_text(f"{os.getpgid(0)} {os.getpid()} {Path('/proc/self/comm').read_text().strip()}")
+
+    child = run.fork("probe", role)
+    assert child.wait(30) == 0
+    group, pid, name = seen.read_text().split()
+    # Its own group: Ctrl-C in the terminal reaches the launcher only.
+    assert (int(group), int(pid), name) == (child.pid, child.pid, "pacs-probe")
+
+
+def test_a_forked_role_that_does_not_stop_in_time_is_killed():
+    child = run.fork("slow", _wait_forever)
+    with pytest.raises(subprocess.TimeoutExpired):
+        child.wait(timeout=0.2)
+    assert child.poll() is None
+    child.kill()
+    assert child.wait(30) == -signal.SIGKILL
