@@ -152,13 +152,8 @@ class _Walker:
         previous = -1
         first = True
         while True:
-            if end is not None:
-                if position == end:
-                    return position
-                if position > end:
-                    raise Unusual
-            if position + 8 > size:
-                raise Unusual  # an element header cut short: truncated
+            if self._ends(position, end):
+                return position
             group, element = _TAG.unpack_from(data, position)
             tag = group << 16 | element
             if tag == ITEM_END:
@@ -208,16 +203,23 @@ class _Walker:
             if depth == 0 and tag in wanted:
                 elements[tag] = (vr, data[start:position])
 
+    def _ends(self, position, end):
+        """Whether a data set or sequence of defined length ends at `position`; raises
+        Unusual past its end, or where no element header fits in the file (truncated)."""
+        if end is not None:
+            if position == end:
+                return True
+            if position > end:
+                raise Unusual
+        if position + 8 > self.size:
+            raise Unusual
+        return False
+
     def sequence(self, position, end, depth):
         data, size = self.data, self.size
         while True:
-            if end is not None:
-                if position == end:
-                    return position
-                if position > end:
-                    raise Unusual
-            if position + 8 > size:
-                raise Unusual
+            if self._ends(position, end):
+                return position
             group, element, length = _ITEM.unpack_from(data, position)
             tag = group << 16 | element
             if tag == SEQUENCE_END:
