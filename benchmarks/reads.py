@@ -25,6 +25,12 @@ data between them), Orthanc once with its default HTTP threads. For each read:
 2. throughput: 2 x --requests requests by --clients keep-alive connections in
    parallel: requests/s, and CPU ms per request again.
 
+The measured requests are repeats: after the fill, every one of them is sent once,
+unmeasured (its CPU per request is printed), as a viewer opens a study before reading
+its parts. A first read of a study by a user writes its audit row; pacsweb records a
+read once per study, user and PACS_AUDIT_READ_WINDOW (archive/audit.py), and the
+repeats measured here are within that window.
+
 Each phase is preceded by unmeasured requests on new connections from more
 clients than pacsweb has workers, so that every worker has served each route
 (the first request a worker serves pays for imports). Every answer is checked
@@ -225,6 +231,14 @@ def measure_target(name, args, postgres_url, data):
         print(f"{name}: filled {len(data.files)} instances in {fill:.0f} s", flush=True)
         if errors:
             return [Row(name, "-", "fill", errors=["fill: " + e for e in errors])]
+        for read in data.reads:
+            first = list(islice_cycle(read.requests, 2 * args.requests))
+            before = ingest.cpu_seconds(target.pid)
+            errors = run_requests(target, first, args.clients)[1]
+            print(f"{name}: first reads, {read.label}: CPU {cpu_ms(ingest.cpu_seconds(target.pid) - before, len(first))}"
+                  f" ms/req (unmeasured)", flush=True)
+            if errors:
+                return [Row(name, "-", read.label, errors=["first reads: " + e for e in errors])]
         if name.startswith("orthanc"):
             rows += measure_reads(name, "50 thr", target, args, data)
         else:
