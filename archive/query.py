@@ -399,14 +399,23 @@ def _annotate_counts(queryset, level, wanted):
 
 
 def _count(model, parent_field):
-    subquery = (
-        model.objects.filter(**{parent_field: OuterRef("pk")})
-        .order_by()
-        .values(parent_field)
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    return Coalesce(Subquery(subquery), 0)
+    # Built once per (model, parent): an expression is copied whenever a queryset
+    # resolves it, and building its inner queryset (five clones) cost ~0.2 ms a
+    # search, every search.
+    expression = _COUNTS.get((model, parent_field))
+    if expression is None:
+        subquery = (
+            model.objects.filter(**{parent_field: OuterRef("pk")})
+            .order_by()
+            .values(parent_field)
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        expression = _COUNTS[model, parent_field] = Coalesce(Subquery(subquery), 0)
+    return expression
+
+
+_COUNTS = {}
 
 
 def _aggregates(level, rows, wanted):
