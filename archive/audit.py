@@ -16,11 +16,12 @@ secrets masked.
 """
 
 import datetime
+import json
 import logging
 import re
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.forms.models import model_to_dict
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -131,14 +132,14 @@ def record(actor_kind, actor, action, address="", method="", path="", status=Non
                 return
             if level in (Level.PATIENT, Level.STUDY) and "subject" not in details:
                 details["subject"] = subject(level, resource)
-        row = AuditEvent.objects.create(at=timezone.now(), actor_kind=actor_kind, actor=str(actor)[:160],
-                                        address=address or "", action=action, method=method, path=path,
-                                        status=status, level=level, resource=str(resource)[:128],
-                                        details=details or {}, node=settings.NODE_NAME)
+        at = timezone.now()
+        _insert(at=at, actor_kind=actor_kind, actor=str(actor)[:160], address=address or "", action=action,
+                method=method, path=path, status=status, level=level, resource=str(resource)[:128],
+                details=details or {}, node=settings.NODE_NAME)
         if action == "read" and resource:
             key = _read_key(actor_kind, str(actor), level, str(resource))
             # Remembered once the row is committed (at once outside a transaction).
-            transaction.on_commit(lambda: _remember(_recorded_reads, key, row.at))
+            transaction.on_commit(lambda: _remember(_recorded_reads, key, at))
     except Exception as error:  # the trail must not fail the operation it describes
         log.error("audit event not written (%s %s %s): %s", actor, action, resource, error)
 
@@ -164,6 +165,21 @@ def _remember(cache, key, value):
     if len(cache) >= CACHE_LIMIT:
         cache.clear()
     cache[key] = value
+
+
+_COLUMNS = ("at", "actor_kind", "actor", "address", "action", "method", "path", "status", "level", "resource",
+            "details", "node")
+_INSERT = (f"INSERT INTO {AuditEvent._meta.db_table} ({', '.join(_COLUMNS)}) "
+           f"VALUES ({', '.join(['%s'] * len(_COLUMNS))})")
+
+
+def _insert(**row):
+    """AuditEvent.objects.create(**row), in plain SQL: every search writes a row, and
+    the ORM's insert cost ~0.3 ms of CPU more than the statement."""
+    row["at"] = connection.ops.adapt_datetimefield_value(row["at"])
+    row["details"] = json.dumps(row["details"])
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT, [row[column] for column in _COLUMNS])
 
 
 def _read_key(actor_kind, actor, level, resource):

@@ -100,3 +100,13 @@ def test_sends_and_child_queries_are_audited_as_their_plain_forms():
     assert audit.action_of("POST", "/peers/site-b/store-straight") == audit.action_of("POST", "/peers/site-b/store") == "send"
     assert audit.action_of("POST", "/modalities/ct/store-straight") == "send"
     assert audit.action_of("POST", "/queries/q1/answers/0/query-series") == audit.action_of("POST", "/modalities/ct/query")
+
+
+def test_a_row_reads_back_as_it_was_written(db):
+    audit.record("user", "admin", "query", address="10.0.0.1", method="GET", path="/dicom-web/studies", status=200,
+                 details={"query": {"PatientName": "MÜLLER*"}})
+    row = AuditEvent.objects.get()
+    assert (row.actor_kind, row.actor, row.action, row.address, row.method, row.path, row.status, row.level,
+            row.resource) == ("user", "admin", "query", "10.0.0.1", "GET", "/dicom-web/studies", 200, "", "")
+    assert row.details == {"query": {"PatientName": "MÜLLER*"}}
+    assert abs(row.at - timezone.now()) < datetime.timedelta(minutes=1)
