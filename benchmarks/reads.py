@@ -20,8 +20,10 @@ data between them), Orthanc once with its default HTTP threads. For each read:
    connection (p50, p95 seen by the client) and the server's CPU over them,
    divided by the count: CPU ms per request, the user + system time of the
    server's process tree read from /proc/<pid>/stat before and after (for
-   pacsweb that includes gunicorn's master; PostgreSQL's backends are not
-   counted, for either product).
+   pacsweb that includes gunicorn's master). On PostgreSQL the database's own
+   CPU per request (its postmaster's process tree, when the server runs on this
+   machine) is a column of its own ("DB ms"): SQLite runs inside the server's
+   process, so there it is in "CPU ms".
 2. throughput: 2 x --requests requests by --clients keep-alive connections in
    parallel: requests/s, and CPU ms per request again.
 
@@ -53,6 +55,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlparse
 
 import psycopg
@@ -213,6 +216,7 @@ class Row:
     read: str
     latencies: list = field(default_factory=list)
     latency_cpu: float = 0.0  # server CPU seconds over the latency phase
+    latency_db_cpu: float | None = None  # PostgreSQL's CPU seconds over it (None: the database is in-process)
     latency_requests: int = 0
     throughput_seconds: float = 0.0
     throughput_cpu: float = 0.0
@@ -231,6 +235,7 @@ def measure_target(name, args, postgres_url, data):
         print(f"{name}: filled {len(data.files)} instances in {fill:.0f} s", flush=True)
         if errors:
             return [Row(name, "-", "fill", errors=["fill: " + e for e in errors])]
+        target.db_pid = postgres_pid(postgres_url) if name.endswith("postgres") else None
         for read in data.reads:
             first = list(islice_cycle(read.requests, 2 * args.requests))
             before = ingest.cpu_seconds(target.pid)
@@ -285,9 +290,11 @@ def measure_reads(name, workers, target, args, data):
         row.errors += run_requests(target, read.requests[:WARMUP_REQUESTS], WARMUP_CLIENTS, keep_alive=False)[1]
 
         cycle = list(islice_cycle(read.requests, args.requests))
-        before = ingest.cpu_seconds(target.pid)
+        before, db_before = ingest.cpu_seconds(target.pid), database_cpu(target)
         row.latencies, errors = run_requests(target, cycle, 1)
         row.latency_cpu = ingest.cpu_seconds(target.pid) - before
+        if db_before is not None:
+            row.latency_db_cpu = database_cpu(target) - db_before
         row.latency_requests = len(cycle)
         row.errors += errors
 
@@ -304,6 +311,21 @@ def measure_reads(name, workers, target, args, data):
               f"{row.throughput_requests / row.throughput_seconds:.0f} req/s", flush=True)
         rows.append(row)
     return rows
+
+
+def postgres_pid(url):
+    """The postmaster's pid of the PostgreSQL server at url when it runs on this machine, else None."""
+    try:
+        with psycopg.connect(url) as conn:
+            directory = conn.execute("SHOW data_directory").fetchone()[0]
+        return int((Path(directory) / "postmaster.pid").read_text().split()[0])
+    except (psycopg.Error, OSError, ValueError, IndexError):
+        return None
+
+
+def database_cpu(target):
+    """CPU seconds of the PostgreSQL server's processes (every backend is the postmaster's child), or None."""
+    return ingest.cpu_seconds(target.db_pid) if target.db_pid else None
 
 
 def islice_cycle(items, count):
@@ -355,9 +377,9 @@ def report(args, rows):
     """Print the table and every problem; True when something failed."""
     print(f"\nreads, {args.studies} studies in the index; latency over {args.requests} sequential requests, "
           f"req/s over {2 * args.requests} requests by {args.clients} clients")
-    line = "{:<31} {:<17} {:>7} {:>7} {:>7} {:>8} {:>8} {:>9}"
-    print(line.format("read", "target", "workers", "p50 ms", "p95 ms", "CPU ms", "req/s", "CPU ms"))
-    print(line.format("", "", "", "", "", "(seq)", "", "(par)"))
+    line = "{:<31} {:<17} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>9}"
+    print(line.format("read", "target", "workers", "p50 ms", "p95 ms", "CPU ms", "DB ms", "req/s", "CPU ms"))
+    print(line.format("", "", "", "", "", "(seq)", "(seq)", "", "(par)"))
     problems = []
     for read in dict.fromkeys(row.read for row in rows):
         for row in rows:
@@ -366,6 +388,8 @@ def report(args, rows):
             if row.latency_requests:
                 print(line.format(row.read, row.target, row.workers, percentile_ms(row.latencies, 50),
                                   percentile_ms(row.latencies, 95), cpu_ms(row.latency_cpu, row.latency_requests),
+                                  "-" if row.latency_db_cpu is None else cpu_ms(row.latency_db_cpu,
+                                                                                row.latency_requests),
                                   f"{row.throughput_requests / row.throughput_seconds:.0f}",
                                   cpu_ms(row.throughput_cpu, row.throughput_requests)))
             for message in sorted(set(row.errors))[:5]:
