@@ -399,14 +399,23 @@ def _annotate_counts(queryset, level, wanted):
 
 
 def _count(model, parent_field):
-    subquery = (
-        model.objects.filter(**{parent_field: OuterRef("pk")})
-        .order_by()
-        .values(parent_field)
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    return Coalesce(Subquery(subquery), 0)
+    # Built once per (model, parent): an expression is copied whenever a queryset
+    # resolves it, and building its inner queryset (five clones) cost ~0.2 ms a
+    # search, every search.
+    expression = _COUNTS.get((model, parent_field))
+    if expression is None:
+        subquery = (
+            model.objects.filter(**{parent_field: OuterRef("pk")})
+            .order_by()
+            .values(parent_field)
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        expression = _COUNTS[model, parent_field] = Coalesce(Subquery(subquery), 0)
+    return expression
+
+
+_COUNTS = {}
 
 
 def _aggregates(level, rows, wanted):
@@ -415,14 +424,20 @@ def _aggregates(level, rows, wanted):
     if level != Level.STUDY or not rows:
         return extra
     ids = [row.pk for row in rows]
-    if "ModalitiesInStudy" in wanted:
-        pairs = Series.objects.filter(study_id__in=ids).values_list("study_id", "modality").distinct()
-        for study_id, modality in pairs:
-            extra.setdefault(("ModalitiesInStudy", study_id), set()).add(modality)
-    if "SOPClassesInStudy" in wanted:
-        pairs = Instance.objects.filter(series__study_id__in=ids).values_list("series__study_id", "sop_class_uid").distinct()
-        for study_id, sop_class in pairs:
-            extra.setdefault(("SOPClassesInStudy", study_id), set()).add(sop_class)
+    # Plain SQL: ModalitiesInStudy is a required attribute of every QIDO-RS study
+    # search (PS3.18 Table 10.6.3-5), and through the ORM this query cost ~0.3 ms of
+    # CPU to build, more than it takes to run.
+    in_ids = ", ".join(["%s"] * len(ids))
+    with connection.cursor() as cursor:
+        if "ModalitiesInStudy" in wanted:
+            cursor.execute(f"SELECT DISTINCT study_id, modality FROM series WHERE study_id IN ({in_ids})", ids)
+            for study_id, modality in cursor.fetchall():
+                extra.setdefault(("ModalitiesInStudy", study_id), set()).add(modality)
+        if "SOPClassesInStudy" in wanted:
+            cursor.execute("SELECT DISTINCT s.study_id, i.sop_class_uid FROM instance i JOIN series s "
+                           f"ON s.id = i.series_id WHERE s.study_id IN ({in_ids})", ids)
+            for study_id, sop_class in cursor.fetchall():
+                extra.setdefault(("SOPClassesInStudy", study_id), set()).add(sop_class)
     return extra
 
 

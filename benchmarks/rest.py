@@ -181,34 +181,36 @@ class Data:
                                   instance_number=i, rows=LARGE, columns=LARGE, study_date="19800101")
                     for i in range(1, big + 1)]
         self.stow = {size: stow_instances(size) for size in (SMALL, LARGE)}
-        self.searches = self._searches()
+        self.searches = searches(self.studies)
         self.study_gets = random.Random(SEED).sample(self.studies, min(STUDY_GETS, count))
         self.generation_seconds = time.perf_counter() - started
-
-    def _searches(self):
-        middle = self.studies[len(self.studies) // 2]
-        prefix = middle.patient_name[:6]
-        first = (FIRST_DATE + datetime.timedelta(days=len(self.studies) // 2)).replace(day=1)
-        last = (first + datetime.timedelta(days=31)).replace(day=1) - datetime.timedelta(days=1)
-        by_id = self.studies[len(self.studies) // 3]
-
-        def search(label, key, value, matches):
-            return Search(label, {key: value, "limit": str(QUERY_LIMIT)},
-                          frozenset(s.study_uid for s in self.studies if matches(s)))
-
-        # Each matches at most about 31 studies, below the limit: the whole answer can be compared.
-        return [
-            search("PatientID exact", "PatientID", by_id.patient_id, lambda s: s.patient_id == by_id.patient_id),
-            search("PatientName wildcard", "PatientName", prefix + "*", lambda s: s.patient_name.startswith(prefix)),
-            search("StudyDate 1 month", "StudyDate", f"{first:%Y%m%d}-{last:%Y%m%d}",
-                   lambda s: first <= s.study_date <= last),
-        ]
 
     def small_mb(self):
         return sum(map(len, self.small)) / 1e6
 
     def big_mb(self):
         return sum(map(len, self.big)) / 1e6
+
+
+def searches(studies):
+    """The study searches over `studies`, each with the StudyInstanceUIDs it must find."""
+    middle = studies[len(studies) // 2]
+    prefix = middle.patient_name[:6]
+    first = (FIRST_DATE + datetime.timedelta(days=len(studies) // 2)).replace(day=1)
+    last = (first + datetime.timedelta(days=31)).replace(day=1) - datetime.timedelta(days=1)
+    by_id = studies[len(studies) // 3]
+
+    def search(label, key, value, matches):
+        return Search(label, {key: value, "limit": str(QUERY_LIMIT)},
+                      frozenset(s.study_uid for s in studies if matches(s)))
+
+    # Each matches at most about 31 studies, below the limit: the whole answer can be compared.
+    return [
+        search("PatientID exact", "PatientID", by_id.patient_id, lambda s: s.patient_id == by_id.patient_id),
+        search("PatientName wildcard", "PatientName", prefix + "*", lambda s: s.patient_name.startswith(prefix)),
+        search("StudyDate 1 month", "StudyDate", f"{first:%Y%m%d}-{last:%Y%m%d}",
+               lambda s: first <= s.study_date <= last),
+    ]
 
 
 def small_study(index, date):

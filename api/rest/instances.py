@@ -7,8 +7,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from archive.roles import UPLOADER, allow
-from archive import ingest
-from archive.models import Attachment
+from archive import ingest, resources
 from api.rest.bodies import spool, upload_origin
 from api.rest.errors import error_response, not_found, rest_view, status_for
 from api.rest.resources import listing
@@ -100,11 +99,7 @@ def _failure(name, details):
 @rest_view
 def file(request, public_id):
     """The stored DICOM file, streamed unchanged."""
-    attachment = (
-        Attachment.objects.filter(resource_id=public_id, name=Attachment.DICOM)
-        .values("storage_key", "size", "md5")
-        .first()
-    )
+    attachment = resources.dicom_file(public_id)
     if attachment is None:
         return not_found(request, f"instance {public_id}")
     response = FileResponse(get_storage().open(attachment["storage_key"]), content_type="application/dicom")

@@ -126,11 +126,10 @@ def detail(request, plural, public_id):
         requested = _requested_tags(request)
     except ValueError as error:
         return error_response(request, 400, str(error))
-    row = resources.get(level, public_id)
-    if row is None:
+    described = resources.describe_by_id(level, public_id)
+    if described is None:
         return _not_found_empty()
-    return JsonResponse(_shaped(_with_requested(resources.describe(level, row), level, requested),
-                                _tag_format(request)))
+    return JsonResponse(_shaped(_with_requested(described, level, requested), _tag_format(request)))
 
 
 RELATED = {"patient": Level.PATIENT, "study": Level.STUDY, "studies": Level.STUDY, "series": Level.SERIES,

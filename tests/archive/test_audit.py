@@ -3,8 +3,11 @@ configuration changes in words (archive.audit, through the access middleware).""
 
 import datetime
 import json
+from unittest import mock
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from archive import audit, ingest
@@ -37,9 +40,33 @@ def test_viewing_a_100_slice_series_once_writes_one_read_event(reader):
     assert [(e.level, e.resource) for e in reads] == [("Study", study)]
     assert reads[0].details["subject"]["PatientName"] == "MÜLLER^JÜRGEN"
     # Past the window, a new view is a new read.
-    reads.update(at=timezone.now() - datetime.timedelta(minutes=16))
-    assert reader.get(f"/instances/{instances[0]}").status_code == 200
+    later = timezone.now() + datetime.timedelta(minutes=16)
+    with mock.patch("django.utils.timezone.now", return_value=later):
+        assert reader.get(f"/instances/{instances[0]}").status_code == 200
     assert AuditEvent.objects.filter(action="read").count() == 2
+
+
+def test_a_read_another_process_recorded_within_the_window_is_not_recorded_again(reader):
+    study, instances = store_series(1)
+    AuditEvent.objects.create(at=timezone.now(), actor_kind="user", actor="admin", action="read", level="Study",
+                              resource=study, node="elsewhere")
+    assert reader.get(f"/instances/{instances[0]}").status_code == 200
+    assert AuditEvent.objects.filter(action="read").count() == 1
+
+
+def test_repeated_reads_of_a_study_within_the_window_query_nothing_for_the_trail(reader):
+    study, instances = store_series(2)
+    assert reader.get(f"/instances/{instances[0]}/file").status_code == 200
+    with CaptureQueriesContext(connection) as first:
+        assert reader.get(f"/instances/{instances[1]}/file").status_code == 200
+    with CaptureQueriesContext(connection) as repeated:
+        assert reader.get(f"/instances/{instances[1]}/file").status_code == 200
+    # The first read of instance 1 looked its study up, and found the study's read row;
+    # the repeat knows both.
+    assert any("audit_event" in q["sql"] for q in first.captured_queries)
+    assert [q["sql"] for q in repeated.captured_queries if "audit_event" in q["sql"] or '"study"' in q["sql"]] == []
+    assert len(repeated.captured_queries) == len(first.captured_queries) - 2
+    assert AuditEvent.objects.filter(action="read").count() == 1
 
 
 def test_a_deletion_names_what_went(reader):
@@ -73,3 +100,13 @@ def test_sends_and_child_queries_are_audited_as_their_plain_forms():
     assert audit.action_of("POST", "/peers/site-b/store-straight") == audit.action_of("POST", "/peers/site-b/store") == "send"
     assert audit.action_of("POST", "/modalities/ct/store-straight") == "send"
     assert audit.action_of("POST", "/queries/q1/answers/0/query-series") == audit.action_of("POST", "/modalities/ct/query")
+
+
+def test_a_row_reads_back_as_it_was_written(db):
+    audit.record("user", "admin", "query", address="10.0.0.1", method="GET", path="/dicom-web/studies", status=200,
+                 details={"query": {"PatientName": "MÜLLER*"}})
+    row = AuditEvent.objects.get()
+    assert (row.actor_kind, row.actor, row.action, row.address, row.method, row.path, row.status, row.level,
+            row.resource) == ("user", "admin", "query", "10.0.0.1", "GET", "/dicom-web/studies", 200, "", "")
+    assert row.details == {"query": {"PatientName": "MÜLLER*"}}
+    assert abs(row.at - timezone.now()) < datetime.timedelta(minutes=1)
