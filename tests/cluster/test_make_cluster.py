@@ -44,13 +44,18 @@ def test_make_cluster_starts_nodes_behind_haproxy_and_stops_them(tmp_path):
         assert any("haproxy" in " ".join(c.cmdline()) for c in children)
 
         front = f"http://127.0.0.1:{http}"
-        wait_for(lambda: len([n for n in servers.request_json(front + "/cluster/nodes")[1] if n["Status"] == "up"]) == 2,
-                 what="two nodes up")
-        nodes = servers.request_json(front + "/cluster/nodes")[1]
+        # Each process of a node registers itself once it has started: the web server
+        # first, the housekeeper maybe last, whenever a loaded machine lets it.
+        every_kind = {"web", "dicom", "hl7", "worker", "housekeeper"}
+
+        def registered():
+            nodes = servers.request_json(front + "/cluster/nodes")[1]
+            up = [n for n in nodes if n["Status"] == "up"]
+            return len(up) == 2 and all({p["Kind"] for p in n["Processes"]} == every_kind for n in up) and nodes
+
+        nodes = wait_for(registered, what="two nodes up, each with every kind of process")
         assert sorted((n["Name"], n["Url"], n["DicomPort"]) for n in nodes) == [
             ("node1", f"http://127.0.0.1:{http + 1}", dicom + 1), ("node2", f"http://127.0.0.1:{http + 2}", dicom + 2)]
-        kinds = {p["Kind"] for n in nodes for p in n["Processes"]}
-        assert kinds == {"web", "dicom", "hl7", "worker", "housekeeper"}
 
         status, stored = servers.request_json(front + "/instances", method="POST", body=make_instance())
         assert status == 200
