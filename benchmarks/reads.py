@@ -8,7 +8,7 @@ The reads (issue 16's targets):
 - GET /studies/{id} (Orthanc REST),
 - GET /instances/{id}/file (the stored DICOM file, an 8x8 CT of a few kB),
 - QIDO-RS GET /dicom-web/studies?PatientID=... (one answer, a different patient each time),
-- QIDO-RS GET /dicom-web/studies?PatientName=XXXXXX* (a block of 20 answers, a different block each time).
+- QIDO-RS GET /dicom-web/studies?PatientName=<a six-letter prefix>* (a block of 20 answers, a different block each time).
 
 Every target is started fresh and filled through POST /instances with --studies
 small studies (benchmarks.rest's data: one instance each, every one its own

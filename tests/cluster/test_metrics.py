@@ -22,6 +22,7 @@ def test_counts_reach_the_cluster_within_the_flush_interval(settings):
         metrics.count("pacs_test_total", origin="here")
     wait_for(lambda: _total('pacs_test_total{origin="here"}') == 5, timeout=metrics.FLUSH_SECONDS * 5,
              what="the counts in Redis")
+    assert _total('pacs_test_total{origin="here"}') == 5
 
 
 def test_a_process_that_exits_sends_its_counts_first():
