@@ -416,9 +416,7 @@ def part10(stream):
 
 # The value representations PS3.5 §6.2 defines: explicit VR is told from
 # implicit by the two bytes after the first tag.
-_VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT", b"OB", b"OD", b"OF",
-        b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM", b"UC", b"UI", b"UL", b"UN",
-        b"UR", b"US", b"UT", b"UV"}
+_VRS = {vr.encode("ascii") for vr in header.VRS}
 
 
 def _bare_encoding(head):
