@@ -9,12 +9,15 @@ first, so that throttling, the audit trail and ingest origins all see the client
 the proxy's own address stays in PACS_PROXY_ADDR.
 """
 
+import functools
 import ipaddress
 
 from django.conf import settings
 
 
+@functools.lru_cache(maxsize=8)
 def _networks(text):
+    """The networks of a FORWARDED_ALLOW_IPS text, parsed once per text (it is a setting)."""
     networks = []
     for item in (text or "").split(","):
         item = item.strip()
@@ -26,7 +29,7 @@ def _networks(text):
                 networks.append(ipaddress.ip_network(item, strict=False))
             except ValueError:
                 continue  # a host name: gunicorn resolves none either
-    return networks
+    return tuple(networks)
 
 
 def _trusted(address, networks):
@@ -40,8 +43,10 @@ def _trusted(address, networks):
 def real_client(remote_addr, forwarded_for, trusted):
     """The client address: the last hop of X-Forwarded-For that is not a trusted proxy,
     when the connection itself comes from a trusted proxy; else the connection's."""
+    if not forwarded_for:
+        return remote_addr
     networks = _networks(trusted)
-    if not forwarded_for or not _trusted(remote_addr, networks):
+    if not _trusted(remote_addr, networks):
         return remote_addr
     for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
         if not _trusted(hop, networks):
