@@ -22,11 +22,10 @@ from archive import audit, tokens
 from archive.roles import OPEN, active_user, has_role, required
 from cluster import throttle
 from pacsweb import browsers
+from pacsweb.scripts import SESSION_PREFIXES
 from console import access as console
 
 OPEN_PATHS = {"/healthz", "/readyz"}
-# Pages with their own login (the Django admin, the console) and their assets.
-SESSION_PREFIXES = ("/admin/", "/ui/", "/static/", "/ohif/")
 
 # Checking a password costs a deliberate ~0.3 s of PBKDF2; a script storing
 # thousands of files sends the same credentials each time. Remember a success

@@ -105,12 +105,14 @@ MIDDLEWARE = [
     "pacsweb.limits.BodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's sessions, CSRF cookie, session user and messages, for browsers only
+    # (pacsweb/scripts.py): a request with its own credentials skips them.
+    "pacsweb.scripts.BrowserSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "pacsweb.scripts.BrowserCsrfMiddleware",
+    "pacsweb.scripts.BrowserAuthenticationMiddleware",
     "pacsweb.access.AccessMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "pacsweb.scripts.BrowserMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

@@ -79,3 +79,26 @@ def test_remembered_credentials_follow_roles_and_password_at_once(user_with_role
     user.is_active = False
     user.save()
     assert uploader.get("/statistics").status_code == 401
+
+
+def test_a_script_request_skips_the_browser_machinery_and_a_browser_keeps_it(client, admin_user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    basic = servers.auth_header()
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/system", HTTP_AUTHORIZATION=basic)
+    assert response.status_code == 200
+    assert not hasattr(response.wsgi_request, "session") and not hasattr(response.wsgi_request, "_messages")
+    assert "Cookie" not in response.get("Vary", "") and not response.cookies
+    assert not [q for q in queries if "django_session" in q["sql"]]
+    # The same credentials on the console's pages: the session machinery is there.
+    response = client.get("/admin/login/", HTTP_AUTHORIZATION=basic)
+    assert hasattr(response.wsgi_request, "session") and "csrftoken" in response.cookies
+    # A browser signed in to the console reads the API with its session.
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(admin_user)
+    response = browser.get("/system")
+    assert response.status_code == 200 and response.wsgi_request.session.session_key
+    refused = browser.post("/tools/find", b"{}", content_type="application/json")
+    assert refused.status_code == 403 and b"CSRF" in refused.content  # its writes still need the token
