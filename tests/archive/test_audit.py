@@ -52,6 +52,10 @@ def test_a_read_another_process_recorded_within_the_window_is_not_recorded_again
                               resource=study, node="elsewhere")
     assert reader.get(f"/instances/{instances[0]}").status_code == 200
     assert AuditEvent.objects.filter(action="read").count() == 1
+    # The row it found is remembered with its time: the next read asks nothing.
+    with CaptureQueriesContext(connection) as repeated:
+        assert reader.get(f"/instances/{instances[0]}").status_code == 200
+    assert [q["sql"] for q in repeated.captured_queries if "audit_event" in q["sql"]] == []
 
 
 def test_repeated_reads_of_a_study_within_the_window_query_nothing_for_the_trail(reader):
