@@ -120,11 +120,14 @@ class AccessMiddleware:
 
 def _view_of(request):
     """The view the request's route names; None where no route matches (the
-    default rule then applies: reading is a viewer's, anything else an admin's)."""
+    default rule then applies: reading is a viewer's, anything else an admin's).
+    The match is kept on the request: the handler (pacsweb/wsgi.py) routes by it."""
     try:
-        return resolve(request.path_info, getattr(request, "urlconf", None)).func
+        match = resolve(request.path_info, getattr(request, "urlconf", None))
     except Resolver404:
         return None
+    request.resolver_match = match
+    return match.func
 
 
 LOCKED = object()

@@ -102,3 +102,35 @@ def test_a_script_request_skips_the_browser_machinery_and_a_browser_keeps_it(cli
     assert response.status_code == 200 and response.wsgi_request.session.session_key
     refused = browser.post("/tools/find", b"{}", content_type="application/json")
     assert refused.status_code == 403 and b"CSRF" in refused.content  # its writes still need the token
+
+
+def test_the_web_handler_resolves_a_route_once(admin_user):
+    """The access middleware resolves the route (its role); the handler reuses the match."""
+    from unittest import mock
+
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+    from django.test import RequestFactory
+    from django.urls import resolve as django_resolve
+    from django.urls.resolvers import URLResolver
+
+    from pacsweb.wsgi import Handler
+
+    environ = RequestFactory()._base_environ(PATH_INFO="/system", REQUEST_METHOD="GET",
+                                             HTTP_AUTHORIZATION=servers.auth_header())
+    started = []
+    resolve = URLResolver.resolve
+    # As Django's test client does: the test's transaction outlives the request.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        with mock.patch.object(URLResolver, "resolve", autospec=True, side_effect=resolve) as resolving:
+            django_resolve("/system")
+            once = resolving.call_count  # the root resolver and the included ones it descends into
+            resolving.reset_mock()
+            body = b"".join(Handler()(environ, lambda status, headers, *_: started.append(status)))
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+    assert started == ["200 OK"] and b"ApiVersion" in body
+    assert resolving.call_count == once
