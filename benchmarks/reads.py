@@ -38,6 +38,11 @@ clients than pacsweb has workers, so that every worker has served each route
 (the first request a worker serves pays for imports). Every answer is checked
 (the study's ID, the file's bytes, the StudyInstanceUIDs a search must find).
 
+Last, unless --no-floor, the floor: benchmarks/floor.py (one fixed JSON answer, no
+Django, no database, no credential check) served by gunicorn as pacsweb runs it (its
+worker class, configuration and access log; 1 process), measured as the reads: what
+any answer of this web stack costs at least on this machine.
+
 Client and servers share this machine: requests/s is bounded by its cores (the
 client threads use CPU too), and wall-clock figures move with whatever else it
 runs; the CPU per request is the figure to compare. Exits 1 when an answer was
@@ -51,6 +56,7 @@ import json
 import os
 import random
 import shlex
+import subprocess
 import sys
 import threading
 import time
@@ -61,7 +67,7 @@ from urllib.parse import urlparse
 import psycopg
 
 from archive.identifiers import instance_public_id
-from benchmarks import ingest, rest
+from benchmarks import floor, ingest, rest
 from tests.dicomgen import uid
 
 TARGETS = tuple(ingest.TARGETS)
@@ -84,6 +90,8 @@ def main():
         rows = []
         for name in args.targets:
             rows += measure_target(name, args, postgres_url, data)
+        if not args.no_floor:
+            rows += measure_floor(args)
     failed = report(args, rows)
     print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if failed:
@@ -103,6 +111,8 @@ def parse_args():
     parser.add_argument("--workers", type=int, nargs="+", default=list(WORKER_COUNTS),
                         help="pacsweb gunicorn process counts to measure (default 1 2 4)")
     parser.add_argument("--threads", type=int, default=4, help="pacsweb threads per process (default 4)")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the Python floor (benchmarks/floor.py: gunicorn as pacsweb runs it, one fixed answer)")
     args = parser.parse_args()
     if not 40 <= args.studies < len(rest.SYLLABLES) ** 4:
         parser.error(f"--studies must be from 40 to {len(rest.SYLLABLES) ** 4 - 1}")
@@ -274,6 +284,38 @@ def start_pacsweb(name, args, postgres_url):
                 with psycopg.connect(postgres_url, autocommit=True) as conn:
                     conn.execute(f"DROP DATABASE IF EXISTS {database_name} WITH (FORCE)")
         rest.remove(directory)
+
+
+def measure_floor(args):
+    """The floor row: benchmarks/floor.py served by gunicorn as pacsweb's web server is
+    (worker class, configuration, access log), 1 process, measured as the reads are."""
+    print("\npython floor: starting", flush=True)
+    directory = rest.scratch_dir("bench-floor-")
+    port = rest.servers.free_port()
+    log = open(Path(directory) / "floor.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "benchmarks.floor:application", "--config", str(rest.servers.GUNICORN_CONF),
+         "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", str(args.threads), "--no-control-socket"],
+        cwd=rest.servers.REPO, env=rest.servers.base_env(directory), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        rest.servers.wait_until_up(url, process)
+        target = rest.Target(url, rest.servers.auth_header(), lambda: (Path(directory) / "floor.log").read_text(),
+                             process.pid)
+        target.db_pid = None
+        check = lambda body: None if body == floor.BODY else f"/floor: {body[:100]!r}"  # noqa: E731
+        read = Read("one fixed answer, no Django", (Request("/floor", "application/json", check),))
+        return measure_reads("python floor", "1x" + str(args.threads), target, args, _Reads([read]))
+    finally:
+        process.terminate()
+        process.wait(15)
+        log.close()
+        rest.remove(directory)
+
+
+@dataclass(frozen=True)
+class _Reads:
+    reads: list
 
 
 def restart(server, workers):
