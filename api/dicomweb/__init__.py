@@ -14,6 +14,7 @@ from django.conf import settings
 from django.http import HttpResponse
 from django.urls import reverse
 from django.utils.http import parse_header_parameters
+from pydicom.dataelem import DataElement
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,13 @@ def element_json(element):
     except (ValueError, TypeError, OverflowError) as error:
         values = element.value if element.VM > 1 else [element.value]
         return unparsed_json(element.VR, values, error)
+    except IndexError:
+        if element.VR != "PN" or element.VM < 2:
+            raise
+        # An empty name among names ("SMITH^ANNE\\"): pydicom's conversion fails on
+        # it; F.2.5 makes it null, and each other name is converted alone.
+        return {"vr": "PN", "Value": [element_json(DataElement(element.tag, "PN", name))["Value"][0]
+                                      if str(name) else None for name in element.value]}
 
 
 def unparsed_json(vr, values, error):

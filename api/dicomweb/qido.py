@@ -289,10 +289,6 @@ def _attribute(tag, keyword, text):
             return {"vr": vr, "Value": [{"Alphabetic": text}]}
         if (vr == "IS" and _INTEGER.fullmatch(text)) or (vr == "US" and _US.fullmatch(text) and int(text) < 65536):
             return {"vr": vr, "Value": [int(text)]}
-    elif vr == "PN" and "" in text.split("\\"):
-        # An empty name among names (F.2.5: null); pydicom's conversion fails on it.
-        return {"vr": vr, "Value": [_attribute(tag, keyword, name)["Value"][0] if name else None
-                                    for name in text.split("\\")]}
     try:
         element = DataElement(tag, vr, text)
     except (ValueError, TypeError, OverflowError) as error:
