@@ -270,10 +270,9 @@ def _answer(match, keys, base):
 
 # Value representations whose one value pydicom's DICOM JSON passes through as the
 # text it is given (UI once stripped of spaces, IS as the integer it spells). Building
-# them here, without a pydicom element each, saves more the more answers a search has
-# (with the other changes of its commit range, a twenty-answer search's CPU went from
-# 7.6 to 5.3 ms). Anything else (several values, a decimal, odd spacing) is still
-# pydicom's.
+# them here, without a pydicom element each, is most of what a search of many answers
+# spends on its answer (docs/benchmarks.md). Anything else (several values, a decimal,
+# odd spacing) is still pydicom's.
 _TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "LT", "SH", "ST", "TM", "UC", "UR", "UT"})
 _INTEGER = re.compile(r"-?[0-9]{1,9}")
 _US = re.compile(r"[0-9]{1,5}")
