@@ -84,9 +84,14 @@ def start(repo, database):
 class Client:
     def __init__(self, server, files):
         self.server = server
-        self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
         self.files = iter(files)
         self.headers = {"Authorization": servers.auth_header()}
+        self.reconnect()
+
+    def reconnect(self):
+        """A new keep-alive connection: one per batch, as the server closes one left idle
+        for its keep-alive time (5 s) while the other server is measured or started."""
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=60)
 
     def send(self, method, path, body=None, accept="application/json"):
         self.conn.request(method, path, body=body, headers={**self.headers, "Accept": accept})
@@ -120,14 +125,16 @@ def measure(args, repos):
     files = ingest.instances("small", 2 * per_server, "measure")
     made, clients = {}, {}
     try:
-        for index, (name, repo) in enumerate(repos.items()):
+        for name, repo in repos.items():
             made[name] = start(repo, args.database)
+        for index, name in enumerate(made):
             clients[name] = Client(made[name], files[index * per_server:(index + 1) * per_server])
             clients[name].prepare()
         totals = {name: [0.0, 0] for name in made}
         names = list(made)
         for round_number in range(args.rounds):
             for name in (names if round_number % 2 == 0 else reversed(names)):
+                clients[name].reconnect()
                 before = ingest.cpu_seconds(made[name].process.pid)
                 for _ in range(BATCH):
                     clients[name].one(args.request)
