@@ -26,6 +26,7 @@ from django.forms.models import model_to_dict
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from archive import db
 from archive.models import AuditEvent, Instance, Level, Modality, Patient, Peer, Series, Study
 
 log = logging.getLogger("pacsweb.audit")
@@ -216,11 +217,7 @@ def _read_recently(actor_kind, actor, level, resource):
         latest = cursor.fetchone()[0]
     if latest is None:
         return False
-    if isinstance(latest, str):  # SQLite: the text of a UTC time
-        latest = parse_datetime(latest)
-    if timezone.is_naive(latest):
-        latest = timezone.make_aware(latest, datetime.timezone.utc)
-    _remember(_recorded_reads, key, latest)
+    _remember(_recorded_reads, key, db.datetime_value(latest))
     return True
 
 

@@ -7,12 +7,14 @@ else retries. Because a unit may run several times it must touch nothing outside
 the database: files are written before it, and removed after a final failure.
 """
 
+import datetime
 import logging
 import random
 import time
 
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection, transaction
+from django.utils.dateparse import parse_datetime
 
 from archive.errors import DatabaseBusy  # noqa: F401 (raised here, caught by name)
 from archive import signals
@@ -126,3 +128,12 @@ def _name(unit):
 def _short(error):
     return str(error).splitlines()[0][:120] if str(error) else type(error).__name__
 
+
+def datetime_value(value):
+    """An aware datetime from a date-time column read by plain SQL: SQLite gives the
+    naive UTC text Django wrote (USE_TZ), PostgreSQL an aware datetime."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.timezone.utc)
+    return value

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 from django.db import connection
 from django.db.models import Prefetch
-from django.utils.dateparse import parse_datetime
 
+from archive import db
 from archive.models import Attachment, Instance, Label, Level, Patient, Series, Study
 
 MODELS = {Level.PATIENT: Patient, Level.STUDY: Study, Level.SERIES: Series, Level.INSTANCE: Instance}
@@ -99,7 +99,7 @@ def describe_by_id(level, public_id):
         else:
             cursor.execute(_LABELS, [public_id])
         rows = cursor.fetchall()
-    row = SimpleNamespace(pk=found[0], public_id=found[1], is_stable=bool(found[2]), last_update=_moment(found[3]),
+    row = SimpleNamespace(pk=found[0], public_id=found[1], is_stable=bool(found[2]), last_update=db.datetime_value(found[3]),
                           main_dicom_tags=_json(found[4]))
     labels = sorted(name for kind, _, name, _ in rows if kind == 1)
     children = [(child_id, number) for kind, _, child_id, number in rows if kind == 0]
@@ -127,15 +127,6 @@ def dicom_file(instance_id):
 def _json(value):
     # PostgreSQL's jsonb arrives as text through Django's psycopg set-up, SQLite's as text.
     return json.loads(value) if isinstance(value, (str, bytes)) else value
-
-
-def _moment(value):
-    # SQLite holds a naive UTC text (USE_TZ), PostgreSQL an aware datetime.
-    if isinstance(value, str):
-        value = parse_datetime(value)
-    if value is not None and value.tzinfo is None:
-        value = value.replace(tzinfo=datetime.timezone.utc)
-    return value
 
 
 def describe_many(level, rows):

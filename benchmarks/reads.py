@@ -62,6 +62,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlparse
 
 import psycopg
@@ -305,17 +306,12 @@ def measure_floor(args):
         target.db_pid = None
         check = lambda body: None if body == floor.BODY else f"/floor: {body[:100]!r}"  # noqa: E731
         read = Read("one fixed answer, no Django", (Request("/floor", "application/json", check),))
-        return measure_reads("python floor", "1x" + str(args.threads), target, args, _Reads([read]))
+        return measure_reads("python floor", "1x" + str(args.threads), target, args, SimpleNamespace(reads=[read]))
     finally:
         process.terminate()
         process.wait(15)
         log.close()
         rest.remove(directory)
-
-
-@dataclass(frozen=True)
-class _Reads:
-    reads: list
 
 
 def restart(server, workers):

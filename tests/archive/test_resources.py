@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 
-from archive import ingest, resources
+from archive import db, ingest, resources
 from archive.models import Label, Level
 from tests.dicomgen import make_instance, uid
 
@@ -45,7 +45,7 @@ def test_dicom_file_names_the_stored_file(stored):
 
 def test_sqlite_columns_read_as_the_orm_reads_them():
     # SQLite gives JSON and timestamps as text (naive UTC): the plain reads convert them alike.
-    assert resources._moment("2026-01-15 10:11:12.345678") == datetime.datetime(
+    assert db.datetime_value("2026-01-15 10:11:12.345678") == datetime.datetime(
         2026, 1, 15, 10, 11, 12, 345678, tzinfo=datetime.timezone.utc)
     assert resources._json('{"PatientID": "P"}') == {"PatientID": "P"}
     assert resources._json({"PatientID": "P"}) == {"PatientID": "P"}
