@@ -13,6 +13,7 @@ C-STORE, POST /instances, STOW-RS, retrieves and peer transfers all call it.
 
 import contextlib
 import dataclasses
+import functools
 import io
 import json
 import logging
@@ -743,13 +744,8 @@ def _index_in_one_statement(parsed, stored, origin, now):
     step-by-step write does.
     """
     patient_pid, study_pid, series_pid, instance_pid = parsed.public_ids
-    node = settings.NODE_NAME[:128]
-    stamp = now
-    touch = "ON CONFLICT (public_id) DO UPDATE SET last_update = EXCLUDED.last_update, is_stable = false " \
-            "RETURNING id, (xmax = 0) AS inserted"
-    audit = ""
     values = {
-        "sop": parsed.sop_instance_uid, "stamp": stamp, "node": node,
+        "sop": parsed.sop_instance_uid, "stamp": now, "node": settings.NODE_NAME[:128],
         "patient_pid": patient_pid, "patient_tags": json.dumps(parsed.patient_tags),
         "patient_id": parsed.patient_id, "patient_id_norm": _norm(parsed.patient_id, 64),
         "patient_name_norm": _norm(parsed.patient_tags.get("PatientName"), 324),
@@ -771,29 +767,57 @@ def _index_in_one_statement(parsed, stored, origin, now):
         "origin": origin.kind, "remote_aet": origin.remote_aet[:16], "remote_ip": origin.remote_ip[:45],
         "called_aet": origin.called_aet[:16], "http_username": origin.username[:150],
         "key": stored.key, "size": stored.size, "md5": stored.md5,
-        "dicom": Attachment.DICOM, "instance_level": Level.INSTANCE,
-        "new_instance": ChangeType.NEW_INSTANCE, "new_series": ChangeType.NEW_SERIES,
-        "new_study": ChangeType.NEW_STUDY, "new_patient": ChangeType.NEW_PATIENT,
-        "series_level": Level.SERIES, "study_level": Level.STUDY, "patient_level": Level.PATIENT,
     }
     if origin.actor_kind:
         # Written whether the instance is new or already stored: both are a store
         # that was answered.
         row = dict(zip(AUDIT_COLUMNS.split(", "), _audit_values(origin, instance_pid, _audit_subject(parsed),
-                                                                  stamp)))
+                                                                  now)))
         values.update(actor_kind=row["actor_kind"], actor=row["actor"], address=row["address"],
                       action=row["action"], method=row["method"], path=row["path"], answered=row["status"],
-                      audit_level=row["level"], details=row["details"])
+                      details=row["details"])
+    sql = one_statement_sql(bool(origin.actor_kind))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        known, inserted = cursor.fetchone()
+    if known is not None:
+        return _already_stored(known, parsed)
+    if not inserted:
+        # Another writer indexed the same SOP Instance UID after this statement's
+        # snapshot; replayed, `known` sees it. What this one wrote (the parents'
+        # touches) rolls back, or, run as its own transaction, is what the other
+        # writer wrote too.
+        raise db.Retry(f"racing insert of {parsed.sop_instance_uid}")
+    return StoreResult(SUCCESS, instance_pid, series_pid, study_pid, patient_pid, parsed.sop_instance_uid)
+
+
+@functools.lru_cache(maxsize=None)
+def one_statement_sql(with_audit):
+    """The text of _index_in_one_statement's statement, built once per process.
+
+    Its constants are written into the text and its whitespace is collapsed, so
+    that the text and its parameters stay under psycopg's limits for caching the
+    conversion of a query (MAX_CACHED_STATEMENT_LENGTH and _PARAMS, a test keeps
+    them there): over them, psycopg parses the whole statement again on every
+    store. The audit row is written whether the instance is new or already stored,
+    but neither for a write that lost a race (it is replayed) nor for a UID known
+    under another study (refused): the statement may be its own transaction.
+    """
+    def literal(value):
+        return "'" + str(value).replace("'", "''") + "'"
+
+    touch = "ON CONFLICT (public_id) DO UPDATE SET last_update = EXCLUDED.last_update, is_stable = false " \
+            "RETURNING id, (xmax = 0) AS inserted"
+    audit = ""
+    if with_audit:
         audit = f""",
         audit AS (
             INSERT INTO {AuditEvent._meta.db_table} ({AUDIT_COLUMNS})
             SELECT %(stamp)s, %(actor_kind)s, %(actor)s, %(address)s, %(action)s, %(method)s, %(path)s,
-                   %(answered)s, %(audit_level)s, %(instance_pid)s,
+                   %(answered)s, {literal(Level.INSTANCE)}, %(instance_pid)s,
                    %(details)s::jsonb || jsonb_build_object('status', CASE WHEN EXISTS (SELECT 1 FROM known)
-                                                     THEN '{ALREADY_STORED}' ELSE '{SUCCESS}' END),
+                                                     THEN {literal(ALREADY_STORED)} ELSE {literal(SUCCESS)} END),
                    %(node)s
-            -- Not for a write that lost a race (it is replayed), nor for a UID known under
-            -- another study (refused): the statement may be its own transaction.
             WHERE EXISTS (SELECT 1 FROM known WHERE public_id = %(instance_pid)s) OR EXISTS (SELECT 1 FROM i)
         )"""
     sql = f"""
@@ -838,17 +862,18 @@ def _index_in_one_statement(parsed, stored, origin, now):
         ),
         a AS (
             INSERT INTO {Attachment._meta.db_table} (level, resource_id, name, storage_key, size, md5, revision)
-            SELECT %(instance_level)s, %(instance_pid)s, %(dicom)s, %(key)s, %(size)s, %(md5)s, 1
+            SELECT {literal(Level.INSTANCE)}, %(instance_pid)s, {literal(Attachment.DICOM)}, %(key)s, %(size)s,
+                   %(md5)s, 1
             FROM i
             ON CONFLICT (storage_key) DO NOTHING
         ),
         c AS (
             INSERT INTO {Change._meta.db_table} (change_type, level, public_id, node, date)
             SELECT new.change_type, new.level, new.public_id, %(node)s, %(stamp)s
-            FROM (VALUES (1, %(new_instance)s, %(instance_level)s, %(instance_pid)s),
-                         (2, %(new_series)s, %(series_level)s, %(series_pid)s),
-                         (3, %(new_study)s, %(study_level)s, %(study_pid)s),
-                         (4, %(new_patient)s, %(patient_level)s, %(patient_pid)s))
+            FROM (VALUES (1, {literal(ChangeType.NEW_INSTANCE)}, {literal(Level.INSTANCE)}, %(instance_pid)s),
+                         (2, {literal(ChangeType.NEW_SERIES)}, {literal(Level.SERIES)}, %(series_pid)s),
+                         (3, {literal(ChangeType.NEW_STUDY)}, {literal(Level.STUDY)}, %(study_pid)s),
+                         (4, {literal(ChangeType.NEW_PATIENT)}, {literal(Level.PATIENT)}, %(patient_pid)s))
                  AS new (rank, change_type, level, public_id),
                  i, p, st, se
             WHERE new.rank = 1 OR (new.rank = 2 AND se.inserted) OR (new.rank = 3 AND st.inserted)
@@ -857,18 +882,7 @@ def _index_in_one_statement(parsed, stored, origin, now):
         ){audit}
         SELECT (SELECT public_id FROM known), EXISTS (SELECT 1 FROM i)
     """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        known, inserted = cursor.fetchone()
-    if known is not None:
-        return _already_stored(known, parsed)
-    if not inserted:
-        # Another writer indexed the same SOP Instance UID after this statement's
-        # snapshot; replayed, `known` sees it. What this one wrote (the parents'
-        # touches) rolls back, or, run as its own transaction, is what the other
-        # writer wrote too.
-        raise db.Retry(f"racing insert of {parsed.sop_instance_uid}")
-    return StoreResult(SUCCESS, instance_pid, series_pid, study_pid, patient_pid, parsed.sop_instance_uid)
+    return " ".join(sql.split())
 
 
 def _already_stored(existing_public_id, parsed):

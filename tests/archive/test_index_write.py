@@ -100,6 +100,24 @@ def test_a_store_on_postgresql_is_one_statement(storage_dir):
     assert AuditEvent.objects.filter(action="store", resource=result.instance_id, actor="admin").count() == 1
 
 
+
+@pytest.mark.django_db(transaction=True)
+def test_the_store_statement_is_converted_once_per_process(storage_dir, monkeypatch):
+    """psycopg caches its conversion of a query only up to a size and a number of
+    parameters; over them it parses the whole statement again on every store."""
+    import psycopg._queries
+
+    converted = []
+    uncached = psycopg._queries._query2pg_client_nocache
+    monkeypatch.setattr(psycopg._queries, "_query2pg_client_nocache",
+                        lambda query, encoding: converted.append(query) or uncached(query, encoding))
+    for origin, name in ((AUDITED, "audited"), (ingest.Origin.dicom("MODALITY", "10.1.2.4"), "not audited")):
+        for n in range(2):
+            result = ingest.store(make_instance(sop_uid=uid("index-write", "cached", name, n)), origin)
+            assert result.status == ingest.SUCCESS
+    assert [query[:4] for query in converted] == [], "the store's statement is over psycopg's cache limits"
+    assert AuditEvent.objects.filter(action="store").count() == 2
+
 @pytest.mark.django_db(transaction=True)
 def test_a_bounded_archive_still_makes_room_in_the_stores_transaction(storage_dir, settings):
     settings.MAXIMUM_PATIENT_COUNT = 10
