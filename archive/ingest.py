@@ -34,7 +34,9 @@ from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
 )
 
-from archive.errors import ArchiveError, ConflictingInstance, NotDicom, RejectedInstance  # noqa: F401 (raised here, caught by name)
+from archive.errors import (  # noqa: F401 (raised here, caught by name)
+    ArchiveError, ConflictingInstance, CredentialsRefused, NotDicom, RejectedInstance,
+)
 from archive import header, tags
 from archive.identifiers import (
     instance_public_id,
@@ -46,7 +48,7 @@ from archive.models import Attachment, AuditEvent, Change, ChangeType, Instance,
 from archive import spool as spooling
 from archive.spool import spool
 from archive.storage import get_storage
-from archive import db, recycling, signals, space
+from archive import db, recycling, roles, signals, space
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +78,15 @@ class Origin:
     actor: str = ""
     method: str = ""
     path: str = ""
+    # A script's credentials (archive.roles.Credentials) that the store's own
+    # transaction checks again; CredentialsRefused when they no longer hold.
+    credentials: object = field(default=None, compare=False)
 
     @classmethod
-    def http(cls, address, username, actor_kind="", actor="", path=""):
+    def http(cls, address, username, actor_kind="", actor="", path="", credentials=None):
         """An upload over HTTP (POST /instances, STOW-RS, the console's upload)."""
         return cls(kind="RestApi", remote_ip=address, username=username, actor_kind=actor_kind, actor=actor,
-                   method="POST" if actor_kind else "", path=path)
+                   method="POST" if actor_kind else "", path=path, credentials=credentials)
 
     @classmethod
     def dicom(cls, calling_aet, address, called_aet="", audited=False):
@@ -585,11 +590,29 @@ def _check_deflated_complete(stream, start):
 
 def _index_instance(parsed, stored, origin, now):
     # A bounded archive makes room (or refuses) before any row is written; unbounded,
-    # this costs nothing.
+    # this costs nothing. What it deletes is undone with the transaction when the
+    # write then refuses the origin's credentials.
     recycling.make_room(parsed.public_ids[0], stored.size, parsed.sop_instance_uid)
     if connection.vendor == "postgresql":
         return _index_in_one_statement(parsed, stored, origin, now)
     return _index_step_by_step(parsed, stored, origin, now)
+
+
+def _confirm(credentials):
+    """Check the origin's credentials in the write's transaction, before its first row."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + roles.credentials_hold(credentials.role),
+                       [credentials.user_id, credentials.password])
+        held = bool(cursor.fetchone()[0])
+    _confirmed(credentials, held)
+
+
+def _confirmed(credentials, held):
+    if not held:
+        credentials.refused = True
+        raise CredentialsRefused("the credentials no longer hold: the account was disabled, its password "
+                                 "changed or its role taken away")
+    credentials.confirmed = True
 
 
 def _index_step_by_step(parsed, stored, origin, now):
@@ -599,6 +622,8 @@ def _index_step_by_step(parsed, stored, origin, now):
     patient_pid, study_pid, series_pid, instance_pid = parsed.public_ids
     node = settings.NODE_NAME
     stamp = connection.ops.adapt_datetimefield_value(now)
+    if origin.credentials is not None:
+        _confirm(origin.credentials)
     with connection.cursor() as cursor:
         # The instance first: a known SOP Instance UID changes nothing at all,
         # not even the parents' last update.
@@ -741,9 +766,15 @@ def _index_in_one_statement(parsed, stored, origin, now):
     from an existing one it touched (ON CONFLICT DO UPDATE): only new resources get
     a New* change. All steps see one snapshot, so a racing writer of the same UID
     shows as an instance insert that did nothing: the unit is replayed, as the
-    step-by-step write does.
+    step-by-step write does. The origin's credentials are checked by the statement
+    too (when they no longer hold, it writes nothing), or, in a transaction of
+    several (a bounded archive's), by a statement before it.
     """
     patient_pid, study_pid, series_pid, instance_pid = parsed.public_ids
+    credentials = origin.credentials
+    if credentials is not None and connection.in_atomic_block:
+        _confirm(credentials)
+        credentials = None
     values = {
         "sop": parsed.sop_instance_uid, "stamp": now, "node": settings.NODE_NAME[:128],
         "patient_pid": patient_pid, "patient_tags": json.dumps(parsed.patient_tags),
@@ -776,10 +807,14 @@ def _index_in_one_statement(parsed, stored, origin, now):
         values.update(actor_kind=row["actor_kind"], actor=row["actor"], address=row["address"],
                       action=row["action"], method=row["method"], path=row["path"], answered=row["status"],
                       details=row["details"])
-    sql = one_statement_sql(bool(origin.actor_kind))
+    if credentials is not None:
+        values.update(credential_user=credentials.user_id, credential_password=credentials.password)
+    sql = one_statement_sql(bool(origin.actor_kind), credentials.role if credentials is not None else None)
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
-        known, inserted = cursor.fetchone()
+        known, inserted, held = cursor.fetchone()
+    if credentials is not None:
+        _confirmed(credentials, held)
     if known is not None:
         return _already_stored(known, parsed)
     if not inserted:
@@ -792,7 +827,7 @@ def _index_in_one_statement(parsed, stored, origin, now):
 
 
 @functools.lru_cache(maxsize=None)
-def one_statement_sql(with_audit):
+def one_statement_sql(with_audit, confirming_role=None):
     """The text of _index_in_one_statement's statement, built once per process.
 
     Its constants are written into the text and its whitespace is collapsed, so
@@ -802,12 +837,18 @@ def one_statement_sql(with_audit):
     store. The audit row is written whether the instance is new or already stored,
     but neither for a write that lost a race (it is replayed) nor for a UID known
     under another study (refused): the statement may be its own transaction.
+    With `confirming_role`, nothing is written unless the credentials in the
+    parameters still hold that role (archive.roles.credentials_hold).
     """
     def literal(value):
         return "'" + str(value).replace("'", "''") + "'"
 
     touch = "ON CONFLICT (public_id) DO UPDATE SET last_update = EXCLUDED.last_update, is_stable = false " \
             "RETURNING id, (xmax = 0) AS inserted"
+    held = "true"
+    if confirming_role is not None:
+        held = roles.credentials_hold(confirming_role, user="%(credential_user)s",
+                                      password="%(credential_password)s")
     audit = ""
     if with_audit:
         audit = f""",
@@ -818,18 +859,20 @@ def one_statement_sql(with_audit):
                    %(details)s::jsonb || jsonb_build_object('status', CASE WHEN EXISTS (SELECT 1 FROM known)
                                                      THEN {literal(ALREADY_STORED)} ELSE {literal(SUCCESS)} END),
                    %(node)s
-            WHERE EXISTS (SELECT 1 FROM known WHERE public_id = %(instance_pid)s) OR EXISTS (SELECT 1 FROM i)
+            WHERE (EXISTS (SELECT 1 FROM known WHERE public_id = %(instance_pid)s) OR EXISTS (SELECT 1 FROM i))
+                  AND (SELECT held FROM ok)
         )"""
     sql = f"""
         WITH known AS (
             SELECT public_id FROM {Instance._meta.db_table} WHERE sop_instance_uid = %(sop)s
         ),
+        ok AS (SELECT {held} AS held),
         p AS (
             INSERT INTO {Patient._meta.db_table} (public_id, main_dicom_tags, patient_id, patient_id_norm,
                 patient_name_norm, patient_birth_date, patient_sex, created_at, last_update, is_stable)
             SELECT %(patient_pid)s, %(patient_tags)s::jsonb, %(patient_id)s, %(patient_id_norm)s,
                    %(patient_name_norm)s, %(birth_date)s, %(sex)s, %(stamp)s, %(stamp)s, false
-            WHERE NOT EXISTS (SELECT 1 FROM known)
+            WHERE NOT EXISTS (SELECT 1 FROM known) AND (SELECT held FROM ok)
             {touch}
         ),
         st AS (
@@ -880,7 +923,7 @@ def one_statement_sql(with_audit):
                   OR (new.rank = 4 AND p.inserted)
             ORDER BY new.rank
         ){audit}
-        SELECT (SELECT public_id FROM known), EXISTS (SELECT 1 FROM i)
+        SELECT (SELECT public_id FROM known), EXISTS (SELECT 1 FROM i), (SELECT held FROM ok)
     """
     return " ".join(sql.split())
 

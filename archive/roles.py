@@ -7,6 +7,8 @@ that differs says so with @allow(...), so a route cannot exist without its roles
 and no table can name a route that does not exist.
 """
 
+from dataclasses import dataclass
+
 from django.contrib.auth import get_user_model
 from django.db import connection
 
@@ -30,6 +32,19 @@ def allow(**by_method):
     return declare
 
 
+def confirmed_by_store(*methods):
+    """Declare that a view answers `methods` by storing through archive.ingest on the
+    request's credentials (api.rest.bodies.upload_origin): a script's remembered
+    credentials are then checked by each store's own transaction (Credentials),
+    not by a query of the access check's."""
+
+    def declare(view):
+        view.confirmed_by_store = frozenset(methods)
+        return view
+
+    return declare
+
+
 def required(view, method):
     """The role `method` needs on `view` (None: the route does not answer it)."""
     declared = getattr(view, "roles", {})
@@ -48,13 +63,11 @@ def has_role(user, role):
     granted = getattr(user, "granted_groups", None)
     if granted is None:
         granted = set(user.groups.values_list("name", flat=True))
-    if ADMIN in granted:
-        return True
-    if role == UPLOADER:
-        return UPLOADER in granted
-    if role == VIEWER:
-        return bool(granted & {VIEWER, UPLOADER})
-    return False
+    return not granted.isdisjoint(_GRANTING.get(role, ()))
+
+
+# The groups that grant each role: an admin may do anything, an uploader also reads.
+_GRANTING = {VIEWER: (VIEWER, UPLOADER, ADMIN), UPLOADER: (UPLOADER, ADMIN), ADMIN: (ADMIN,)}
 
 
 def active_user(pk):
@@ -101,3 +114,37 @@ def _active_user_sql(user_model, connection):
             f" WHERE u.id = %s AND u.is_active"
         )
     return _sql[key]
+
+
+@dataclass(eq=False)
+class Credentials:
+    """A script's credentials as the access check last found them good, for a
+    write to check again in its own transaction (archive.ingest) instead of a
+    query of their own: a store is then one transaction, and a disabled account
+    still cannot store once the change is committed, on any node. The write sets
+    `confirmed` when they still held, `refused` when they no longer did."""
+
+    user_id: int
+    password: str  # the hash the credentials matched
+    role: str
+    confirmed: bool = False
+    refused: bool = False
+
+
+def credentials_hold(role, user="%s", password="%s"):
+    """An SQL condition, true while an account is active, has the same password
+    hash and holds `role`; `user` and `password` are the placeholders of its two
+    parameters (Credentials' user_id and password)."""
+    user_model = get_user_model()
+    meta = user_model._meta
+    memberships = meta.get_field("groups").remote_field.through._meta
+    quote = connection.ops.quote_name
+    groups = ", ".join("'" + name + "'" for name in _GRANTING[role])
+    return (
+        f"EXISTS (SELECT 1 FROM {quote(meta.db_table)} u WHERE u.id = {user} AND u.is_active"
+        f" AND u.{quote(meta.get_field('password').column)} = {password}"
+        f" AND (u.is_superuser OR EXISTS (SELECT 1 FROM {quote(memberships.db_table)} m"
+        f" JOIN {quote(meta.get_field('groups').related_model._meta.db_table)} g"
+        f" ON g.id = m.{quote(memberships.get_field('group').column)}"
+        f" WHERE m.{quote(memberships.get_field('user').column)} = u.id AND g.name IN ({groups}))))"
+    )

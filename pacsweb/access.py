@@ -8,6 +8,7 @@ sign-in page) are open. No view checks a role itself.
 
 import base64
 import binascii
+import copy
 import hashlib
 import threading
 import time
@@ -19,7 +20,7 @@ from django.urls import Resolver404, resolve
 
 from api.rest.errors import error_response
 from archive import audit, tokens
-from archive.roles import OPEN, active_user, has_role, required
+from archive.roles import OPEN, Credentials, active_user, has_role, required
 from cluster import throttle
 from pacsweb import browsers
 from pacsweb.scripts import SESSION_PREFIXES
@@ -32,7 +33,9 @@ OPEN_PATHS = {"/healthz", "/readyz"}
 # briefly, keyed by a hash of the credentials (never the password itself), with
 # the user's id and the password hash it matched; each request still reads the
 # user's row (one indexed query), so a deactivated account or a changed password
-# is refused at once, on every node.
+# is refused at once, on every node. A store (a view declared
+# confirmed_by_store, archive.roles) reads it in its own transaction instead
+# (archive.ingest): a disabled account's upload is read, then refused, unwritten.
 CREDENTIAL_CACHE_SECONDS = 60
 _credential_cache = {}
 _cache_lock = threading.Lock()
@@ -51,6 +54,8 @@ class AccessMiddleware:
 
         user = None
         actor_kind = "user"
+        view = _view_of(request)
+        role = required(view, request.method)
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if header.lower().startswith("basic "):
             # A browser sends Basic credentials it cached on its own: a write it
@@ -58,7 +63,8 @@ class AccessMiddleware:
             refused = browsers.refuse_ambient_write(request)
             if refused is not None:
                 return refused
-            user = basic_user(header[6:].strip(), request)
+            confirming = role is not None and request.method in getattr(view, "confirmed_by_store", ())
+            user = basic_user(header[6:].strip(), request, confirming_role=role if confirming else None)
             if user is None:
                 return unauthorized("invalid user name or password", request)
             if user is LOCKED:
@@ -81,7 +87,6 @@ class AccessMiddleware:
         if user is None:
             return unauthorized("authentication required", request)
 
-        role = required(_view_of(request), request.method)
         if role is not None and not has_role(user, role):
             return error_response(request, 403, f"the {role} role is required")
         request.user = user
@@ -92,6 +97,12 @@ class AccessMiddleware:
         request._dont_enforce_csrf_checks = True
         before = audit.before_request(request)
         response = self.get_response(request)
+        credentials = getattr(request, "credentials_to_confirm", None)
+        if credentials is not None and (credentials.refused or not credentials.confirmed):
+            # A store found them gone, or the view stored nothing that checked them.
+            refusal = _refusal(credentials, request)
+            if refusal is not None:
+                return refusal
         audit.record_request(request, response, *request.actor, before)
         return response
 
@@ -133,7 +144,11 @@ def _view_of(request):
 LOCKED = object()
 
 
-def basic_user(token, request=None):
+def basic_user(token, request=None, confirming_role=None):
+    """The user of HTTP Basic credentials, None when they are wrong, LOCKED when
+    the name is locked out. With `confirming_role`, remembered credentials are
+    not read again here: they go to the request's store as
+    `request.credentials_to_confirm`, with the user as last read."""
     try:
         decoded = base64.b64decode(token, validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
@@ -146,8 +161,14 @@ def basic_user(token, request=None):
     with _cache_lock:
         cached = _credential_cache.get(fingerprint)
     if cached and cached[2] > now:
+        # Only a role they held when last read: one granted since is read at once below.
+        if confirming_role is not None and has_role(cached[3], confirming_role):
+            request.credentials_to_confirm = Credentials(cached[0], cached[1], confirming_role)
+            return copy.copy(cached[3])
         user = active_user(cached[0])
         if user is not None and user.password == cached[1]:
+            with _cache_lock:
+                _credential_cache[fingerprint] = (*cached[:3], user)
             return user
         with _cache_lock:
             _credential_cache.pop(fingerprint, None)
@@ -159,11 +180,40 @@ def basic_user(token, request=None):
         with _cache_lock:
             _credential_cache.pop(fingerprint, None)
         return None
+    user.granted_groups = set(user.groups.values_list("name", flat=True))
     with _cache_lock:
         if len(_credential_cache) > 1000:
             _credential_cache.clear()
-        _credential_cache[fingerprint] = (user.pk, user.password, now + CREDENTIAL_CACHE_SECONDS)
+        _credential_cache[fingerprint] = (user.pk, user.password, now + CREDENTIAL_CACHE_SECONDS, user)
     return user
+
+
+def _refusal(credentials, request):
+    """The answer to a request whose remembered credentials its view did not see
+    confirmed: as the access check would have answered them before the view, or
+    None when they hold (a view that stored nothing)."""
+    user = active_user(credentials.user_id)
+    if user is None or user.password != credentials.password:
+        _forget(credentials.user_id)
+        return unauthorized("invalid user name or password", request)
+    if not has_role(user, credentials.role):
+        _forget(credentials.user_id)
+        return error_response(request, 403, f"the {credentials.role} role is required")
+    if credentials.refused:  # they hold again already: the store was refused all the same
+        return unauthorized("the account changed while the request was stored: send it again", request)
+    return None
+
+
+def _forget(user_id):
+    with _cache_lock:
+        for fingerprint in [f for f, cached in _credential_cache.items() if cached[0] == user_id]:
+            del _credential_cache[fingerprint]
+
+
+def forget_credentials():
+    """Forget every remembered credential (each is checked in full again)."""
+    with _cache_lock:
+        _credential_cache.clear()
 
 
 def unauthorized(message, request):

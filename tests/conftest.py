@@ -21,6 +21,17 @@ def fresh_audit_memory():
     audit.forget()
 
 
+@pytest.fixture(autouse=True)
+def fresh_credential_memory():
+    # Remembered credentials (pacsweb/access.py) name users of a database that is
+    # rolled back after each test: a store trusts them until its own transaction
+    # finds the user gone, and a new user of the same name would get one 401.
+    yield
+    from pacsweb import access
+
+    access.forget_credentials()
+
+
 @pytest.fixture
 def storage_dir(settings, tmp_path):
     settings.STORAGE_DIR = tmp_path / "storage"

@@ -134,3 +134,62 @@ def test_the_web_handler_resolves_a_route_once(admin_user):
         request_finished.connect(close_old_connections)
     assert started == ["200 OK"] and b"ApiVersion" in body
     assert resolving.call_count == once
+
+
+def test_a_store_on_remembered_credentials_is_refused_once_they_no_longer_hold(user_with_role, django_user_model,
+                                                                              admin_user, storage_dir):
+    from tests.api.dicomweb.support import BOUNDARY, multipart
+
+    uploader = user_with_role("uploader")
+    user = django_user_model.objects.get(username="uploader-user")
+    admin = Client(HTTP_AUTHORIZATION=servers.auth_header())
+
+    def store(n, path="/instances"):
+        if path == "/instances":
+            return uploader.generic("POST", path, make_instance(sop_uid=f"1.2.3.{n}"),
+                                    content_type="application/dicom")
+        return uploader.generic("POST", path, multipart([make_instance(sop_uid=f"1.2.3.{n}.{k}") for k in (1, 2)]),
+                                content_type=f'multipart/related; type="application/dicom"; boundary={BOUNDARY}')
+
+    def files():
+        return sorted(p for p in storage_dir.rglob("*") if p.is_file() and p.parent.name != "tmp")
+
+    assert store(1).status_code == 200 and store(2, "/dicom-web/studies").status_code == 200
+    kept = files()
+    user.is_active = False
+    user.save()
+    for path in ("/instances", "/dicom-web/studies"):
+        response = store(3, path)
+        assert response.status_code == 401 and response["WWW-Authenticate"].startswith("Basic"), path
+    # A disabled account's body that stores nothing (not DICOM) is refused alike, not answered 400.
+    assert uploader.generic("POST", "/instances", b"not dicom", content_type="application/dicom").status_code == 401
+    assert admin.get("/statistics").json()["CountInstances"] == 3 and files() == kept
+
+    user.is_active = True
+    user.save()
+    assert store(4).status_code == 200
+    user.groups.set([Group.objects.get(name="viewer")])
+    response = store(5)
+    assert response.status_code == 403 and "uploader" in response.json()["Details"]
+    user.groups.add(Group.objects.get(name="uploader"))  # a role granted is taken at once too
+    assert store(6).status_code == 200
+    assert admin.get("/statistics").json()["CountInstances"] == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_script_store_is_one_statement_on_postgresql(django_user_model, storage_dir):
+    """The credentials, the rows, the audit row: one statement, a transaction by itself."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    assert connection.vendor == "postgresql"
+    user = django_user_model.objects.create_user("one-statement", password="pw")
+    user.groups.add(Group.objects.get_or_create(name="uploader")[0])
+    script = Client(HTTP_AUTHORIZATION=servers.auth_header("one-statement", "pw"))
+    store = lambda n: script.generic("POST", "/instances", make_instance(sop_uid=f"1.2.3.{n}"),  # noqa: E731
+                                     content_type="application/dicom").status_code
+    assert store(1) == 200  # the password checked once, then remembered
+    for n in (2, 3):
+        with CaptureQueriesContext(connection) as queries:
+            assert store(n) == 200
+        assert [q["sql"].split()[0] for q in queries] == ["WITH"], [q["sql"][:60] for q in queries]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.utils.http import parse_header_parameters
 from pydicom.dataset import Dataset
 
-from archive.roles import UPLOADER, allow
+from archive.roles import UPLOADER, allow, confirmed_by_store
 from archive import ingest
 from api.dicomweb import dicom_json_response, studies_url
 from api.rest.errors import error_response, rest_view
@@ -57,6 +57,7 @@ class Outcome:
     reason: str = ""
 
 
+@confirmed_by_store("POST")
 @allow(POST=UPLOADER)
 @rest_view
 def store(request, study=None):

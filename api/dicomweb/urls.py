@@ -9,6 +9,7 @@ from django.urls import re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from api.dicomweb import qido, stow, wado
+from archive.roles import required
 
 app_name = "dicomweb"
 
@@ -29,6 +30,12 @@ def by_method(**views):
             return HttpResponseNotAllowed([method.upper() for method in views])
         return view(request, *args, **kwargs)
 
+    # The route's roles are its views' (pacsweb/access.py reads them on the view the
+    # route names): without them a store here needed the admin's role, not the uploader's.
+    dispatch.roles = {method.upper(): required(view, method.upper()) for method, view in views.items()}
+    dispatch.confirmed_by_store = frozenset(
+        method.upper() for method, view in views.items()
+        if method.upper() in getattr(view, "confirmed_by_store", ()))
     return dispatch
 
 

@@ -10,11 +10,13 @@ from archive.errors import BadEncoding, UnsupportedEncoding
 
 
 def upload_origin(request):
-    """Where an upload comes from, and who the audit trail names for each instance
-    it stores (the access middleware's `request.actor`)."""
+    """Where an upload comes from, who the audit trail names for each instance it
+    stores (the access middleware's `request.actor`), and the credentials its
+    stores check again (`request.credentials_to_confirm`, pacsweb/access.py)."""
     actor_kind, actor = getattr(request, "actor", ("", ""))
     return ingest.Origin.http(request.META.get("REMOTE_ADDR", ""), request.user.get_username(),
-                              actor_kind=actor_kind, actor=actor, path=request.path_info)
+                              actor_kind=actor_kind, actor=actor, path=request.path_info,
+                              credentials=getattr(request, "credentials_to_confirm", None))
 
 
 def spool(request):

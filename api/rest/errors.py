@@ -12,8 +12,8 @@ from django.http import JsonResponse
 from django.views import defaults
 
 from archive.errors import (
-    BodyTooLarge, BodyTooSlow, ConflictingInstance, DatabaseBusy, InvalidOrder, MissingFile, RejectedInstance,
-    StorageError, StorageFull, UnknownOrder, UnsupportedEncoding,
+    BodyTooLarge, BodyTooSlow, ConflictingInstance, CredentialsRefused, DatabaseBusy, InvalidOrder, MissingFile,
+    RejectedInstance, StorageError, StorageFull, UnknownOrder, UnsupportedEncoding,
 )
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ def error_response(request, status, details, orthanc=None):
 
 def status_for(error):
     """The HTTP status and the words for an exception raised below the views."""
+    if isinstance(error, CredentialsRefused):
+        return 401, str(error)
     if isinstance(error, ConflictingInstance):
         return 409, str(error)
     if isinstance(error, RejectedInstance):

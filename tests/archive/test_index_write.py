@@ -5,9 +5,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from archive import ingest
-from archive.errors import ConflictingInstance
+from archive import ingest, roles
+from archive.errors import ConflictingInstance, CredentialsRefused
 from archive.models import Attachment, AuditEvent, Change, Instance, Patient, Series, Study
+from archive.storage import get_storage
 from tests.dicomgen import make_instance, uid
 
 AUDITED = ingest.Origin.http("10.1.2.3", "admin", actor_kind="user", actor="admin", path="/instances")
@@ -87,6 +88,52 @@ def test_a_known_uid_under_another_study_writes_nothing(storage_dir, monkeypatch
                      AUDITED)
     assert _rows() == before
 
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_credentials_are_checked_by_the_store_itself(storage_dir, monkeypatch, writer, django_user_model):
+    from django.contrib.auth.models import Group
+
+    monkeypatch.setattr(ingest, "_index_instance", WRITERS[writer])
+    groups = {name: Group.objects.get_or_create(name=name)[0] for name in roles.ROLES}
+    user = django_user_model.objects.create_user("index-writer", password="pw")
+    user.groups.add(groups["uploader"])
+
+    def store(name, **changes):
+        credentials = roles.Credentials(**{"user_id": user.pk, "password": user.password, "role": "uploader",
+                                           **changes})
+        origin = ingest.Origin.http("10.1.2.3", user.username, actor_kind="user", actor=user.username,
+                                    path="/instances", credentials=credentials)
+        try:
+            ingest.store(make_instance(sop_uid=uid("index-write", "credentials", name)), origin)
+        except CredentialsRefused:
+            assert credentials.refused and not credentials.confirmed
+            return "refused"
+        assert credentials.confirmed and not credentials.refused
+        return "stored"
+
+    assert store("good") == "stored"
+    before = _rows()
+    keys = set(get_storage().keys())
+    assert store("wrong password", password="another hash") == "refused"
+    assert store("no such user", user_id=user.pk + 1000) == "refused"
+    assert store("a role not held", role="admin") == "refused"
+    user.groups.set([groups["viewer"]])
+    assert store("role taken away") == "refused"
+    user.groups.set([groups["admin"]])
+    assert store("admin stores too") == "stored"
+    before = _rows()
+    user.is_active = False
+    user.save()
+    assert store("disabled") == "refused"
+    assert store("disabled") == "refused"  # the same instance again: not "already stored" either
+    assert _rows() == before  # no row, no change, no audit row
+    assert len(set(get_storage().keys())) == len(keys) + 1  # only "admin stores too" left a file
+    user.is_active, user.is_superuser = True, True
+    user.groups.clear()
+    user.save()
+    assert store("a superuser") == "stored"
 
 @pytest.mark.django_db(transaction=True)
 def test_a_store_on_postgresql_is_one_statement(storage_dir):
