@@ -14,7 +14,7 @@ from archive.roles import ADMIN, UPLOADER
 from tests import servers
 from tests.waiting import wait_for
 from tests.cluster.conftest import c_store
-from tests.dicomgen import make_instance
+from tests.dicomgen import make_instance, uid
 from tests.api.dicomweb.support import BOUNDARY, multipart
 
 OPEN = {"/healthz", "/readyz"}
@@ -230,14 +230,22 @@ def test_a_deactivated_user_is_refused_at_once_on_every_node(server_factory):
     first = server_factory("node-a")
     second = server_factory("node-b", join=first)
     servers.manage("shell", "-c", "from django.contrib.auth.models import User, Group; "
-                   "User.objects.create_user('leaver', password='leaver-pw').groups.add(Group.objects.get(name='viewer'))",
+                   "User.objects.create_user('leaver', password='leaver-pw').groups.add(Group.objects.get(name='uploader'))",
                    env=first.env)
     leaver = servers.auth_header("leaver", "leaver-pw")
-    for node in (first, second):  # each remembers the credentials it checked
+
+    def store(node, n):
+        return servers.request(node.url + "/instances", method="POST", auth=leaver,
+                               body=make_instance(sop_uid=uid("leaver", n)))[0]
+
+    for n, node in enumerate((first, second)):  # each remembers the credentials it checked
         assert servers.request(node.url + "/statistics", auth=leaver)[0] == 200
+        assert store(node, n) == 200 and store(node, n + 10) == 200  # the second on remembered credentials
     first.sql_execute("UPDATE auth_user SET is_active = false WHERE username = 'leaver'")
-    for node in (first, second):
+    for n, node in enumerate((first, second)):
         assert servers.request(node.url + "/statistics", auth=leaver)[0] == 401
+        assert store(node, n + 20) == 401
+    assert servers.request_json(first.url + "/statistics")[1]["CountInstances"] == 4
 
 
 def test_security_headers_and_https_cookies(server_factory):
