@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.rest                       # 10,000 studies, a 500-instance study
     .venv/bin/python -m benchmarks.rest --studies 200 --big-study 20
-    .venv/bin/python -m benchmarks.rest --targets pacsweb-postgres orthanc-sqlite orthanc-postgres
+    .venv/bin/python -m benchmarks.rest --targets pacsweb-sqlite pacsweb-postgres orthanc-sqlite orthanc-postgres
 
 Every target (pacsweb on PostgreSQL; Orthanc with its DICOMweb plugin, on SQLite
 and optionally on PostgreSQL) is started fresh, filled through POST /instances by
@@ -56,7 +56,7 @@ from tests import orthanc, servers
 from tests.dicomgen import make_instance, uid
 from tests.services import remove, scratch_dir
 
-TARGETS = ("pacsweb-postgres", "orthanc-sqlite", "orthanc-postgres")  # named as in benchmarks.ingest.TARGETS
+TARGETS = ("pacsweb-sqlite", "pacsweb-postgres", "orthanc-sqlite", "orthanc-postgres")  # named as in benchmarks.ingest.TARGETS
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 CONCURRENCY = 4  # clients of the fill and of STOW-RS
 SMALL, LARGE = 8, 512  # rows = columns of the 16-bit CT instances
@@ -274,6 +274,7 @@ def start(name, args, postgres_url):
     finally:
         if server is not None:
             server.stop()
+        if server is not None and database == "postgres":
             name = urlparse(server.database_url).path.lstrip("/")
             with psycopg.connect(postgres_url, autocommit=True) as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

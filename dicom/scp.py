@@ -630,6 +630,9 @@ class NoDelayServer(ThreadedAssociationServer):
     def __init__(self, *args, **kwargs):
         import threading
 
+        from dicom.reactor import EventDrivenRequestHandler
+
+        kwargs.setdefault("request_handler", EventDrivenRequestHandler)
         self._half_open = {}  # address -> connections whose A-ASSOCIATE-RQ has not arrived whole
         self._half_open_lock = threading.Lock()
         super().__init__(*args, **kwargs)
