@@ -22,6 +22,9 @@ RESOURCE = r"(?P<plural>patients|studies|series|instances)/(?P<public_id>[^/]+)"
 urlpatterns = [
     # The browser's entry is the console.
     path("", RedirectView.as_view(url="/ui/", permanent=False)),
+    # First of the API: a viewer's many requests (frames, metadata) resolve without
+    # trying every REST route before (a frame's route: 60 µs after them, 27 first).
+    path("dicom-web/", include("api.dicomweb.urls")),
     path("ui/", include("console.urls")),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz),
@@ -108,7 +111,6 @@ urlpatterns = [
     path("plugins", tools.plugins),
     path("exports", tools.exports),
     path("changes", resources.changes),
-    path("dicom-web/", include("api.dicomweb.urls")),
     path("wado", wado_uri),
     # The OHIF viewer (console/ohif.py), signed in with the console's session.
     path("ohif/", ohif.viewer),
