@@ -174,3 +174,45 @@ def test_many_failed_parts_keep_the_warning_header_short_and_every_failure_in_th
     # 200 reasons in the header made HAProxy answer 502 while the good parts were stored.
     assert len(response["Warning"]) < 2000
     assert "197 more parts failed" in response["Warning"]
+
+
+def test_the_answer_is_the_dicom_json_pydicom_writes_for_it(rf):
+    """The Store Instances Response is written as JSON directly: the same attributes,
+    values and order as pydicom's conversion of the Dataset it describes."""
+    import json
+
+    from pydicom.dataset import Dataset
+
+    from api.dicomweb import stow
+
+    outcomes = [
+        stow.Outcome("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4", retrieve_url="http://h/dicom-web/studies/1/series/2/instances/1.2.3.4"),
+        stow.Outcome("", "", failure=stow.CANNOT_UNDERSTAND, reason="not DICOM"),
+        stow.Outcome("1.2.840.10008.5.1.4.1.1.4", "1.2.3.5", failure=stow.PROCESSING_FAILURE, reason="known elsewhere"),
+        stow.Outcome("1.2.840.10008.5.1.4.1.1.4", "1.2.3.6", failure=stow.DOES_NOT_MATCH, reason="another study"),
+        stow.Outcome("1.2.840.10008.5.1.4.1.1.7", "1.2.3.7", retrieve_url="http://h/dicom-web/studies/1/series/3/instances/1.2.3.7"),
+    ]
+
+    def item(outcome):
+        answer = Dataset()
+        answer.ReferencedSOPClassUID = outcome.sop_class_uid
+        answer.ReferencedSOPInstanceUID = outcome.sop_instance_uid
+        if outcome.failure is None:
+            answer.RetrieveURL = outcome.retrieve_url
+        else:
+            answer.FailureReason = outcome.failure
+        return answer
+
+    for chosen in ([outcomes[0]], outcomes[1:2], outcomes[1:4], outcomes):
+        for study in ("", "1.2.3"):
+            request = rf.post("/dicom-web/studies")
+            expected = Dataset()
+            if study:
+                expected.RetrieveURL = f"http://testserver/dicom-web/studies/{study}"
+            if any(o.failure is None for o in chosen):
+                expected.ReferencedSOPSequence = [item(o) for o in chosen if o.failure is None]
+            if any(o.failure is not None for o in chosen):
+                expected.FailedSOPSequence = [item(o) for o in chosen if o.failure is not None]
+            answer = json.loads(stow._answer(request, chosen, study).content)
+            assert answer == expected.to_json_dict()
+            assert json.dumps(answer) == json.dumps(expected.to_json_dict())  # the order too
