@@ -122,6 +122,9 @@ def parse_args():
     parser.add_argument("--targets", nargs="+", choices=list(TARGETS), default=list(TARGETS))
     parser.add_argument("--parts", nargs="+", choices=("store", "find"), default=["store", "find"])
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
+    parser.add_argument("--listeners", type=int, default=1,
+                        help="pacsweb's listener processes on one port for C-STORE (default 1; "
+                             "`make run` starts one per core)")
     parser.add_argument("--associations", nargs="+", type=int, default=[1, 4],
                         help="parallel storescu associations (default 1 4)")
     parser.add_argument("--studies", type=int, default=10000,
@@ -151,7 +154,7 @@ def print_header(args):
           f"DCMTK {dcmtk}, pynetdicom {package_version('pynetdicom')}, pydicom {package_version('pydicom')}")
     # The servers inherit this environment: a PACS_* variable set here changes them.
     inherited = ", ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("PACS_"))
-    print("pacsweb: its DICOM listener (manage.py dicom_listener), "
+    print(f"pacsweb: its DICOM listener (manage.py dicom_listener, {args.listeners} process(es) on one port for C-STORE), "
           + (f"settings from the environment: {inherited}" if inherited else
              "default settings (fsync on, max PDU 256 kB, PostgreSQL pool of 4)")
           + f", PACS_NODE_NAME={NODE_NAME}; index in PostgreSQL; its web node (gunicorn, 1 worker x 4 threads) "
@@ -182,35 +185,40 @@ class Target:
     aet: str
     log: Callable[[], str]  # the server's log so far, shown when something fails
     database_url: str | None  # the index database, when in PostgreSQL
-    pid: int  # the process that answers DICOM: its CPU (and its children's) is the server's per query
+    pids: tuple  # the processes that answer DICOM: their CPU (and their children's) is the server's
 
 
 @contextlib.contextmanager
-def start(name, postgres_url):
-    """A fresh, empty target whose DICOM side knows CALLING_AET as a modality allowed to query."""
+def start(name, postgres_url, listeners=1):
+    """A fresh, empty target whose DICOM side knows CALLING_AET as a modality allowed to query;
+    pacsweb's with `listeners` listener processes on one port, as `make run` starts one per core."""
     product, database = TARGETS[name]
     if product == "orthanc":
         config = {"DicomModalities": {"bench": [CALLING_AET, "127.0.0.1", 1]}}
         with orthanc.OrthancServer(database, postgres_url=postgres_url, config=config) as server:
             yield Target(name, server.url, server.auth_header, server.dicom_port, server.aet, server.log,
-                         server.database_url, server.process.pid)
+                         server.database_url, (server.process.pid,))
         return
     directory = scratch_dir("bench-pacsweb-")
-    server = listener = None
+    server = None
+    started = []
     try:
         server = servers.Server(directory, database=database, workers=1, threads=4, PACS_NODE_NAME=NODE_NAME)
         modalities = directory / "modalities.json"
         modalities.write_text(json.dumps(
             {"bench": {"AET": CALLING_AET, "Host": "127.0.0.1", "Port": 1, "AllowFind": True}}))
-        listener = servers.Listener(server, PACS_MODALITIES_FILE=modalities)
+        for _ in range(listeners):  # the kernel spreads associations over them (SO_REUSEPORT)
+            started.append(servers.Listener(server, port=started[0].port if started else None,
+                                            PACS_MODALITIES_FILE=modalities))
+        listener = started[0]
 
         def log():
-            return f"{server.output()}\n--- listener ---\n{listener.output()}"
+            return server.output() + "".join(f"\n--- listener ---\n{each.output()}" for each in started)
 
         yield Target(name, server.url, servers.auth_header(), listener.port, listener.ae_title, log,
-                     server.database_url, listener.process.pid)
+                     server.database_url, tuple(each.process.pid for each in started))
     finally:
-        if listener is not None:
+        for listener in started:
             listener.stop()
         if server is not None:
             server.stop()
@@ -273,12 +281,12 @@ def measure_store(target, paths, warmup_paths, associations, work_dir):
     result = StoreResult()
     finish([storescu(target, warmup_paths, work_dir / "warmup.log")], result, "warm-up")
     started = time.perf_counter()
-    cpu_before = cpu_seconds(target.pid)
+    cpu_before = sum(map(cpu_seconds, target.pids))
     processes = [storescu(target, paths[index::associations], work_dir / f"storescu-{index}.log")
                  for index in range(associations)]
     finish(processes, result, "measured")
     result.elapsed = time.perf_counter() - started
-    result.cpu = cpu_seconds(target.pid) - cpu_before
+    result.cpu = sum(map(cpu_seconds, target.pids)) - cpu_before
     result.stored = statistics(target)["CountInstances"]
     return result
 
@@ -310,8 +318,9 @@ def run_store(args, postgres_url):
             warmups[size] = write_files(work_dir / f"{size}-warmup", size, STORE_WARMUP, "warmup")
         print(f"\nC-STORE with storescu: fresh empty target per line, {STORE_WARMUP} warm-up instances over 1 "
               f"association, then -n {args.n} instances over `assoc` parallel associations "
-              f"(one storescu process each); CPU ms = user + system CPU per stored instance of the process that "
-              f"answers DICOM (pacsweb's listener, Orthanc), from /proc, the PostgreSQL server excluded; "
+              f"(one storescu process each); CPU ms = user + system CPU per stored instance of the processes that "
+              f"answer DICOM (pacsweb's {args.listeners} listener(s), Orthanc), from /proc, the PostgreSQL server "
+              f"excluded; "
               f"load average now: {load_average()}")
         print(STORE_ROW.format(*STORE_COLUMNS))
         problems = []
@@ -323,7 +332,7 @@ def run_store(args, postgres_url):
                 for associations in args.associations:
                     run_dir = work_dir / f"{name}-{size}-{associations}"
                     run_dir.mkdir()
-                    with start(name, postgres_url) as target:
+                    with start(name, postgres_url, args.listeners) as target:
                         result = measure_store(target, files[size], warmups[size], associations, run_dir)
                         expected = STORE_WARMUP + args.n
                         if result.errors or result.stored != expected:
@@ -483,9 +492,9 @@ def measure_echo(target, repetitions):
     result = FindResult()
     for repetition in range(FIND_WARMUP + repetitions):
         if repetition == FIND_WARMUP:
-            cpu_before = cpu_seconds(target.pid)
+            cpu_before = sum(map(cpu_seconds, target.pids))
         timed_run(dcmtk_command(ECHOSCU, target, "-ll", "warn"), result, repetition >= FIND_WARMUP)
-    result.cpu = cpu_seconds(target.pid) - cpu_before
+    result.cpu = sum(map(cpu_seconds, target.pids)) - cpu_before
     return result
 
 
@@ -501,9 +510,9 @@ def measure_find(target, query, repetitions, work_dir):
                                str(answer.get("NumberOfStudyRelatedInstances", ""))))
     for repetition in range(1, FIND_WARMUP + repetitions):
         if repetition == FIND_WARMUP:
-            cpu_before = cpu_seconds(target.pid)
+            cpu_before = sum(map(cpu_seconds, target.pids))
         timed_run(findscu_command(target, query, "-ll", "warn"), result, repetition >= FIND_WARMUP)
-    result.cpu = cpu_seconds(target.pid) - cpu_before
+    result.cpu = sum(map(cpu_seconds, target.pids)) - cpu_before
     return result
 
 

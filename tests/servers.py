@@ -237,7 +237,8 @@ class Listener(_Process):
         def listening():
             if self.process.poll() is not None:
                 raise RuntimeError(f"listener exited: {self.log_path.read_text()}")
-            return accepts_connections(self.port)
+            # Its own line, not only the port: another listener may hold the port already.
+            return "listening on" in self.log_path.read_text() and accepts_connections(self.port)
 
         wait_for(listening, what=f"the listener on port {self.port}")
 
