@@ -11,7 +11,9 @@ archive.
 import copy
 import functools
 import logging
+import re
 import socket
+import struct
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,7 +22,7 @@ import pydicom
 from django.db import close_old_connections, connection
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pynetdicom import evt
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, evt
 from pynetdicom.dsutils import encode
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -112,6 +114,42 @@ def handle_echo(event, policy):
     return SUCCESS if allowed(event, policy, "echo") else NOT_AUTHORIZED
 
 
+def part10(event):
+    """The C-STORE's data set as a Part 10 file: what pynetdicom's
+    event.encoded_dataset(include_meta=True) gives, byte for byte (a test
+    compares), with its seven file meta elements written here. pynetdicom builds
+    them as a pydicom FileMetaDataset, validating every UID, and writes them with
+    pydicom's writer: a fifth of the listener's CPU for a small instance. A UID
+    that is not plain digits and dots takes pynetdicom's way, which judges it."""
+    request = event.request
+    uids = (str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID), str(event.context.transfer_syntax))
+    if not all(len(uid) <= 64 and PLAIN_UID.match(uid) for uid in uids):
+        return event.encoded_dataset(include_meta=True)
+    return b"".join((b"\0" * 128, b"DICM", file_meta(*uids), request.DataSet.getvalue()))
+
+
+def file_meta(sop_class, sop_instance, transfer_syntax):
+    """The file meta information pynetdicom writes for a received instance (PS3.10
+    §7.1, explicit VR little endian), its group length first."""
+    elements = b"".join((_META_VERSION, _meta_element(0x0002, "UI", sop_class),
+                         _meta_element(0x0003, "UI", sop_instance), _meta_element(0x0010, "UI", transfer_syntax),
+                         _META_IMPLEMENTATION))
+    return struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(elements)) + elements
+
+
+def _meta_element(element, vr, text):
+    value = text.encode("ascii")
+    if len(value) % 2:
+        value += b"\0" if vr == "UI" else b" "
+    return struct.pack("<HH2sH", 0x0002, element, vr.encode("ascii"), len(value)) + value
+
+
+PLAIN_UID = re.compile(r"[0-9]+(\.[0-9]+)*\Z")
+_META_VERSION = struct.pack("<HH2sHI", 0x0002, 0x0001, b"OB", 0, 2) + b"\x00\x01"
+_META_IMPLEMENTATION = (_meta_element(0x0012, "UI", PYNETDICOM_IMPLEMENTATION_UID)
+                        + _meta_element(0x0013, "SH", PYNETDICOM_IMPLEMENTATION_VERSION))
+
+
 def handle_store(event, policy):
     if not allowed(event, policy, "store"):
         return NOT_AUTHORIZED
@@ -120,7 +158,7 @@ def handle_store(event, policy):
     try:
         # The bytes as received, with the file meta pynetdicom builds from the
         # presentation context: parsed once, by the ingest path.
-        ingest.store(event.encoded_dataset(include_meta=True), origin)
+        ingest.store(part10(event), origin)
     except ingest.RejectedInstance as error:
         log.warning("C-STORE from %s refused: %s", aet, error)
         audit.record("ae", aet, "store", address=address, method="C-STORE", status=CANNOT_UNDERSTAND,
