@@ -29,19 +29,8 @@ import select
 import socket
 import threading
 
-from pynetdicom.transport import RequestHandler
-
 # The longest a thread sleeps without being woken: how late a timer may be seen.
 WAIT = 0.05
-
-
-class EventDrivenRequestHandler(RequestHandler):
-    """The listener's request handler: pynetdicom's, with waiting associations."""
-
-    def _create_association(self):
-        assoc = super()._create_association()
-        wait_for_work(assoc)
-        return assoc
 
 
 def wait_for_work(assoc):

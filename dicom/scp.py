@@ -27,7 +27,7 @@ from pynetdicom.dsutils import encode
 from pynetdicom._handlers import standard_dimse_sent_handler
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from archive import dimse, ingest, query, worklist
 from archive.errors import TranscodeError
@@ -40,7 +40,7 @@ from archive.storage import StorageError, get_storage
 from archive import audit
 from archive.db import DatabaseBusy
 from dicom import answers
-from dicom.reactor import EventDrivenRequestHandler
+from dicom import reactor
 
 log = logging.getLogger(__name__)
 
@@ -662,9 +662,13 @@ class SharedContexts(list):
         return copies
 
 
-class _RequestHandler(EventDrivenRequestHandler):
+class _RequestHandler(RequestHandler):
+    """pynetdicom's, with associations that wait for their work (dicom/reactor.py)
+    and answer plain C-STOREs with bytes written here."""
+
     def _create_association(self):
         assoc = super()._create_association()
+        reactor.wait_for_work(assoc)
         answer_stores_directly(assoc)
         return assoc
 
