@@ -1,6 +1,6 @@
 """The listener's associations wait for their work (dicom/reactor.py): an idle one
 does not wake its threads a thousand times a second, and an ended one leaves no
-socket behind."""
+socket behind. pynetdicom's logging handlers are bound only when its log shows them."""
 
 import os
 import time
@@ -74,3 +74,13 @@ def test_ended_associations_leave_no_socket_or_thread(listener):
     assert not refused.is_established
     wait_for(lambda: len(_tasks(pid)) <= threads and _open_files(pid) <= files, timeout=15,
              what=f"the listener back to {threads} threads and {files} open files")
+
+
+def test_pynetdicom_logs_its_messages_only_when_its_level_lets_them_through(module_node, listener):
+    verbose = module_node.listener(listener.server, PACS_DICOM_LOG_LEVEL="INFO")
+    for each in (listener, verbose):
+        with association(each.port, [Verification], calling="LOGGED") as assoc:
+            assert assoc.send_c_echo(msg_id=42).Status == 0x0000
+    wait_for(lambda: "Received Echo Request (MsgID 42)" in verbose.output(), timeout=10,
+             what="pynetdicom's INFO line in the verbose listener's log")
+    assert "Received Echo Request" not in listener.output()
