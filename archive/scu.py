@@ -68,6 +68,7 @@ class CommitmentResult:
 
 
 def _ae(peer):
+    dimse.log_handlers_as_logged()
     ae = AE(ae_title=peer.local_aet or settings.AE_TITLE)
     timeout = peer.timeout or settings.DICOM_TIMEOUT
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout

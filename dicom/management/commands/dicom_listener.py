@@ -21,7 +21,6 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
-from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import (
     ModalityWorklistInformationFind,
     PatientRootQueryRetrieveInformationModelFind,
@@ -92,11 +91,7 @@ class Command(BaseCommand):
                 raise CommandError(f"PACS_MODALITIES_FILE: {error}")
             log.info("loaded %d modalities from %s", len(names), settings.MODALITIES_FILE)
 
-        # pynetdicom's own handlers format every PDU and DIMSE message for its log (a
-        # tenth of a small C-STORE's CPU), to log at INFO and DEBUG: bound to the
-        # associations only when PACS_DICOM_LOG_LEVEL lets those through.
-        if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):
-            pynetdicom_config.LOG_HANDLER_LEVEL = "none"
+        dimse.log_handlers_as_logged()
         policy = ModalityAccess()
         ae = ArchiveAE(policy, ae_title=settings.AE_TITLE)
         ae.maximum_associations = settings.DICOM_MAX_ASSOCIATIONS
