@@ -127,13 +127,14 @@ def _run_acceptor_reactor(assoc, work):
     from pynetdicom import evt
     from pynetdicom.association import LOGGER
 
-    assoc._is_paused = False
     while not assoc._kill:
+        # The pause of pynetdicom's send_*() (and of dicom/workflow.py): they must
+        # take their answer off the queues before this loop does. Waiting for work,
+        # the loop takes nothing off them: it is paused already, and a send from
+        # another thread need not wait for the wait to end.
+        assoc._is_paused = True
         work.wait(WAIT)
         work.clear()
-        # The pause of pynetdicom's send_*() (and of dicom/workflow.py): they must
-        # take their answer off the queues before this loop does.
-        assoc._is_paused = True
         assoc._reactor_checkpoint.wait()
         assoc._is_paused = False
 
