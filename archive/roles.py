@@ -135,6 +135,13 @@ def credentials_hold(role, user="%s", password="%s"):
     """An SQL condition, true while an account is active, has the same password
     hash and holds `role`; `user` and `password` are the placeholders of its two
     parameters (Credentials' user_id and password)."""
+    key = (role, user, password, connection.vendor)
+    if key not in _sql:
+        _sql[key] = _credentials_hold(role, user, password)
+    return _sql[key]
+
+
+def _credentials_hold(role, user, password):
     user_model = get_user_model()
     meta = user_model._meta
     memberships = meta.get_field("groups").remote_field.through._meta
