@@ -11,7 +11,6 @@ class ArchiveError(Exception):
     """Something the archive refused or could not do; the message says what."""
 
 
-
 class CredentialsRefused(Exception):
     """The credentials a write was made on no longer hold when its transaction
     checked them (the account was disabled, its password changed, its role taken

@@ -133,8 +133,8 @@ class Credentials:
 
 def credentials_hold(role, user="%s", password="%s"):
     """An SQL condition, true while an account is active, has the same password
-    hash and holds `role`; `user` and `password` are the placeholders of its two
-    parameters (Credentials' user_id and password)."""
+    hash and holds `role`; `user` and `password` are its two parameter markers
+    (for Credentials' user_id and password), as the calling statement writes them."""
     key = (role, user, password, connection.vendor)
     if key not in _sql:
         _sql[key] = _credentials_hold(role, user, password)

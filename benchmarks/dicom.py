@@ -228,6 +228,11 @@ def start(name, postgres_url, listeners=1):
         remove(directory)
 
 
+def target_cpu(target):
+    """CPU seconds used so far by the processes that answer DICOM (and their children)."""
+    return sum(map(cpu_seconds, target.pids))
+
+
 def statistics(target):
     status, answer = servers.request_json(target.url + "/statistics", auth=target.auth_header)
     if status != 200:
@@ -281,12 +286,12 @@ def measure_store(target, paths, warmup_paths, associations, work_dir):
     result = StoreResult()
     finish([storescu(target, warmup_paths, work_dir / "warmup.log")], result, "warm-up")
     started = time.perf_counter()
-    cpu_before = sum(map(cpu_seconds, target.pids))
+    cpu_before = target_cpu(target)
     processes = [storescu(target, paths[index::associations], work_dir / f"storescu-{index}.log")
                  for index in range(associations)]
     finish(processes, result, "measured")
     result.elapsed = time.perf_counter() - started
-    result.cpu = sum(map(cpu_seconds, target.pids)) - cpu_before
+    result.cpu = target_cpu(target) - cpu_before
     result.stored = statistics(target)["CountInstances"]
     return result
 
@@ -492,9 +497,9 @@ def measure_echo(target, repetitions):
     result = FindResult()
     for repetition in range(FIND_WARMUP + repetitions):
         if repetition == FIND_WARMUP:
-            cpu_before = sum(map(cpu_seconds, target.pids))
+            cpu_before = target_cpu(target)
         timed_run(dcmtk_command(ECHOSCU, target, "-ll", "warn"), result, repetition >= FIND_WARMUP)
-    result.cpu = sum(map(cpu_seconds, target.pids)) - cpu_before
+    result.cpu = target_cpu(target) - cpu_before
     return result
 
 
@@ -510,9 +515,9 @@ def measure_find(target, query, repetitions, work_dir):
                                str(answer.get("NumberOfStudyRelatedInstances", ""))))
     for repetition in range(1, FIND_WARMUP + repetitions):
         if repetition == FIND_WARMUP:
-            cpu_before = sum(map(cpu_seconds, target.pids))
+            cpu_before = target_cpu(target)
         timed_run(findscu_command(target, query, "-ll", "warn"), result, repetition >= FIND_WARMUP)
-    result.cpu = sum(map(cpu_seconds, target.pids)) - cpu_before
+    result.cpu = target_cpu(target) - cpu_before
     return result
 
 

@@ -11,7 +11,6 @@ archive.
 import copy
 import functools
 import logging
-import re
 import socket
 import struct
 import time
@@ -127,7 +126,7 @@ def part10(event):
     that is not plain digits and dots takes pynetdicom's way, which judges it."""
     request = event.request
     uids = (str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID), str(event.context.transfer_syntax))
-    if not all(len(uid) <= 64 and PLAIN_UID.match(uid) for uid in uids):
+    if not all(len(uid) <= 64 and ingest.UID_PATTERN.fullmatch(uid) for uid in uids):
         return event.encoded_dataset(include_meta=True)
     return b"".join((b"\0" * 128, b"DICM", file_meta(*uids), request.DataSet.getvalue()))
 
@@ -148,7 +147,6 @@ def _meta_element(element, vr, text):
     return struct.pack("<HH2sH", 0x0002, element, vr.encode("ascii"), len(value)) + value
 
 
-PLAIN_UID = re.compile(r"[0-9]+(\.[0-9]+)*\Z")
 _META_VERSION = struct.pack("<HH2sHI", 0x0002, 0x0001, b"OB", 0, 2) + b"\x00\x01"
 _META_IMPLEMENTATION = (_meta_element(0x0012, "UI", PYNETDICOM_IMPLEMENTATION_UID)
                         + _meta_element(0x0013, "SH", PYNETDICOM_IMPLEMENTATION_VERSION))
@@ -708,7 +706,7 @@ def store_response(primitive):
     elements = []
     for element, uid in ((0x0002, primitive.AffectedSOPClassUID), (0x1000, primitive.AffectedSOPInstanceUID)):
         if uid is not None:
-            if not PLAIN_UID.match(str(uid)):
+            if not ingest.UID_PATTERN.fullmatch(str(uid)):
                 return None
             value = str(uid).encode("ascii")
             elements.append((element, value + b"\0" if len(value) % 2 else value))

@@ -31,7 +31,8 @@ OPEN_PATHS = {"/healthz", "/readyz"}
 # Checking a password costs a deliberate ~0.3 s of PBKDF2; a script storing
 # thousands of files sends the same credentials each time. Remember a success
 # briefly, keyed by a hash of the credentials (never the password itself), with
-# the user's id and the password hash it matched; each request still reads the
+# the user as read then (its id, the password hash it matched, its groups) and
+# when that expires; each request still reads the
 # user's row (one indexed query), so a deactivated account or a changed password
 # is refused at once, on every node. A store (a view declared
 # confirmed_by_store, archive.roles) reads it in its own transaction instead
@@ -160,15 +161,16 @@ def basic_user(token, request=None, confirming_role=None):
     now = time.monotonic()
     with _cache_lock:
         cached = _credential_cache.get(fingerprint)
-    if cached and cached[2] > now:
+    if cached and cached[1] > now:
+        remembered, expires = cached
         # Only a role they held when last read: one granted since is read at once below.
-        if confirming_role is not None and has_role(cached[3], confirming_role):
-            request.credentials_to_confirm = Credentials(cached[0], cached[1], confirming_role)
-            return copy.copy(cached[3])
-        user = active_user(cached[0])
-        if user is not None and user.password == cached[1]:
+        if confirming_role is not None and has_role(remembered, confirming_role):
+            request.credentials_to_confirm = Credentials(remembered.pk, remembered.password, confirming_role)
+            return copy.copy(remembered)
+        user = active_user(remembered.pk)
+        if user is not None and user.password == remembered.password:
             with _cache_lock:
-                _credential_cache[fingerprint] = (*cached[:3], user)
+                _credential_cache[fingerprint] = (user, expires)
             return user
         with _cache_lock:
             _credential_cache.pop(fingerprint, None)
@@ -184,7 +186,7 @@ def basic_user(token, request=None, confirming_role=None):
     with _cache_lock:
         if len(_credential_cache) > 1000:
             _credential_cache.clear()
-        _credential_cache[fingerprint] = (user.pk, user.password, now + CREDENTIAL_CACHE_SECONDS, user)
+        _credential_cache[fingerprint] = (user, now + CREDENTIAL_CACHE_SECONDS)
     return user
 
 
@@ -206,7 +208,7 @@ def _refusal(credentials, request):
 
 def _forget(user_id):
     with _cache_lock:
-        for fingerprint in [f for f, cached in _credential_cache.items() if cached[0] == user_id]:
+        for fingerprint in [f for f, (user, _) in _credential_cache.items() if user.pk == user_id]:
             del _credential_cache[fingerprint]
 
 
