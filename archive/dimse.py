@@ -5,6 +5,7 @@ of a send, and sockets that do not wait for Nagle's algorithm."""
 import io
 import logging
 import socket
+import threading
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -13,6 +14,7 @@ from pynetdicom import _config as pynetdicom_config
 from pynetdicom.presentation import AllStoragePresentationContexts, StoragePresentationContexts
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import register_uid, uid_to_service_class
+from pynetdicom.association import Association
 from pynetdicom.transport import AssociationSocket
 
 from archive import transcode
@@ -196,3 +198,40 @@ def _create_nodelay_socket(self, address):
 
 AssociationSocket._create_socket = _create_nodelay_socket
 
+
+
+class ReactorCheckpoint(threading.Event):
+    """pynetdicom's pause of an association's reactor, without its race.
+
+    A send_*() clears the checkpoint, waits until the reactor says it is paused,
+    then sends and takes the answer off the queue. The reactor says "paused",
+    waits on the checkpoint, then says "running": preempted between the wait and
+    that word, it looked paused to a send that had just cleared the checkpoint,
+    and took the send's answer off the queue as an unexpected message (the send
+    then waited its whole DIMSE timeout). Against a peer that answers within a
+    millisecond this happened. Here the wait says "running" itself, under the
+    lock that clear() takes: a send sees either a reactor that will stop at the
+    checkpoint, or one already past it that it waits for."""
+
+    def __init__(self, assoc):
+        super().__init__()
+        self._assoc = assoc
+        self.set()
+
+    def wait(self, timeout=None):
+        with self._cond:
+            passed = self._cond.wait_for(lambda: self._flag, timeout)
+            if passed:
+                self._assoc._is_paused = False
+            return passed
+
+
+_association_init = Association.__init__
+
+
+def _init_with_checkpoint(self, *args, **kwargs):
+    _association_init(self, *args, **kwargs)
+    self._reactor_checkpoint = ReactorCheckpoint(self)
+
+
+Association.__init__ = _init_with_checkpoint

@@ -4,6 +4,15 @@ from django.test import Client
 from tests import servers
 
 
+@pytest.fixture(autouse=True, scope="session")
+def pynetdicom_peers_without_the_reactor_race():
+    # The tests' pynetdicom peers run in this process: archive.dimse gives their
+    # associations the checkpoint without pynetdicom's race (archive.dimse.ReactorCheckpoint),
+    # as it does to the archive's own sends; against a listener that answers within a
+    # millisecond, the race lost a C-STORE's answer now and then.
+    import archive.dimse  # noqa: F401
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     # Each in-process test creates its users and authenticates them: the
