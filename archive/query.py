@@ -509,7 +509,8 @@ def _match(lookup, keyword, value, normalized, put):
     value = _prepare(value, normalized)
     if "*" in value or "?" in value:
         body = value.rstrip("*")
-        if "*" not in body and "?" not in body and value.endswith("*"):
+        if "*" not in body and "?" not in body and value.endswith("*") and (normalized or connection.vendor != "sqlite"):
+            # SQLite's LIKE ignores ASCII case: there a prefix of a case-sensitive column goes to the regex.
             return where("startswith", body)
         wildcards = value.count("*") + value.count("?")
         if wildcards > settings.QUERY_MAX_WILDCARDS:

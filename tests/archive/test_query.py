@@ -48,6 +48,13 @@ def test_case_sensitive_names_match_the_spelling_as_stored(archive):
     assert found(Level.PATIENT, {"PatientName": "DOE*"}, case_sensitive_names=True) == ["P1", "P2"]
 
 
+def test_other_attributes_than_names_match_case_sensitively(archive):
+    # PS3.4 C.2.2.2.4: only person names may ignore case; SQLite's LIKE would.
+    assert found(Level.STUDY, {"StudyDescription": "ct*"}) == []
+    assert found(Level.STUDY, {"StudyDescription": "CT*"}) == ["P1", "P2", "P3"]
+    assert found(Level.STUDY, {"StudyDescription": "ct chest"}) == []
+
+
 @pytest.mark.parametrize("dates, expected", [
     ("20200101-20201231", ["P1", "P2"]),
     ("20201231-", ["P2", "P3"]),
