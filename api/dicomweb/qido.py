@@ -241,14 +241,16 @@ def _required(level, fixed):
     return keys
 
 
+@functools.cache
 def _returnable(level):
     """Keywords the index holds for a level: main tags of the level and above, computed keys."""
     rank = ORDER.index(level)
     own = {k for k, tag_level in query.TAG_LEVEL.items()
            if tag_level == Level.PATIENT or (tag_level in ORDER and ORDER.index(tag_level) <= rank)}
-    return own | COMPUTED[level]
+    return frozenset(own | COMPUTED[level])
 
 
+@functools.cache
 def _matchable(level):
     """Keywords the engine restricts on at a level (others it ignores, as Orthanc does)."""
     rank = ORDER.index(level)
@@ -256,7 +258,7 @@ def _matchable(level):
                if tag_level == Level.PATIENT or ORDER.index(tag_level) <= rank}
     tags = {k for k, tag_level in query.TAG_LEVEL.items()
             if tag_level == Level.PATIENT or ORDER.index(tag_level) <= rank}
-    return columns | tags | ({"ModalitiesInStudy"} if level == Level.STUDY else set())
+    return frozenset(columns | tags | ({"ModalitiesInStudy"} if level == Level.STUDY else set()))
 
 
 def _answer(match, keys, base):
