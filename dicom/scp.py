@@ -21,9 +21,10 @@ import pydicom
 from django.db import close_old_connections, connection
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, evt
-from pynetdicom.dsutils import encode
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, _config, evt
+from pynetdicom.dsutils import decode, encode
 from pynetdicom._handlers import standard_dimse_sent_handler
+from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
@@ -667,8 +668,111 @@ class _RequestHandler(RequestHandler):
     def _create_association(self):
         assoc = super()._create_association()
         reactor.wait_for_work(assoc)
+        read_stores_directly(assoc)
         answer_stores_directly(assoc)
         return assoc
+
+
+def read_stores_directly(assoc):
+    """Read the command set of the association's plain C-STORE requests here.
+
+    pynetdicom decodes every command set with pydicom's reader into a Dataset, then
+    copies it element by element into the request primitive: ~0.14 ms, a tenth of
+    the listener's CPU for a small instance. A C-STORE-RQ whose command set comes
+    whole in a P-DATA of its own, holds only the elements PS3.7 §9.3.1.1 defines,
+    each well formed, with a data set to follow, on an association where nothing
+    listens to EVT_DIMSE_RECV (pynetdicom's logging does when the DICOM log level is
+    INFO or DEBUG), is read here into the same primitive, through the same setters
+    (which validate as before); anything else is pynetdicom's. A test compares the
+    primitives."""
+    provider = assoc.dimse
+    receive = provider.receive_primitive
+
+    def receive_primitive(primitive):
+        message = provider.message
+        if message is None:
+            request = None if assoc.get_handlers(evt.EVT_DIMSE_RECV) or _config.STORE_RECV_CHUNKED_DATASET \
+                else _store_request(primitive)
+            if request is None:
+                return receive(primitive)
+            message = provider.message = C_STORE_RQ()
+            message.context_id, message.direct = request
+            message.encoded_command_set.write(primitive.presentation_data_value_list[0][1][1:])
+            return None
+        if getattr(message, "direct", None) is None:
+            return receive(primitive)
+        if any(data and data[0] & 1 for _, data in primitive.presentation_data_value_list):
+            # A command fragment before the data set's last: pynetdicom's state, and its reading.
+            message.command_set = decode(message.encoded_command_set, True, True)
+            message.direct = None
+            return receive(primitive)
+        if message.decode_msg(primitive, assoc):
+            request = message.direct
+            request.DataSet = message.data_set
+            provider.message = None
+            provider.msg_queue.put((message.context_id, request))
+        return None
+
+    provider.receive_primitive = receive_primitive
+
+
+# The elements of a C-STORE-RQ's command set (PS3.7 Table 9.3-1) and how each is encoded.
+_STORE_REQUEST = {0x0000: "UL", 0x0002: "UI", 0x0100: "US", 0x0110: "US", 0x0700: "US", 0x0800: "US",
+                  0x1000: "UI", 0x1030: "AE", 0x1031: "US"}
+_STORE_REQUIRED = frozenset({0x0002, 0x0100, 0x0110, 0x0700, 0x0800, 0x1000})
+_C_STORE_RQ = 0x0001
+_NO_DATA_SET = 0x0101
+
+
+def _store_request(pdata):
+    """(presentation context ID, the C_STORE request primitive without its data set)
+    of a P-DATA that is a whole plain C-STORE-RQ command set; None for anything else."""
+    values = pdata.presentation_data_value_list
+    if len(values) != 1:
+        return None
+    context_id, data = values[0]
+    if not data or data[0] & 3 != 3:  # not the last (here only) fragment of a command set
+        return None
+    elements, offset, end = {}, 1, len(data)
+    while offset < end:
+        if offset + 8 > end:
+            return None
+        group, element, length = struct.unpack_from("<HHI", data, offset)
+        offset += 8
+        vr = _STORE_REQUEST.get(element) if group == 0 else None
+        if vr is None or element in elements or offset + length > end:
+            return None
+        value = data[offset:offset + length]
+        offset += length
+        if vr in ("US", "UL"):
+            if length != (2 if vr == "US" else 4):
+                return None
+            elements[element] = int.from_bytes(value, "little")
+        else:
+            if not length or not value.isascii():
+                return None
+            text = value.decode("ascii")
+            text = text.rstrip("\0") if vr == "UI" else text.strip()
+            if not text or any(c in text for c in "\\\0 "):
+                return None
+            elements[element] = text
+    if not _STORE_REQUIRED <= elements.keys() or elements[0x0100] != _C_STORE_RQ \
+            or elements[0x0800] == _NO_DATA_SET:
+        return None
+    request = C_STORE()
+    try:
+        request.MessageID = elements[0x0110]
+        request.AffectedSOPClassUID = elements[0x0002]
+        request.AffectedSOPInstanceUID = elements[0x1000]
+        request.Priority = elements[0x0700]
+        if 0x1030 in elements:
+            request.MoveOriginatorApplicationEntityTitle = elements[0x1030]
+        if 0x1031 in elements:
+            request.MoveOriginatorMessageID = elements[0x1031]
+    except (ValueError, TypeError):
+        return None
+    request._context_id = context_id
+    return context_id, request
 
 
 def answer_stores_directly(assoc):
