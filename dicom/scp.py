@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, _config, evt
 from pynetdicom.dsutils import decode, encode
 from pynetdicom._handlers import standard_dimse_sent_handler
-from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_messages import C_STORE_RQ, DIMSEMessage
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
@@ -695,7 +695,9 @@ def read_stores_directly(assoc):
                 else _store_request(primitive)
             if request is None:
                 return receive(primitive)
-            message = provider.message = C_STORE_RQ()
+            # As pynetdicom makes it: C_STORE_RQ() would build a command set of its own to fill.
+            message = provider.message = DIMSEMessage()
+            message.__class__ = C_STORE_RQ
             message.context_id, message.direct = request
             message.encoded_command_set.write(primitive.presentation_data_value_list[0][1][1:])
             return None
