@@ -173,6 +173,7 @@ if TX_ISOLATION not in ("read_committed", "serializable"):
     )
 TX_RETRIES = envint("PACS_TX_RETRIES", 10)
 DB_POOL_SIZE = envint("PACS_DB_POOL_SIZE", 4)
+DB_SERVER_SIDE_BINDING = envbool("PACS_DB_SERVER_SIDE_BINDING", True)
 
 
 def database_from_url(url):
@@ -193,6 +194,14 @@ def database_from_url(url):
         ),
     }
     host = query.pop("host", None) or unquote(parsed.hostname or "")
+    # Parameters bound by the server, not quoted into the text by psycopg, and a
+    # statement run five times on a connection prepared (psycopg's default, which
+    # Django turns off): -9 to -10 % of the web process's CPU per store, read and
+    # search (docs/benchmarks.md). Off for a pooler that cannot keep prepared
+    # statements (PgBouncer before 1.21 in transaction mode).
+    options["server_side_binding"] = DB_SERVER_SIDE_BINDING
+    if DB_SERVER_SIDE_BINDING:
+        options["prepare_threshold"] = 5
     options.update(query)
     if DB_POOL_SIZE > 0:
         options["pool"] = {"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": 30}

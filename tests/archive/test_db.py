@@ -159,3 +159,23 @@ def test_a_unit_whose_connection_the_database_dropped_runs_again_on_a_new_one(st
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         assert cursor.fetchone()[0] != backend
+
+
+def test_postgresql_binds_parameters_and_prepares_what_repeats(postgres_required, monkeypatch):
+    import psycopg
+
+    from pacsweb import settings as configured
+
+    assert not isinstance(connection.cursor().cursor, psycopg.ClientCursor)
+    with connection.cursor() as cursor:
+        for _ in range(6):  # psycopg prepares a statement at its fifth run on a connection
+            cursor.execute("SELECT count(*) FROM instance WHERE sop_instance_uid = %s", ["1.2.3"])
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+                       ["%FROM instance WHERE sop_instance_uid = $1%"])
+        assert cursor.fetchone()[0] == 1
+    # Off for a pooler that cannot keep prepared statements: psycopg quotes the parameters itself.
+    url = "postgres://user@localhost/archive"
+    assert configured.database_from_url(url)["OPTIONS"]["server_side_binding"] is True
+    monkeypatch.setattr(configured, "DB_SERVER_SIDE_BINDING", False)
+    options = configured.database_from_url(url)["OPTIONS"]
+    assert options["server_side_binding"] is False and "prepare_threshold" not in options
