@@ -11,6 +11,7 @@ restrict the answer, as in Orthanc.
 
 import json
 import re
+import threading
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -298,13 +299,21 @@ def _statement(query, wanted):
             statement = _Statement(_queryset(query, wanted, _Sentinels().put))
         except _Unknown:
             statement = _UNSHAPED
-        if len(_STATEMENTS) >= _STATEMENTS_KEPT:
-            _STATEMENTS.pop(next(iter(_STATEMENTS)), None)
-        _STATEMENTS[shape] = statement
+        _keep(shape, statement)
     return statement, slots.values
 
 
+def _keep(shape, statement):
+    # The web process's and the listener's threads share the statements: one at a
+    # time may change the dict (iterating it while another inserts raises).
+    with _STATEMENTS_LOCK:
+        if len(_STATEMENTS) >= _STATEMENTS_KEPT:
+            _STATEMENTS.pop(next(iter(_STATEMENTS)), None)
+        _STATEMENTS[shape] = statement
+
+
 _STATEMENTS = {}
+_STATEMENTS_LOCK = threading.Lock()
 # Shapes are few in use (a viewer's, a modality's, a script's searches); the bound
 # holds the memory of a client that makes up new ones.
 _STATEMENTS_KEPT = 512

@@ -152,6 +152,35 @@ def test_the_statements_kept_are_bounded(archive, monkeypatch):
     assert len(query._STATEMENTS) == 3
 
 
+def test_threads_keeping_statements_at_once_keep_the_bound(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(query, "_STATEMENTS", {})
+    monkeypatch.setattr(query, "_STATEMENTS_KEPT", 8)
+    failures = []
+
+    def keep(start):
+        try:
+            for n in range(start, start + 5000):
+                query._keep(("shape", n), object())
+        except Exception as error:  # noqa: BLE001 (the test reports any)
+            failures.append(error)
+
+    # Threads switched every microsecond: without the lock, a few of them raise
+    # "dictionary changed size during iteration" here, and the bound is passed.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=keep, args=(i * 5000,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == [] and len(query._STATEMENTS) <= 8
+
+
 def test_a_form_of_value_it_cannot_rebuild_is_left_to_the_orm(archive, monkeypatch):
     monkeypatch.setattr(query, "_slot_form", lambda param: (_ for _ in ()).throw(query._Unknown(param)))
     query._STATEMENTS.clear()
