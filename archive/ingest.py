@@ -600,7 +600,7 @@ def _index_instance(parsed, stored, origin, now):
 
 def _confirm(credentials):
     """Check the origin's credentials in the write's transaction, before its first row."""
-    with connection.cursor() as cursor:
+    with db.statements() as cursor:
         cursor.execute("SELECT " + roles.credentials_hold(credentials.role),
                        [credentials.user_id, credentials.password])
         held = bool(cursor.fetchone()[0])
@@ -624,7 +624,7 @@ def _index_step_by_step(parsed, stored, origin, now):
     stamp = connection.ops.adapt_datetimefield_value(now)
     if origin.credentials is not None:
         _confirm(origin.credentials)
-    with connection.cursor() as cursor:
+    with db.statements() as cursor:
         # The instance first: a known SOP Instance UID changes nothing at all,
         # not even the parents' last update.
         cursor.execute(
