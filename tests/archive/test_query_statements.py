@@ -1,11 +1,9 @@
 """query.find runs each shape of search as a statement compiled once (query._Statement):
 for every kind of condition, level, counter, label constraint, order and page, its
-answer equals the ORM's for the same query, on PostgreSQL and on SQLite."""
+answer equals the ORM's for the same query, on PostgreSQL and (tests/archive/test_on_sqlite.py)
+on SQLite."""
 
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -187,18 +185,3 @@ def test_a_form_of_value_it_cannot_rebuild_is_left_to_the_orm(archive, monkeypat
     search = Query(Level.PATIENT, {"PatientID": "P1"})
     assert _answer(query.find(search, return_keys=KEYS)) == _answer(_by_orm(search))
     assert list(query._STATEMENTS.values()) == [query._UNSHAPED]
-
-
-@pytest.mark.skipif(os.environ.get("PACS_TEST_STATEMENTS_ON_SQLITE") == "1", reason="this is the SQLite run")
-def test_the_same_on_sqlite():
-    # The suite's database is PostgreSQL; this file and the engine's own tests again
-    # against SQLite (the embedded default), in a process of its own.
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["PACS_TEST_STATEMENTS_ON_SQLITE"] = "1"
-    here = Path(__file__)
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-                          str(here.relative_to(here.parents[2])), "tests/archive/test_query.py"],
-                         cwd=here.parents[2], env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert " passed" in run.stdout and "failed" not in run.stdout
