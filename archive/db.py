@@ -11,6 +11,7 @@ import datetime
 import functools
 import logging
 import random
+import re
 import time
 
 from django.conf import settings
@@ -105,7 +106,7 @@ def run(unit, *args, retries=None, one_statement=False, **kwargs):
 
 
 def statements():
-    """A cursor for a unit's own SQL (written with %s markers). On SQLite the
+    """A cursor for the archive's own SQL (written with %s markers). On SQLite the
     database's own cursor: Django's wrapper (each statement's markers rewritten by
     a regular expression, its timing and bookkeeping) was 7 % of a store's index
     write of a dozen statements. Its translation of the driver's errors into
@@ -141,10 +142,13 @@ class _SQLiteStatements:
         return self.cursor.fetchall()
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=1024)
 def _qmark(sql):
-    # A unit's SQL has no literal "%": its values are parameters.
-    return sql.replace("%s", "?")
+    # As Django's SQLite backend rewrites it (a "%%" is a literal "%"), once per text.
+    return _MARKER.sub("?", sql).replace("%%", "%")
+
+
+_MARKER = re.compile(r"(?<!%)%s")
 
 
 def insert_unless_exists(cursor, model, conflict, **values):

@@ -21,7 +21,7 @@ from django.db.models.functions import Coalesce
 from django.db.models.query import get_related_populators
 
 from archive.errors import InvalidQuery  # noqa: F401 (raised here, caught by name)
-from archive import signals, tags
+from archive import db, signals, tags
 from archive.models import Instance, Label, Level, Patient, Series, Study
 
 LEVELS = (Level.PATIENT, Level.STUDY, Level.SERIES, Level.INSTANCE)
@@ -350,7 +350,7 @@ class _Statement:
         if limit is not None or offset:
             sql += " LIMIT %s OFFSET %s"
             params += [connection.ops.no_limit_value() if limit is None else limit, offset]
-        with connection.cursor() as cursor:
+        with db.statements() as cursor:
             cursor.execute(sql, params)
             fetched = cursor.fetchall()
         objects = []
@@ -632,7 +632,7 @@ def _aggregates(level, rows, wanted):
     # search (PS3.18 Table 10.6.3-5), and through the ORM this query cost ~0.3 ms of
     # CPU to build, more than it takes to run.
     in_ids = ", ".join(["%s"] * len(ids))
-    with connection.cursor() as cursor:
+    with db.statements() as cursor:
         if "ModalitiesInStudy" in wanted:
             cursor.execute(f"SELECT DISTINCT study_id, modality FROM series WHERE study_id IN ({in_ids})", ids)
             for study_id, modality in cursor.fetchall():
