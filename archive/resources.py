@@ -89,7 +89,7 @@ _CHILDREN_AND_LABELS = {
 
 def describe_by_id(level, public_id):
     """describe(level, get(level, public_id)), in two plain queries; None when there is no such resource."""
-    with connection.cursor() as cursor:
+    with db.statements() as cursor:
         cursor.execute(_ROW[level], [Attachment.DICOM, public_id] if level == Level.INSTANCE else [public_id])
         found = cursor.fetchone()
         if found is None:
@@ -117,7 +117,7 @@ def describe_by_id(level, public_id):
 
 def dicom_file(instance_id):
     """{"storage_key", "size", "md5"} of an instance's DICOM file, or None (one plain query)."""
-    with connection.cursor() as cursor:
+    with db.statements() as cursor:
         cursor.execute("SELECT storage_key, size, md5 FROM attachment WHERE resource_id = %s AND name = %s",
                        [instance_id, Attachment.DICOM])
         found = cursor.fetchone()

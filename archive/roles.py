@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.db import connection
 
+from archive import db
+
 VIEWER = "viewer"
 UPLOADER = "uploader"
 ADMIN = "admin"
@@ -78,7 +80,7 @@ def active_user(pk):
     tenth of what storing a small file costs. The fields not read here (names,
     e-mail, dates) are deferred: Django loads them if anything asks."""
     user_model = get_user_model()
-    with connection.cursor() as cursor:
+    with db.statements() as cursor:
         cursor.execute(_active_user_sql(user_model, connection), [pk])
         rows = cursor.fetchall()
     if not rows:

@@ -1,7 +1,7 @@
 """The suite's database is PostgreSQL; the archive's tests that hold on both databases
 run again here against SQLite (the embedded default), in a process of their own: the
-search engine (each shape's compiled statement, SQLite's case-insensitive LIKE) and
-the store (its index write's statements through SQLite's own cursor)."""
+search engine (each shape's compiled statement, SQLite's case-insensitive LIKE), the
+store, the reads and the accounts (their plain SQL through SQLite's own cursor)."""
 
 import os
 import subprocess
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ON_BOTH = ["tests/archive/test_query_statements.py", "tests/archive/test_query.py", "tests/archive/test_ingest.py",
-           "tests/archive/test_db_statements.py"]
+           "tests/archive/test_db_statements.py", "tests/archive/test_resources.py", "tests/archive/test_users.py"]
 
 
 @pytest.mark.skipif(os.environ.get("PACS_TEST_ON_SQLITE") == "1", reason="this is the SQLite run")
