@@ -2,12 +2,15 @@
 
 Keys are random UUIDs spread over two levels of folders (`ab/cd/abcd…`), so no
 folder grows past 65,536 entries per level and any node can write without asking
-another. A write goes to a temporary name in the same filesystem, is fsynced, and
-is renamed to its key: a crash never leaves a half file under a key. The root may
+another. A write goes to a temporary name in the same filesystem, is renamed to its
+key, then fsynced with the folder that holds the name, before the index names the
+key: a crash never loses a stored file's bytes or name, and never leaves a half
+file under a key the index names (at worst an orphan, which is removed). The root may
 be a shared mount (NFS, SMB, CephFS) that every node of a cluster sees.
 """
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -35,6 +38,28 @@ class StoredFile:
     md5: str
 
 
+def _missing_folders(folder, root):
+    """The folders between `root` and `folder` (itself included) that do not exist yet."""
+    missing = []
+    while folder != root and not os.path.isdir(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing
+
+
+def _fsync_folder(path):
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    except OSError as error:
+        # A filesystem that cannot sync a folder (some network mounts) says so:
+        # its own guarantees are all there is.
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(descriptor)
+
+
 class FileSystemStorage:
     def __init__(self, root, fsync=True):
         self.root = Path(root)
@@ -49,8 +74,11 @@ class FileSystemStorage:
         key = uuid.uuid4().hex
         # Paths as strings: pathlib's joins were a twentieth of a small store's CPU.
         temp = os.path.join(self._temp, key + TEMP_SUFFIX)
+        final = self._file(key)
+        folder = os.path.dirname(final)
         digest = hashlib.md5(usedforsecurity=False)
         size = 0
+        written = temp
         try:
             with open(temp, "wb") as out:
                 if isinstance(source, (bytes, bytearray, memoryview)):
@@ -62,18 +90,29 @@ class FileSystemStorage:
                         out.write(chunk)
                         digest.update(chunk)
                         size += len(chunk)
+                out.flush()
+                try:
+                    os.rename(temp, final)
+                    created = ()
+                except FileNotFoundError:
+                    created = _missing_folders(folder, self._root)
+                    os.makedirs(folder, exist_ok=True)
+                    os.rename(temp, final)
+                written = final
                 if self.fsync:
-                    out.flush()
+                    # The bytes, the name and any folder made for it must outlast a
+                    # crash before the index commits the instance (PostgreSQL may be on
+                    # another host, whose commit orders nothing on this filesystem).
+                    # Renamed first, then synced: a journalling filesystem commits the
+                    # bytes and the name at once, and the folder's sync finds nothing
+                    # left to write. A crash before the sync leaves at worst a file the
+                    # index never named: an orphan, removed after PACS_ORPHAN_GRACE.
                     os.fsync(out.fileno())
-            final = self._file(key)
-            try:
-                os.rename(temp, final)
-            except FileNotFoundError:
-                os.makedirs(os.path.dirname(final), exist_ok=True)
-                os.rename(temp, final)
+                    for path in (folder, *(os.path.dirname(made) for made in created)):
+                        _fsync_folder(path)
         except OSError as error:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
+                os.unlink(written)
             raise StorageError(f"cannot write to the storage area: {error.strerror or error}") from error
         return StoredFile(key=key, size=size, md5=digest.hexdigest())
 
