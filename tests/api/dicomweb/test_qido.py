@@ -5,7 +5,6 @@ import pytest
 from tests.dicomgen import make_instance, uid
 from tests.api.dicomweb.support import pydicom_file, store, study, tag, value
 
-pytestmark = pytest.mark.urls("tests.api.dicomweb.urls_for_tests")
 
 STUDY_REQUIRED = {"StudyDate", "StudyTime", "AccessionNumber", "InstanceAvailability", "ModalitiesInStudy",
                   "ReferringPhysicianName", "PatientName", "PatientID", "PatientBirthDate", "PatientSex",

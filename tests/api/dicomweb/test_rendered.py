@@ -10,8 +10,6 @@ from PIL import Image
 from tests.dicomgen import make_instance, uid
 from tests.api.dicomweb.support import dataset, pydicom_file, store, variant
 
-pytestmark = pytest.mark.urls("tests.api.dicomweb.urls_for_tests")
-
 
 def stored(api, data):
     store(api, data)

@@ -5,7 +5,6 @@ import pytest
 from tests.dicomgen import make_instance, uid
 from tests.api.dicomweb.support import BOUNDARY, dataset, multipart, value
 
-pytestmark = pytest.mark.urls("tests.api.dicomweb.urls_for_tests")
 
 MULTIPART = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
 A900, C000, PROCESSING_FAILURE = 0xA900, 0xC000, 0x0110

@@ -9,7 +9,6 @@ from tests.api.dicomweb.support import (
     dataset, pydicom_file, read_parts, store, streamed_json, study, tag, value, variant,
 )
 
-pytestmark = pytest.mark.urls("tests.api.dicomweb.urls_for_tests")
 
 STUDY, SERIES = uid("P1", "s1"), uid("P1", "s1", "series")
 

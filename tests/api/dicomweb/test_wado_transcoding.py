@@ -12,7 +12,6 @@ from pydicom.pixels import get_decoder
 from tests.api.dicomweb.support import pydicom_file, read_parts, store, variant
 from tests.dicomgen import make_ultrasound_jpeg
 
-pytestmark = pytest.mark.urls("tests.api.dicomweb.urls_for_tests")
 
 EXPLICIT = "1.2.840.10008.1.2.1"
 # One file per stored syntax the issue names, from pydicom's test files.

@@ -9,8 +9,6 @@ from PIL import Image
 from tests.dicomgen import make_instance
 from tests.api.dicomweb.support import dataset, store
 
-pytestmark = pytest.mark.urls("tests.api.dicomweb.urls_for_tests")
-
 
 @pytest.fixture
 def instance(api):
