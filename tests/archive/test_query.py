@@ -199,3 +199,19 @@ def test_too_many_wildcards_or_values_are_invalid_queries(archive, settings):
 def test_result_limit_has_a_default_and_a_maximum(settings):
     settings.FIND_DEFAULT_LIMIT, settings.FIND_MAX_LIMIT = 100, 500
     assert (query.result_limit(), query.result_limit(20), query.result_limit(10**6)) == (100, 20, 500)
+
+
+def test_modalities_in_study_are_its_series_modalities_each_once_in_order(archive):
+    study = uid("P1", "study")
+    for number, modality in enumerate(["SR", "CT", "PR", "CT"], start=2):
+        ingest.store(make_instance(patient_id="P1", patient_name="DOE^JANE", study_uid=study, modality=modality,
+                                   series_uid=uid(study, f"series {number}")), UPLOAD)
+    keys = ["ModalitiesInStudy", "SOPClassesInStudy"]
+    matches, _ = query.find(Query(Level.STUDY, {"PatientID": "P1"}), return_keys=keys)
+    assert [m.values["ModalitiesInStudy"] for m in matches] == ["CT\\PR\\SR"]
+    assert matches[0].values["SOPClassesInStudy"] == "1.2.840.10008.5.1.4.1.1.2"
+    matches, _ = query.find(Query(Level.STUDY, {"PatientID": "P3"}), return_keys=keys)
+    assert [m.values["ModalitiesInStudy"] for m in matches] == ["CT"]
+    # Not a key of the series level: empty there, as Orthanc leaves it.
+    matches, _ = query.find(Query(Level.SERIES, {"PatientID": "P1"}), return_keys=keys)
+    assert {m.values["ModalitiesInStudy"] for m in matches} == {""}
