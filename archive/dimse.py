@@ -199,7 +199,6 @@ def _create_nodelay_socket(self, address):
 AssociationSocket._create_socket = _create_nodelay_socket
 
 
-
 class ReactorCheckpoint(threading.Event):
     """pynetdicom's pause of an association's reactor, without its race.
 

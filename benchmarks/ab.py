@@ -40,7 +40,8 @@ REQUESTS = ("store", "study", "file", "qido", "system")
 
 def main():
     args = parse_args()
-    print(f"base {args.base} ({git('rev-parse', '--short', args.base)}{' with ' + ' '.join(args.base_env) if args.base_env else ''}) against this checkout "
+    settings = "".join(f" with {name}={value}" for name, value in args.base_env)
+    print(f"base {args.base} ({git('rev-parse', '--short', args.base)}{settings}) against this checkout "
           f"({ingest.git_revision()}); {args.request} on {args.database}, {args.rounds} rounds of {BATCH}; "
           f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     worktree = scratch_dir("bench-ab-base-")
@@ -63,23 +64,31 @@ def parse_args():
     parser.add_argument("--request", choices=REQUESTS, default="study")
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--rounds", type=int, default=20, help=f"rounds of {BATCH} requests per server (default 20)")
-    parser.add_argument("--base-env", action="append", default=[], metavar="NAME=VALUE",
+    parser.add_argument("--base-env", action="append", default=[], metavar="NAME=VALUE", type=_setting,
                         help="an environment variable of the base's server only (to compare a setting, "
                              "with --base HEAD)")
     return parser.parse_args()
+
+
+def _setting(text):
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return name, value
 
 
 def git(*args):
     return subprocess.run(["git", *args], cwd=servers.REPO, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def start(repo, database, extra_env=None):
+def start(repo, database, extra_env=()):
     """A node serving the code of `repo` (a Server started, then restarted from that tree)."""
     server = servers.Server(scratch_dir("bench-ab-"), database=database, workers=1, threads=4)
     server.stop()
     server.command[server.command.index("--config") + 1] = os.path.join(repo, "deploy", "gunicorn.conf.py")
     server.log = open(server.data_dir / "server.log", "a")
-    server.process = subprocess.Popen(server.command, env=dict(server.env, PYTHONPATH=repo, **(extra_env or {})), cwd=repo,
+    env = dict(server.env, PYTHONPATH=repo, **dict(extra_env))
+    server.process = subprocess.Popen(server.command, env=env, cwd=repo,
                                       stdout=server.log, stderr=subprocess.STDOUT)
     servers.wait_until_up(server.url, server.process)
     return server
@@ -130,8 +139,7 @@ def measure(args, repos):
     made, clients = {}, {}
     try:
         for name, repo in repos.items():
-            made[name] = start(repo, args.database,
-                               dict(item.split("=", 1) for item in args.base_env) if name == "base" else None)
+            made[name] = start(repo, args.database, args.base_env if name == "base" else ())
         for index, name in enumerate(made):
             clients[name] = Client(made[name], files[index * per_server:(index + 1) * per_server])
             clients[name].prepare()
