@@ -33,8 +33,9 @@ HEAD_END = b"\r\n\r\n"
 # The request line and every header: gunicorn's own limits (8190 + 100 x 8190)
 # are far above what a real client sends; a head larger than this is refused.
 HEAD_LIMIT = 64 * 1024
+_TIMED_OUT_TEXT = b"the request head did not arrive within PACS_HTTP_HEADER_TIMEOUT\n"
 TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain\r\n"
-             b"Content-Length: 59\r\n\r\nthe request head did not arrive within PACS_HTTP_HEADER_TIMEOUT\n")
+             b"Content-Length: %d\r\n\r\n%s" % (len(_TIMED_OUT_TEXT), _TIMED_OUT_TEXT))
 TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 
 

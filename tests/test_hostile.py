@@ -159,7 +159,8 @@ def test_slow_clients_cannot_hold_the_servers_threads(server_factory):
         connection.close()
     for answer in (answers[1], answers[3]):  # an unfinished head: never given a thread
         assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
-        assert b"PACS_HTTP_HEADER_TIMEOUT" in answer
+        head, _, text = answer.partition(b"\r\n\r\n")
+        assert b"PACS_HTTP_HEADER_TIMEOUT" in text and f"Content-Length: {len(text)}\r\n".encode() in head + b"\r\n"
     for answer in (answers[0], answers[2]):
         assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
         assert b"PACS_CLIENT_TIMEOUT" in answer
