@@ -39,7 +39,8 @@ bind = [f"[{_host}]:{_port}" if ":" in _host else f"{_host}:{_port}"]
 # size with PACS_WEB_WORKERS ~ cores given to the web server.
 # pacsweb's gthread (pacsweb/webworker.py) reads each request head in the event
 # loop and gives it to a thread only once it is whole (PACS_HTTP_HEADER_TIMEOUT):
-# clients that trickle their headers hold no thread.
+# clients that trickle their headers hold no thread. A thread that answered a
+# kept-alive connection waits PACS_HTTP_LINGER_MS for that client's next head.
 worker_class = "pacsweb.webworker.HeadFirstWorker"
 workers = _env_int("PACS_WEB_WORKERS", 2)
 threads = _env_int("PACS_WEB_THREADS", 8)

@@ -14,14 +14,24 @@ without valid credentials is answered (401) without its body being read, and
 gunicorn drains at most a little of it for at most 5 s; an authenticated body
 that trickles is cut by PACS_MIN_UPLOAD_RATE (archive/spool.py) and
 PACS_CLIENT_TIMEOUT.
+
+A thread that has answered a kept-alive connection waits a moment
+(PACS_HTTP_LINGER_MS) for that client's next request, and serves it itself when its
+head has arrived whole (a script storing files one after another, a viewer's
+burst of requests): handing the connection back to the event loop and from there
+to a thread again cost 0.2 ms of the 0.63 ms of CPU of a `GET /system`. It never waits
+while other requests are queued for a thread, and a head that has not arrived whole
+goes to the event loop as before, so no client holds a thread with a slow head.
 """
 
 import errno
 import logging
 import os
 import re
+import select
 import selectors
 import socket
+import threading
 import time
 import traceback
 from functools import partial
@@ -44,6 +54,11 @@ def _header_timeout():
     return float(value) if value else 10.0
 
 
+def _linger_ms():
+    value = os.environ.get("PACS_HTTP_LINGER_MS", "").strip()
+    return max(0.0, float(value)) if value else 2.0
+
+
 class HeadConn(TConn):
     """A connection whose request head may have been read ahead by the event loop."""
 
@@ -64,6 +79,11 @@ class HeadFirstWorker(ThreadWorker):
     def init_process(self):
         self.heading = {}  # socket -> HeadConn whose head is being read
         self.header_timeout = _header_timeout()
+        self.linger_ms = _linger_ms()
+        # Connections given to the thread pool and not yet taken by a thread: a
+        # thread lingers for its client's next request only while there are none.
+        self.queued = 0
+        self.queued_lock = threading.Lock()
         super().init_process()
 
     def accept(self, listener):
@@ -80,7 +100,7 @@ class HeadFirstWorker(ThreadWorker):
         """Read the head first (in the event loop); then the thread pool takes over."""
         pending = conn.initialized and conn.parser is not None and conn.parser.unreader.buf.getvalue()
         if not isinstance(conn, HeadConn) or pending or conn.head_deadline is not None:
-            super().enqueue_req(conn)
+            self._submit(conn)
             return
         conn.sock.setblocking(False)
         conn.head_deadline = time.monotonic() + self.header_timeout
@@ -104,9 +124,39 @@ class HeadFirstWorker(ThreadWorker):
             conn.head_deadline = None
             conn.data_ready = True
             conn.sock.setblocking(True)
-            super().enqueue_req(conn)
+            self._submit(conn)
         elif len(conn.head) > HEAD_LIMIT:
             self._drop(conn, TOO_LARGE)
+
+    def _submit(self, conn):
+        with self.queued_lock:
+            self.queued += 1
+        super().enqueue_req(conn)
+
+    def handle(self, conn):
+        """Serve the connection's request, then its next ones while each arrives whole
+        within the linger time (in the worker thread)."""
+        with self.queued_lock:
+            self.queued -= 1
+        served = super().handle(conn)
+        while served is True and self._next_head_arrived(conn):
+            served = super().handle(conn)
+        return served
+
+    def _next_head_arrived(self, conn):
+        """Whether the client's next request head is whole in the socket's buffer within
+        the linger time. Only looked at, not read: the parser reads it."""
+        if self.linger_ms <= 0 or not self.alive or self.queued > 0 or conn.parser.unreader.buf.getvalue():
+            return False
+        try:
+            waiting = select.poll()
+            waiting.register(conn.sock, select.POLLIN)
+            if not waiting.poll(self.linger_ms):
+                return False
+            arrived = conn.sock.recv(HEAD_LIMIT, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except OSError:
+            return False  # closed or reset: the event loop finds out as before
+        return HEAD_END in arrived.lstrip(b"\r\n")
 
     def _stop_heading(self, conn):
         self.heading.pop(conn.sock, None)
