@@ -13,9 +13,10 @@ other, for --rounds rounds (the order alternating), and sums each server's CPU
 (user + system of its process tree, /proc/<pid>/stat) over its own rounds only, so
 whatever else the machine does falls on both alike.
 
-Requests: store (POST /instances of a distinct 9 kB CT each time), study
-(GET /studies/{id}), file (GET /instances/{id}/file), qido (QIDO-RS by PatientID,
-2 answers), system (GET /system). Every answer must be 200.
+Requests: store (POST /instances of a distinct 9 kB CT each time), stow (the same
+files, one per STOW-RS request), study (GET /studies/{id}), file
+(GET /instances/{id}/file), qido (QIDO-RS by PatientID, 2 answers), system
+(GET /system). Every answer must be 200.
 
 Both databases are created by this checkout's migrations: compare commits whose
 migrations are the same.
@@ -35,7 +36,8 @@ from tests.services import remove, scratch_dir
 
 BATCH = 100
 PREFILL = 100
-REQUESTS = ("store", "study", "file", "qido", "system")
+REQUESTS = ("store", "stow", "study", "file", "qido", "system")
+STOW_BOUNDARY = "ab-stow-boundary"
 
 
 def main():
@@ -106,8 +108,11 @@ class Client:
         for its keep-alive time (5 s) while the other server is measured or started."""
         self.conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=60)
 
-    def send(self, method, path, body=None, accept="application/json"):
-        self.conn.request(method, path, body=body, headers={**self.headers, "Accept": accept})
+    def send(self, method, path, body=None, accept="application/json", content_type=None):
+        headers = {**self.headers, "Accept": accept}
+        if content_type:
+            headers["Content-Type"] = content_type
+        self.conn.request(method, path, body=body, headers=headers)
         response = self.conn.getresponse()
         data = response.read()
         if response.status != 200:
@@ -124,9 +129,17 @@ class Client:
     def store(self):
         self.send("POST", "/instances", next(self.files))
 
+    def stow(self):
+        part = f"--{STOW_BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        self.send("POST", "/dicom-web/studies", part + next(self.files) + f"\r\n--{STOW_BOUNDARY}--\r\n".encode(),
+                  accept="application/dicom+json",
+                  content_type=f'multipart/related; type="application/dicom"; boundary={STOW_BOUNDARY}')
+
     def one(self, request):
         if request == "store":
             self.store()
+        elif request == "stow":
+            self.stow()
         elif request == "qido":
             self.send("GET", "/dicom-web/studies?PatientID=BENCH-1", accept="application/dicom+json")
         else:
