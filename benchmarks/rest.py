@@ -19,7 +19,7 @@ and optionally on PostgreSQL) is started fresh, filled through POST /instances b
    multipart/related: the stream is read whole and its parts counted, while the
    resident memory of the server (gunicorn's master and workers summed; Orthanc's
    single process) is sampled every 50 ms.
-4. STOW-RS of 200 new small and 200 new large instances, one instance per
+4. STOW-RS of --stow new small and --stow new large instances, one instance per
    request, by 4 clients.
 
 The PostgreSQL server is the one in DATABASE_URL, or a throwaway embedded one when
@@ -65,7 +65,7 @@ QUERY_LIMIT = 100
 QUERY_WARMUP = 5  # requests on a new connection before the clock starts: the first one a
 #                   gunicorn worker serves on a route pays for imports
 STUDY_GETS = 200
-STOW_INSTANCES = 200
+STOW_INSTANCES = 1000  # default of --stow
 STOW_STUDIES = 4
 RSS_INTERVAL = 0.05
 REQUEST_TIMEOUT = 600
@@ -83,7 +83,7 @@ REFERENCED_SOP_SEQUENCE, FAILED_SOP_SEQUENCE = "00081199", "00081198"
 def main():
     args = parse_args()
     print_header(args)
-    data = Data(args.studies, args.big_study)
+    data = Data(args.studies, args.big_study, args.stow)
     with ingest.postgres_server(args.targets) as postgres_url:
         if postgres_url:
             with psycopg.connect(postgres_url) as conn:
@@ -109,6 +109,9 @@ def parse_args():
     parser.add_argument("--big-study", type=int, default=500,
                         help="512x512 instances of the study retrieved with WADO-RS (default 500)")
     parser.add_argument("--targets", nargs="+", choices=TARGETS, default=["pacsweb-postgres", "orthanc-sqlite"])
+    parser.add_argument("--stow", type=int, default=STOW_INSTANCES,
+                        help=f"instances of each size stored by STOW-RS (default {STOW_INSTANCES}; a few hundred "
+                             "take under a second, too short to compare runs on a shared machine)")
     parser.add_argument("--workers", type=int, default=4, help="pacsweb gunicorn processes (default 4)")
     parser.add_argument("--threads", type=int, default=4, help="pacsweb threads per process (default 4)")
     args = parser.parse_args()
@@ -167,7 +170,7 @@ class Search:
 class Data:
     """The instances every target gets, and the searches with their expected results."""
 
-    def __init__(self, count, big):
+    def __init__(self, count, big, stow=STOW_INSTANCES):
         started = time.perf_counter()
         # A permutation of `count` consecutive days: every study has its own date,
         # and a month holds about 30 of them whatever the count.
@@ -180,7 +183,7 @@ class Data:
                                   series_uid=uid(self.big_study_uid, 1), sop_uid=uid(self.big_study_uid, 1, i),
                                   instance_number=i, rows=LARGE, columns=LARGE, study_date="19800101")
                     for i in range(1, big + 1)]
-        self.stow = {size: stow_instances(size) for size in (SMALL, LARGE)}
+        self.stow = {size: stow_instances(size, stow) for size in (SMALL, LARGE)}
         self.searches = searches(self.studies)
         self.study_gets = random.Random(SEED).sample(self.studies, min(STUDY_GETS, count))
         self.generation_seconds = time.perf_counter() - started
@@ -230,10 +233,10 @@ def small_instance(study):
                          study_date=f"{study.study_date:%Y%m%d}", accession_number=study.patient_id)
 
 
-def stow_instances(side):
-    """STOW_INSTANCES new instances of one size, over STOW_STUDIES new studies."""
+def stow_instances(side, count=STOW_INSTANCES):
+    """`count` new instances of one size, over STOW_STUDIES new studies."""
     files = []
-    for i in range(STOW_INSTANCES):
+    for i in range(count):
         study_uid = uid("bench-rest", "stow", side, i % STOW_STUDIES)
         series_uid = uid(study_uid, 1)
         files.append(make_instance(patient_id=f"RESTSTOW{i % STOW_STUDIES}", study_uid=study_uid,
@@ -322,7 +325,7 @@ def measure_target(name, args, postgres_url, data):
             results.errors += [f"STOW-RS {side}x{side}: {e}" for e in errors]
         print(f"{name}: STOW-RS done", flush=True)
         results.stored = ingest.count_instances(target)
-        if results.errors or results.stored != len(data.small) + len(data.big) + 2 * STOW_INSTANCES:
+        if results.errors or results.stored != len(data.small) + len(data.big) + 2 * args.stow:
             results.log = target.log()
     return results
 
@@ -572,17 +575,17 @@ def report(args, data, results):
                              f"{r['rss_before'] / 1e6:.0f} MB", f"{r['rss_peak'] / 1e6:.0f} MB",
                              f"{(r['rss_peak'] - r['rss_before']) / 1e6:+.0f} MB"))
 
-    print(f"\nSTOW-RS POST /dicom-web/studies, {STOW_INSTANCES} new instances, one per request, "
+    print(f"\nSTOW-RS POST /dicom-web/studies, {args.stow} new instances, one per request, "
           f"{CONCURRENCY} clients")
     row = "{:<17} {:<15} {:>7} {:>7} {:>7} {:>7}"
     print(row.format("target", "size", "inst/s", "MB/s", "p50 ms", "p95 ms"))
     for name in names:
         for side, (elapsed, latencies) in results[name].stow.items():
             size = sum(map(len, data.stow[side])) / 1e6
-            print(row.format(name, f"{side}x{side} {size / STOW_INSTANCES * 1000:.0f} kB",
-                             f"{STOW_INSTANCES / elapsed:.1f}", f"{size / elapsed:.1f}", *milliseconds(latencies)))
+            print(row.format(name, f"{side}x{side} {size / args.stow * 1000:.0f} kB",
+                             f"{args.stow / elapsed:.1f}", f"{size / elapsed:.1f}", *milliseconds(latencies)))
 
-    expected_count = args.studies + args.big_study + 2 * STOW_INSTANCES
+    expected_count = args.studies + args.big_study + 2 * args.stow
     for name in names:
         r = results[name]
         if r.stored != expected_count:
