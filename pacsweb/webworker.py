@@ -31,6 +31,7 @@ import re
 import select
 import selectors
 import socket
+import ssl
 import threading
 import time
 import traceback
@@ -146,7 +147,10 @@ class HeadFirstWorker(ThreadWorker):
     def _next_head_arrived(self, conn):
         """Whether the client's next request head is whole in the socket's buffer within
         the linger time. Only looked at, not read: the parser reads it."""
-        if self.linger_ms <= 0 or not self.alive or self.queued > 0 or conn.parser.unreader.buf.getvalue():
+        if self.linger_ms <= 0 or not self.alive or self.queued > 0 or conn.parser.unreader.buf.getvalue() \
+                or isinstance(conn.sock, ssl.SSLSocket):
+            # TLS served by gunicorn itself (GUNICORN_CMD_ARGS=--certfile): what has arrived
+            # cannot be peeked at through the TLS layer; the event loop waits for it.
             return False
         try:
             waiting = select.poll()

@@ -6,6 +6,7 @@ import http.client
 import io
 import json
 import socket
+import ssl
 import threading
 import time
 import types
@@ -86,6 +87,16 @@ def test_no_waiting_when_other_work_is_queued_the_worker_stops_or_the_client_lef
     # A pipelined request the parser already read is the event loop's (gunicorn's own path).
     conn = connection(server_side, buffered=HEAD if case == "buffered" else b"")
     arrived, took = timed(made._next_head_arrived, conn)
+    assert not arrived and took < 1
+
+
+def test_a_tls_connection_is_left_to_the_event_loop(pair):
+    server_side, client_side = pair
+    client_side.sendall(HEAD)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    wrapped = context.wrap_socket(server_side, do_handshake_on_connect=False)
+    arrived, took = timed(worker(linger_ms=5000)._next_head_arrived, connection(wrapped))
     assert not arrived and took < 1
 
 
