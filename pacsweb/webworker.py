@@ -158,7 +158,7 @@ class HeadFirstWorker(ThreadWorker):
             if not waiting.poll(self.linger_ms):
                 return False
             arrived = conn.sock.recv(HEAD_LIMIT, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except OSError:
+        except (OSError, ValueError):
             return False  # closed or reset: the event loop finds out as before
         return HEAD_END in arrived.lstrip(b"\r\n")
 
