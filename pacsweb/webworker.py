@@ -50,14 +50,9 @@ TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type
 TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 
 
-def _header_timeout():
-    value = os.environ.get("PACS_HTTP_HEADER_TIMEOUT", "").strip()
-    return float(value) if value else 10.0
-
-
-def _linger_ms():
-    value = os.environ.get("PACS_HTTP_LINGER_MS", "").strip()
-    return max(0.0, float(value)) if value else 2.0
+def _env_float(name, default):
+    value = os.environ.get(name, "").strip()
+    return float(value) if value else default
 
 
 class HeadConn(TConn):
@@ -79,8 +74,8 @@ class HeadConn(TConn):
 class HeadFirstWorker(ThreadWorker):
     def init_process(self):
         self.heading = {}  # socket -> HeadConn whose head is being read
-        self.header_timeout = _header_timeout()
-        self.linger_ms = _linger_ms()
+        self.header_timeout = _env_float("PACS_HTTP_HEADER_TIMEOUT", 10.0)
+        self.linger_ms = max(0.0, _env_float("PACS_HTTP_LINGER_MS", 2.0))
         # Connections given to the thread pool and not yet taken by a thread: a
         # thread lingers for its client's next request only while there are none.
         self.queued = 0
