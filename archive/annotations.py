@@ -15,7 +15,9 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from archive.errors import InvalidName, ReadOnlyItem, StaleRevision, UnknownItem, UnknownResource  # noqa: F401 (raised here, caught by name)
+from archive.errors import (  # noqa: F401 (raised here, caught by name)
+    InvalidName, ReadOnlyItem, StaleRevision, UnknownItem, UnknownResource, UnsyncedCommit,
+)
 from archive import resources
 from archive.models import Attachment, Change, ChangeType, Level, Metadata
 from archive.storage import get_storage, intact
@@ -179,6 +181,8 @@ def set_attachment(level, public_id, name, stream, expected_revision=None):
     stored = storage.put(stream)
     try:
         revision, old_key = db.run(_set_attachment, level, public_id, name, stored, expected_revision)
+    except UnsyncedCommit:
+        raise  # committed: the index names the file
     except BaseException:
         storage.delete(stored.key)
         raise

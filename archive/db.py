@@ -8,8 +8,10 @@ the database: files are written before it, and removed after a final failure.
 """
 
 import datetime
+import errno
 import functools
 import logging
+import os
 import random
 import re
 import time
@@ -18,7 +20,7 @@ from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils.dateparse import parse_datetime
 
-from archive.errors import DatabaseBusy  # noqa: F401 (raised here, caught by name)
+from archive.errors import DatabaseBusy, UnsyncedCommit  # noqa: F401 (raised here, caught by name)
 from archive import signals
 
 
@@ -81,9 +83,13 @@ def run(unit, *args, retries=None, one_statement=False, **kwargs):
     round trips of three saved), and is replayed alike.
     """
     retries = settings.TX_RETRIES if retries is None else retries
+    synced_after = connection.vendor == "sqlite" and settings.STORAGE_FSYNC and not connection.in_atomic_block
     attempt = 0
     while True:
         try:
+            if synced_after:
+                result = _commit_then_sync(unit, args, kwargs)
+                break
             if one_statement and connection.get_autocommit() and not connection.in_atomic_block:
                 return unit(*args, **kwargs)
             with transaction.atomic(durable=True):
@@ -103,6 +109,52 @@ def run(unit, *args, retries=None, one_statement=False, **kwargs):
             delay = min(BACKOFF_MAX, BACKOFF_STEP * attempt) * random.uniform(0.5, 1.5)
             log.info("%s conflicted (%s), replay %d in %.0f ms", _name(unit), _short(error), attempt, delay * 1000)
             time.sleep(delay)
+    _sync_wal()
+    return result
+
+
+def _commit_then_sync(unit, args, kwargs):
+    """Run the unit in a transaction whose commit does not wait for the disk; the caller
+    syncs the write-ahead log once the write lock is released.
+
+    SQLite holds its one write lock until a commit returns. Synced inside the commit
+    (synchronous=FULL, the connection's setting outside the runner), every writer of the
+    node queued behind each sync in turn; synced after it, the syncs of concurrent
+    writers overlap (-15 % stores per second at 4 clients otherwise, docs/benchmarks.md).
+    A commit is visible to readers for the length of that sync before it is on disk:
+    nothing is acknowledged before it is."""
+    connection.ensure_connection()
+    raw = connection.connection
+    raw.execute("PRAGMA synchronous=NORMAL")
+    try:
+        with transaction.atomic(durable=True):
+            return unit(*args, **kwargs)
+    finally:
+        try:
+            raw.execute("PRAGMA synchronous=FULL")
+        except Exception:
+            # A connection left at NORMAL would commit later writes unsynced: drop it.
+            connection.close()
+            raise
+
+
+def _sync_wal():
+    """Sync SQLite's write-ahead log: every frame committed so far, the last unit's
+    included, is on the disk when this returns. A frame gone from the log was
+    checkpointed into the database file, which SQLite syncs before it reuses or
+    removes the log."""
+    try:
+        descriptor = os.open(f"{connection.settings_dict['NAME']}-wal", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        os.fdatasync(descriptor)
+    except OSError as error:
+        if error.errno in (errno.EINVAL, errno.ENOTSUP):
+            return  # a filesystem that cannot sync: its own guarantees are all there is
+        raise UnsyncedCommit(f"the index's commit could not be synced to the disk: {error.strerror}") from error
+    finally:
+        os.close(descriptor)
 
 
 def statements():

@@ -120,6 +120,12 @@ class MissingFile(StorageError):
     """No file is stored under the key."""
 
 
+class UnsyncedCommit(StorageError):
+    """A unit of work committed but its commit could not be synced to the disk: what it
+    wrote is in the index (and may be read) yet might not outlast a power loss. The
+    caller must not undo what the commit names, files included."""
+
+
 class DatabaseBusy(ArchiveError):
     """The unit of work still conflicted after PACS_TX_RETRIES replays.
 

@@ -35,7 +35,7 @@ from pydicom.uid import (
 )
 
 from archive.errors import (  # noqa: F401 (raised here, caught by name)
-    ArchiveError, ConflictingInstance, CredentialsRefused, NotDicom, RejectedInstance,
+    ArchiveError, ConflictingInstance, CredentialsRefused, NotDicom, RejectedInstance, UnsyncedCommit,
 )
 from archive import header, tags
 from archive.identifiers import (
@@ -165,6 +165,8 @@ def _store_parsed(stream, parsed, origin):
         # makes room first.
         one = connection.vendor == "postgresql" and not recycling.bounded()
         result = db.run(_index_instance, parsed, stored, origin, timezone.now(), one_statement=one)
+    except UnsyncedCommit:
+        raise  # committed: the index names the file
     except BaseException:
         storage.delete(stored.key)
         raise

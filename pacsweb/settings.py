@@ -221,6 +221,11 @@ def database_from_url(url):
     }
 
 
+# One durability setting: a stored file, the folder holding its name and (on the
+# embedded SQLite database) the index's commit all reach the disk before a store
+# is acknowledged.
+STORAGE_FSYNC = envbool("PACS_STORAGE_FSYNC", True)
+
 if env("DATABASE_URL"):
     DATABASES = {"default": database_from_url(env("DATABASE_URL"))}
 else:
@@ -236,9 +241,12 @@ else:
                 # locked" half-way through a transaction.
                 "transaction_mode": "IMMEDIATE",
                 "timeout": envfloat("PACS_SQLITE_TIMEOUT", 20),
+                # FULL: a commit in WAL mode is synced before it returns. NORMAL
+                # syncs only at checkpoints, so a power loss could take back the
+                # index rows of acknowledged stores whose files survived.
                 "init_command": (
                     "PRAGMA journal_mode=WAL;"
-                    "PRAGMA synchronous=NORMAL;"
+                    f"PRAGMA synchronous={'FULL' if STORAGE_FSYNC else 'NORMAL'};"
                 ),
             },
         }
@@ -267,7 +275,6 @@ JOB_HOLD_FILE = env("PACS_TEST_JOB_HOLD_FILE", "")
 # --- Storage and archive behaviour -----------------------------------------
 
 STORAGE_DIR = Path(env("PACS_STORAGE_DIR", DATA_DIR / "storage")).resolve()
-STORAGE_FSYNC = envbool("PACS_STORAGE_FSYNC", True)
 # A file under a temporary name, or a stored file no index row refers to, older
 # than this is what a crash left behind: the housekeeper removes it.
 ORPHAN_GRACE_SECONDS = envint("PACS_ORPHAN_GRACE", 3600)
