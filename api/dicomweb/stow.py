@@ -130,19 +130,28 @@ def _delimiters(body, delimiter):
     """Offsets of every CRLF--boundary, read as if the body began with CRLF:
     the first boundary may open the body without one (RFC 2046 §5.1.1)."""
     body.seek(0)
-    carry, offset = b"\r\n", -2
+    # Less than a whole delimiter is carried from one chunk to the next: a delimiter
+    # cut in two by a chunk's edge is found in the carry and the next chunk's start,
+    # without copying the whole chunk (a 0.5 MB part was copied once more for it).
+    carry, offset = b"\r\n", 0  # offset: where in the body the next chunk starts
+    size = len(delimiter)
     while True:
         chunk = body.read(CHUNK)
-        data = carry + chunk
-        found = data.find(delimiter)
+        edge = carry + chunk[:size - 1]
+        found = edge.find(delimiter)
+        resume = 0  # where in the chunk the search goes on (delimiters do not overlap)
+        while found >= 0:
+            yield offset - len(carry) + found
+            resume = found + size - len(carry)
+            found = edge.find(delimiter, found + size)
+        found = chunk.find(delimiter, resume)
         while found >= 0:
             yield offset + found
-            found = data.find(delimiter, found + len(delimiter))
+            found = chunk.find(delimiter, found + size)
         if not chunk:
             return
-        # Keep less than a whole delimiter: one cut in two by the chunk edge is found next time.
-        keep = min(len(data), len(delimiter) - 1)
-        carry, offset = data[len(data) - keep:], offset + len(data) - keep
+        carry = (carry + chunk)[-(size - 1):] if len(chunk) < size - 1 else chunk[len(chunk) - size + 1:]
+        offset += len(chunk)
 
 
 def _part_headers(body, position):
@@ -175,6 +184,31 @@ class _PartReader(io.RawIOBase):
         self._start = part.start
         self._end = part.end
         self._position = 0
+        self._whole = None
+
+    def read(self, size=-1):
+        # Straight from the body: RawIOBase's read() goes through readinto() and
+        # copies every byte three times (with a buffer of the size asked, zeroed first),
+        # which made a 0.5 MB part cost ~1 ms of CPU more than the same file over REST.
+        # A part read whole (the header's reading, then the storage's) is copied once.
+        left = self._end - self._start - self._position
+        if size is None or size < 0 or size > left:
+            size = left
+        if size <= 0:
+            return b""
+        whole = self._position == 0 and size == self._end - self._start
+        if whole and self._whole is not None:
+            data = self._whole
+        else:
+            self._body.seek(self._start + self._position)
+            data = self._body.read(size)
+            if whole:
+                self._whole = data
+        self._position += len(data)
+        return data
+
+    def readall(self):
+        return self.read()
 
     def readinto(self, buffer):
         size = min(len(buffer), self._end - self._start - self._position)
