@@ -34,14 +34,14 @@ def allow(**by_method):
     return declare
 
 
-def confirmed_by_store(*methods):
+def checks_credentials(*methods):
     """Declare that a view answers `methods` by storing through archive.ingest on the
     request's credentials (api.rest.bodies.upload_origin): a script's remembered
     credentials are then checked by each store's own transaction (Credentials),
     not by a query of the access check's."""
 
     def declare(view):
-        view.confirmed_by_store = frozenset(methods)
+        view.checks_credentials = frozenset(methods)
         return view
 
     return declare

@@ -35,7 +35,7 @@ OPEN_PATHS = {"/healthz", "/readyz"}
 # when that expires; each request still reads the
 # user's row (one indexed query), so a deactivated account or a changed password
 # is refused at once, on every node. A store (a view declared
-# confirmed_by_store, archive.roles) reads it in its own transaction instead
+# checks_credentials, archive.roles) reads it in its own transaction instead
 # (archive.ingest): a disabled account's upload is read, then refused, unwritten.
 CREDENTIAL_CACHE_SECONDS = 60
 _credential_cache = {}
@@ -64,7 +64,7 @@ class AccessMiddleware:
             refused = browsers.refuse_ambient_write(request)
             if refused is not None:
                 return refused
-            confirming = role is not None and request.method in getattr(view, "confirmed_by_store", ())
+            confirming = role is not None and request.method in getattr(view, "checks_credentials", ())
             user = basic_user(header[6:].strip(), request, confirming_role=role if confirming else None)
             if user is None:
                 return unauthorized("invalid user name or password", request)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.utils.http import parse_header_parameters
 
-from archive.roles import UPLOADER, allow, confirmed_by_store
+from archive.roles import UPLOADER, allow, checks_credentials
 from archive import ingest
 from api.dicomweb import dicom_json_response, studies_url
 from api.rest.errors import error_response, rest_view
@@ -56,7 +56,7 @@ class Outcome:
     reason: str = ""
 
 
-@confirmed_by_store("POST")
+@checks_credentials("POST")
 @allow(POST=UPLOADER)
 @rest_view
 def store(request, study=None):

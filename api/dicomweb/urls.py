@@ -33,9 +33,9 @@ def by_method(**views):
     # The route's roles are its views' (pacsweb/access.py reads them on the view the
     # route names): without them a store here needed the admin's role, not the uploader's.
     dispatch.roles = {method.upper(): required(view, method.upper()) for method, view in views.items()}
-    dispatch.confirmed_by_store = frozenset(
+    dispatch.checks_credentials = frozenset(
         method.upper() for method, view in views.items()
-        if method.upper() in getattr(view, "confirmed_by_store", ()))
+        if method.upper() in getattr(view, "checks_credentials", ()))
     return dispatch
 
 

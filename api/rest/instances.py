@@ -6,14 +6,14 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from archive.roles import UPLOADER, allow, confirmed_by_store
+from archive.roles import UPLOADER, allow, checks_credentials
 from archive import ingest, resources
 from api.rest.bodies import spool, upload_origin
 from api.rest.errors import error_response, not_found, rest_view, status_for
 from api.rest.resources import listing
 from archive.storage import get_storage
 
-@confirmed_by_store("POST")
+@checks_credentials("POST")
 @allow(POST=UPLOADER)
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
