@@ -606,15 +606,7 @@ def _confirm(credentials):
         cursor.execute("SELECT " + roles.credentials_hold(credentials.role),
                        [credentials.user_id, credentials.password])
         held = bool(cursor.fetchone()[0])
-    _confirmed(credentials, held)
-
-
-def _confirmed(credentials, held):
-    if not held:
-        credentials.refused = True
-        raise CredentialsRefused("the credentials no longer hold: the account was disabled, its password "
-                                 "changed or its role taken away")
-    credentials.confirmed = True
+    credentials.settle(held)
 
 
 def _index_step_by_step(parsed, stored, origin, now):
@@ -816,7 +808,7 @@ def _index_in_one_statement(parsed, stored, origin, now):
         cursor.execute(sql, values)
         known, inserted, held = cursor.fetchone()
     if credentials is not None:
-        _confirmed(credentials, held)
+        credentials.settle(held)
     if known is not None:
         return _already_stored(known, parsed)
     if not inserted:

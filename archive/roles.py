@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 
 from archive import db
+from archive.errors import CredentialsRefused
 
 VIEWER = "viewer"
 UPLOADER = "uploader"
@@ -131,6 +132,15 @@ class Credentials:
     role: str
     confirmed: bool = False
     refused: bool = False
+
+    def settle(self, held):
+        """Record what the request's own statement found (credentials_hold()); raises
+        CredentialsRefused when they no longer hold."""
+        if not held:
+            self.refused = True
+            raise CredentialsRefused("the credentials no longer hold: the account was disabled, its password "
+                                     "changed or its role taken away")
+        self.confirmed = True
 
 
 def credentials_hold(role, user="%s", password="%s"):
