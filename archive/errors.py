@@ -12,9 +12,9 @@ class ArchiveError(Exception):
 
 
 class CredentialsRefused(Exception):
-    """The credentials a write was made on no longer hold when its transaction
-    checked them (the account was disabled, its password changed, its role taken
-    away): nothing was written. Not an ArchiveError on purpose: it ends the whole
+    """The credentials a write or a read was made on no longer hold when its own
+    statement checked them (the account was disabled, its password changed, its role
+    taken away): nothing was written or answered. Not an ArchiveError on purpose: it ends the whole
     request, where a handler of ArchiveError (a ZIP's member, a STOW-RS part)
     would record it against one instance and go on."""
 

@@ -36,10 +36,12 @@ def allow(**by_method):
 
 
 def checks_credentials(*methods):
-    """Declare that a view answers `methods` by storing through archive.ingest on the
-    request's credentials (api.rest.bodies.upload_origin): a script's remembered
-    credentials are then checked by each store's own transaction (Credentials),
-    not by a query of the access check's."""
+    """Declare that a view answers `methods` with a statement of its own that checks the
+    request's remembered credentials (`request.credentials_to_confirm`, a Credentials):
+    each store's transaction (archive.ingest, through api.rest.bodies.upload_origin), a
+    read's lookup (archive.resources.describe_by_id, dicom_file). The access check then
+    sends no query of its own for them, and checks them itself after a view whose
+    statement did not (nothing found, nothing stored)."""
 
     def declare(view):
         view.checks_credentials = frozenset(methods)

@@ -34,9 +34,11 @@ OPEN_PATHS = {"/healthz", "/readyz"}
 # the user as read then (its id, the password hash it matched, its groups) and
 # when that expires; each request still reads the
 # user's row (one indexed query), so a deactivated account or a changed password
-# is refused at once, on every node. A store (a view declared
-# checks_credentials, archive.roles) reads it in its own transaction instead
-# (archive.ingest): a disabled account's upload is read, then refused, unwritten.
+# is refused at once, on every node. A view declared checks_credentials
+# (archive.roles) reads it in its own statement instead: a store in its
+# transaction (archive.ingest: a disabled account's upload is read, then refused,
+# unwritten), a read of one resource or of its file in its lookup
+# (archive.resources).
 CREDENTIAL_CACHE_SECONDS = 60
 _credential_cache = {}
 _cache_lock = threading.Lock()
@@ -193,7 +195,7 @@ def basic_user(token, request=None, confirming_role=None):
 def _refusal(credentials, request):
     """The answer to a request whose remembered credentials its view did not see
     confirmed: as the access check would have answered them before the view, or
-    None when they hold (a view that stored nothing)."""
+    None when they hold (a view whose statement found or stored nothing)."""
     user = active_user(credentials.user_id)
     if user is None or user.password != credentials.password:
         _forget(credentials.user_id)
@@ -202,7 +204,7 @@ def _refusal(credentials, request):
         _forget(credentials.user_id)
         return error_response(request, 403, f"the {credentials.role} role is required")
     if credentials.refused:  # they hold again already: the store was refused all the same
-        return unauthorized("the account changed while the request was stored: send it again", request)
+        return unauthorized("the account changed while the request was answered: send it again", request)
     return None
 
 

@@ -81,6 +81,43 @@ def test_remembered_credentials_follow_roles_and_password_at_once(user_with_role
     assert uploader.get("/statistics").status_code == 401
 
 
+def test_a_read_of_one_resource_or_its_file_checks_remembered_credentials_in_its_own_query(
+        user_with_role, django_user_model, admin_user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    admin = Client(HTTP_AUTHORIZATION=servers.auth_header())
+    stored = admin.generic("POST", "/instances", make_instance(sop_uid="1.2.3.77"),
+                           content_type="application/dicom").json()
+    viewer = user_with_role("viewer")
+    user = django_user_model.objects.get(username="viewer-user")
+    paths = (f"/studies/{stored['ParentStudy']}", f"/instances/{stored['ID']}", f"/instances/{stored['ID']}/file")
+    assert viewer.get("/system").status_code == 200  # the password checked once, then remembered
+    for path in paths:
+        with CaptureQueriesContext(connection) as queries:
+            assert viewer.get(path).status_code == 200, path
+        # The lookup reads the account's row too; no query of its own does.
+        checks = [q["sql"] for q in queries if "auth_user" in q["sql"]]
+        assert len(checks) == 1 and (" study " in checks[0] or " attachment " in checks[0] or " instance " in checks[0])
+    # And a change takes effect at once, as on every other route.
+    user.is_active = False
+    user.save()
+    for path in paths:
+        response = viewer.get(path)
+        assert response.status_code == 401 and response["WWW-Authenticate"].startswith("Basic"), path
+    assert viewer.get("/studies/unknown").status_code == 401  # no 404 for an account that is gone
+    user.is_active = True
+    user.save()
+    assert [viewer.get(path).status_code for path in paths] == [200, 200, 200]
+    assert viewer.get("/studies/unknown").status_code == 404
+    user.groups.clear()
+    assert [viewer.get(path).status_code for path in paths] == [403, 403, 403]
+    user.groups.add(Group.objects.get(name="viewer"))
+    user.set_password("another")
+    user.save()
+    assert [viewer.get(path).status_code for path in paths] == [401, 401, 401]
+
+
 def test_a_script_request_skips_the_browser_machinery_and_a_browser_keeps_it(client, admin_user):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

@@ -96,11 +96,12 @@ def _failure(name, details):
     return {"Member": name, "Status": "Failure", "Details": details}
 
 
+@checks_credentials("GET")
 @require_GET
 @rest_view
 def file(request, public_id):
     """The stored DICOM file, streamed unchanged."""
-    attachment = resources.dicom_file(public_id)
+    attachment = resources.dicom_file(public_id, getattr(request, "credentials_to_confirm", None))
     if attachment is None:
         return not_found(request, f"instance {public_id}")
     response = FileResponse(get_storage().open(attachment["storage_key"]), content_type="application/dicom")

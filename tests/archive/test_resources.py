@@ -49,3 +49,41 @@ def test_sqlite_columns_read_as_the_orm_reads_them():
         2026, 1, 15, 10, 11, 12, 345678, tzinfo=datetime.timezone.utc)
     assert resources._json('{"PatientID": "P"}') == {"PatientID": "P"}
     assert resources._json({"PatientID": "P"}) == {"PatientID": "P"}
+
+
+def test_a_read_checks_a_requests_remembered_credentials_in_its_own_query(stored, django_user_model):
+    from django.contrib.auth.models import Group
+
+    from archive.errors import CredentialsRefused
+    from archive.roles import VIEWER, Credentials
+
+    user = django_user_model.objects.create_user("reader", password="pw")
+    user.groups.add(Group.objects.get_or_create(name=VIEWER)[0])
+
+    def credentials():
+        return Credentials(user.pk, user.password, VIEWER)
+
+    for read in (lambda c: resources.describe_by_id(Level.STUDY, stored.study_id, c),
+                 lambda c: resources.describe_by_id(Level.INSTANCE, stored.instance_id, c),
+                 lambda c: resources.dicom_file(stored.instance_id, c)):
+        held = credentials()
+        assert read(held) == read(None) and held.confirmed and not held.refused
+        user.is_active = False
+        user.save()
+        refused = credentials()
+        with pytest.raises(CredentialsRefused):
+            read(refused)
+        assert refused.refused and not refused.confirmed
+        user.is_active = True
+        user.save()
+        other = Credentials(user.pk, "pbkdf2_sha256$another-hash", VIEWER)  # the password changed since
+        with pytest.raises(CredentialsRefused):
+            read(other)
+    user.groups.clear()
+    with pytest.raises(CredentialsRefused):
+        resources.describe_by_id(Level.STUDY, stored.study_id, credentials())
+    # Nothing found, nothing checked: the access check checks them itself then.
+    unknown = credentials()
+    assert resources.describe_by_id(Level.STUDY, "00000000-00000000-00000000-00000000-00000000", unknown) is None
+    assert resources.dicom_file(stored.series_id, unknown) is None
+    assert not unknown.confirmed and not unknown.refused

@@ -43,8 +43,9 @@ def test_study_details_have_orthanc_shape(api):
 @pytest.mark.parametrize("size", [1, 100])
 def test_reads_cost_a_constant_number_of_queries(api, size, django_assert_max_num_queries):
     study_id, answers = study_of(api, size)
-    # Each count has one query for the user's row (remembered Basic credentials are
-    # checked against it on every request: a deactivated user is refused at once),
+    # Each count has the user's row read (remembered Basic credentials are checked
+    # against it on every request: a deactivated user is refused at once; a read of
+    # one resource reads it in its own lookup, the others in a query of their own),
     # one for the labels of the resources, whatever their number, and for a study's
     # first read by this user in the audit window two more (is there a read row
     # already; the patient and study the new row names).
