@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 DICOM_JSON = "application/dicom+json"
 DEFAULT_PORTS = {"http": "80", "https": "443"}
 FORWARDED_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PROTO", "HTTP_FORWARDED")
+PROXY_URL_HEADERS = ("HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PORT")
 
 
 def dicom_json_response(payload, status=200):
@@ -75,7 +76,8 @@ def public_base_url(request):
         # Behind a proxy (which adds X-Forwarded-*) the port we listen on is
         # not the client's, and the request's Host stands.
         host = f"{host}:{request.META['SERVER_PORT']}"
-    if _from_trusted_proxy(request):
+    # Only these three change the URL; without them (most requests) no proxy needs trusting.
+    if any(name in request.META for name in PROXY_URL_HEADERS) and _from_trusted_proxy(request):
         scheme = _first(request.headers.get("X-Forwarded-Proto")) or scheme
         host = _first(request.headers.get("X-Forwarded-Host")) or host
         port = _first(request.headers.get("X-Forwarded-Port"))
@@ -121,7 +123,7 @@ def media_ranges(request):
     The `accept` query parameter replaces the Accept header (PS3.18 §8.3.3.1).
     Empty when the client states nothing: anything goes.
     """
-    text = request.GET.get("accept") or request.headers.get("Accept", "")
+    text = request.GET.get("accept") or request.META.get("HTTP_ACCEPT", "")
     ranges = []
     for item in _split_outside_quotes(text):
         if item.strip():
@@ -147,6 +149,8 @@ def matches(pattern, media_type):
 def _split_outside_quotes(text):
     # Accept: multipart/related; type="application/dicom", image/png — a comma
     # inside quotes belongs to a parameter value.
+    if '"' not in text:
+        return text.split(",")
     items, current, quoted = [], [], False
     for char in text:
         if char == '"':
