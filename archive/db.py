@@ -89,7 +89,15 @@ def run(unit, *args, retries=None, one_statement=False, **kwargs):
     while True:
         try:
             if synced_after:
-                result = _commit_then_sync(unit, args, kwargs)
+                # SQLite holds its one write lock until a commit returns. Synced inside the
+                # commit (synchronous=FULL, the connection's setting outside the runner),
+                # every writer of the node queued behind each sync in turn; committed
+                # unsynced and synced by _sync_wal() once the lock is free, the syncs of
+                # concurrent writers overlap (-15 % stores per second at 4 clients
+                # otherwise, docs/benchmarks.md). A commit is visible to readers for the
+                # length of that sync before it is on disk: nothing is acknowledged before it is.
+                with unsynced(), transaction.atomic(durable=True):
+                    result = unit(*args, **kwargs)
                 break
             if one_statement and connection.get_autocommit() and not connection.in_atomic_block:
                 return unit(*args, **kwargs)
@@ -112,21 +120,6 @@ def run(unit, *args, retries=None, one_statement=False, **kwargs):
             time.sleep(delay)
     _sync_wal()
     return result
-
-
-def _commit_then_sync(unit, args, kwargs):
-    """Run the unit in a transaction whose commit does not wait for the disk; the caller
-    syncs the write-ahead log once the write lock is released.
-
-    SQLite holds its one write lock until a commit returns. Synced inside the commit
-    (synchronous=FULL, the connection's setting outside the runner), every writer of the
-    node queued behind each sync in turn; synced after it, the syncs of concurrent
-    writers overlap (-15 % stores per second at 4 clients otherwise, docs/benchmarks.md).
-    A commit is visible to readers for the length of that sync before it is on disk:
-    nothing is acknowledged before it is."""
-    with unsynced():
-        with transaction.atomic(durable=True):
-            return unit(*args, **kwargs)
 
 
 @contextlib.contextmanager

@@ -7,9 +7,9 @@ import time
 from django.conf import settings
 
 from archive.errors import ArchiveError, BodyTooLarge, BodyTooSlow, RejectedInstance
+from archive.storage import CHUNK
 
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
-CHUNK = 1024 * 1024
 # Seconds of a body before its average rate is held to PACS_MIN_UPLOAD_RATE_KB.
 UPLOAD_RATE_GRACE = 10
 # What a read raises when the client stayed silent past the socket's timeout.
