@@ -12,15 +12,13 @@ totals lag by at most that, and a process that crashes loses at most that much
 of its counts (one that exits sends them first).
 """
 
-import atexit
 import collections
 import logging
-import os
-import threading
 
 from django.conf import settings
 from django.db.models import Count, Sum
 
+from archive.batches import ProcessBatch
 from archive.models import FileDeletion, Instance, Patient, Series, Study
 from cluster.jobs import queue, redis_connection
 from cluster.models import Job, NodeProcess
@@ -42,41 +40,15 @@ def _key():
 
 
 FLUSH_SECONDS = 1.0
-_pending = collections.Counter()
-_lock = threading.Lock()
-_flusher_pid = None
 
 
 def count(name, amount=1, **labels):
     field = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
-    with _lock:
-        _pending[field] += amount
-        if _flusher_pid != os.getpid():
-            _start_flusher()
+    with _pending.adding() as counts:
+        counts[field] += amount
 
 
-def _start_flusher():
-    # Per process: a forked child inherits its parent's counts-to-send but not its thread.
-    global _flusher_pid
-    _flusher_pid = os.getpid()
-    threading.Thread(target=_flush_forever, name="metrics-flush", daemon=True).start()
-    atexit.register(flush)
-
-
-def _flush_forever():
-    pid = os.getpid()
-    while os.getpid() == pid:
-        threading.Event().wait(FLUSH_SECONDS)
-        flush()
-
-
-def flush():
-    """Send this process's counts to the cluster's hash now."""
-    with _lock:
-        batch = dict(_pending)
-        _pending.clear()
-    if not batch:
-        return
+def _send(batch):
     try:
         pipe = redis_connection().pipeline(transaction=False)
         for field, amount in batch.items():
@@ -84,6 +56,14 @@ def flush():
         pipe.execute()
     except Exception as error:
         log.debug("metrics %s not counted: %s", ", ".join(batch), error)
+
+
+_pending = ProcessBatch("metrics-flush", _send, lambda: FLUSH_SECONDS, empty=collections.Counter)
+
+
+def flush():
+    """Send this process's counts to the cluster's hash now."""
+    _pending.flush()
 
 
 def count_signal(sender, name, amount, labels, **kwargs):
