@@ -15,7 +15,6 @@ rows go. A configuration row names the modality or peer and the fields changed,
 secrets masked.
 """
 
-import contextlib
 import datetime
 import json
 import logging
@@ -27,7 +26,7 @@ from django.forms.models import model_to_dict
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from archive import db
+from archive import batches, db
 from archive.models import AuditEvent, Instance, Level, Modality, Patient, Peer, Series, Study
 
 log = logging.getLogger("pacsweb.audit")
@@ -161,6 +160,7 @@ def forget():
     """Empty this process's memory of the trail (a test's database is rolled back under it)."""
     _recorded_reads.clear()
     _study_ids.clear()
+    _waiting.discard()
 
 
 def _remember(cache, key, value):
@@ -171,23 +171,59 @@ def _remember(cache, key, value):
 
 _COLUMNS = ("at", "actor_kind", "actor", "address", "action", "method", "path", "status", "level", "resource",
             "details", "node")
-_INSERT = (f"INSERT INTO {AuditEvent._meta.db_table} ({', '.join(_COLUMNS)}) "
-           f"VALUES ({', '.join(['%s'] * len(_COLUMNS))})")
+_MARKERS = ", ".join(["%s"] * len(_COLUMNS))
+_INSERT = f"INSERT INTO {AuditEvent._meta.db_table} ({', '.join(_COLUMNS)}) VALUES ({_MARKERS})"
 
 
 def _insert(**row):
     """AuditEvent.objects.create(**row), in plain SQL: every search writes a row, and
     the ORM's insert cost ~0.3 ms of CPU more than the statement.
 
-    The rows of reads and searches commit without a sync of their own (db.unsynced):
-    on SQLite a sync per search doubled its latency. A power cut may take back those of
-    the last PACS_HOUSEKEEPER_INTERVAL seconds at most; a crashed process, only those
-    of the requests in flight. Every other row commits synced."""
+    The rows of reads and searches wait in this process for PACS_AUDIT_READ_DELAY
+    seconds, to go with the others of that time in one statement (_waiting): a
+    statement and a commit of their own were a tenth of a search's CPU. A crashed
+    process loses at most those of its last PACS_AUDIT_READ_DELAY seconds; one that
+    exits writes them first. Their commit is not synced (db.unsynced): on SQLite a
+    power cut may also take back those of the last PACS_HOUSEKEEPER_INTERVAL seconds.
+    Every other row is written at once, synced."""
     row["at"] = connection.ops.adapt_datetimefield_value(row["at"])
     row["details"] = json.dumps(row["details"])
-    with db.unsynced() if row["action"] in UNSYNCED_ACTIONS else contextlib.nullcontext():
-        with db.statements() as cursor:
-            cursor.execute(_INSERT, [row[column] for column in _COLUMNS])
+    values = [row[column] for column in _COLUMNS]
+    if row["action"] in UNSYNCED_ACTIONS:
+        if settings.AUDIT_READ_DELAY > 0:
+            with _waiting.adding() as rows:
+                rows.append(values)
+        else:
+            _write([values])
+        return
+    with db.statements() as cursor:
+        cursor.execute(_INSERT, values)
+
+
+def _write(rows):
+    with db.unsynced(), db.statements() as cursor:
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            chunk = rows[start:start + _ROWS_PER_INSERT]
+            cursor.execute(_INSERT + f", ({_MARKERS})" * (len(chunk) - 1), [v for values in chunk for v in values])
+
+
+def _write_waiting(rows):
+    try:
+        _write(rows)
+    except Exception as error:  # the trail must not fail the operation it describes
+        log.error("audit: %d rows of reads and searches not written: %s", len(rows), error)
+
+
+# SQLite takes up to 32,766 values in a statement.
+_ROWS_PER_INSERT = 500
+# The flushing thread's connection goes back between two passes (to the pool, on PostgreSQL).
+_waiting = batches.ProcessBatch("audit-flush", _write_waiting, lambda: settings.AUDIT_READ_DELAY,
+                                rest=lambda: connection.close())
+
+
+def flush():
+    """Write the rows of reads and searches waiting in this process, now."""
+    _waiting.flush()
 
 
 UNSYNCED_ACTIONS = ("read", "query")
@@ -322,7 +358,9 @@ ACTIONS = ("store", "read", "query", "export", "send", "retrieve", "delete", "an
 
 def events(filters, since=None, until=None):
     """The trail, newest first, narrowed by `filters` ({FILTERS name: value}; empty values
-    ignored) and by the half-open time range [since, until)."""
+    ignored) and by the half-open time range [since, until). The rows of reads and
+    searches waiting in other processes are not in it yet (PACS_AUDIT_READ_DELAY)."""
+    flush()
     rows = AuditEvent.objects.order_by("-at", "-id")
     for parameter, field in FILTERS.items():
         if filters.get(parameter):

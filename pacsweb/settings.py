@@ -341,6 +341,9 @@ ADMIN_PASSWORD = env("PACS_ADMIN_PASSWORD")
 # A reader's repeated reads of one study (or patient) within this many seconds are one
 # audit row: the first view of the study, not one row per frame or thumbnail (0: every read).
 AUDIT_READ_WINDOW = envint("PACS_AUDIT_READ_WINDOW", 900)
+# The audit rows of reads and searches wait this many seconds in their process, to be
+# written together (0: each in its request); a crashed process loses at most these.
+AUDIT_READ_DELAY = envfloat("PACS_AUDIT_READ_DELAY", 1.0)
 # The rules a password set through the console's Users page or `manage.py user`
 # (or changepassword) must follow; the first admin's PACS_ADMIN_PASSWORD is the operator's choice.
 PASSWORD_MIN_LENGTH = envint("PACS_PASSWORD_MIN_LENGTH", 10)

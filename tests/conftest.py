@@ -21,6 +21,15 @@ def fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def audit_rows_at_once(settings):
+    # The rows of reads and searches would wait for the process's flushing thread,
+    # which writes them on a connection of its own, outside the test's transaction
+    # (rolled back after it): in this process they are written in their request.
+    # tests/archive/test_audit.py and the servers' tests cover the waiting.
+    settings.AUDIT_READ_DELAY = 0
+
+
+@pytest.fixture(autouse=True)
 def fresh_audit_memory():
     # The audit trail's per-process memory of its rows (archive/audit.py) would
     # outlive the rows of a test's database, which are rolled back after it.
