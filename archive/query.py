@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.db.models.query import get_related_populators
 
 from archive.errors import InvalidQuery  # noqa: F401 (raised here, caught by name)
-from archive import db, signals, tags
+from archive import db, roles, signals, tags
 from archive.models import Instance, Label, Level, Patient, Series, Study
 
 LEVELS = (Level.PATIENT, Level.STUDY, Level.SERIES, Level.INSTANCE)
@@ -134,20 +135,26 @@ def result_limit(requested=None):
     return min(requested or settings.FIND_DEFAULT_LIMIT, settings.FIND_MAX_LIMIT)
 
 
-def find(query, return_keys=()):
+def find(query, return_keys=(), credentials=None):
     """Rows matching the query, as Match objects, in a stable order.
 
     Fetches at most limit + 1 rows so the caller can tell whether more exist;
     `more` is True when the limit cut the answer.
+
+    With a request's remembered `credentials` (roles.Credentials), the statement
+    checks them too, in a column of its own: raises CredentialsRefused when they no
+    longer hold. A search that finds nothing leaves them unchecked.
     """
     wanted = _asked(query, return_keys)
-    statement, values = _statement(query, wanted)
+    statement, values = _statement(query, wanted, credentials)
     fetched = None if query.limit is None else query.limit + 1
     if statement is _UNSHAPED:
         end = None if fetched is None else query.offset + fetched
-        rows = list(_queryset(query, wanted, _as_is)[query.offset:end])
+        rows = list(_queryset(query, wanted, _as_is, credentials=credentials)[query.offset:end])
     else:
         rows = statement.rows(values, query.offset, fetched)
+    if credentials is not None and rows:
+        credentials.settle(bool(getattr(rows[0], _CREDENTIALS_HOLD)))
     more = query.limit is not None and len(rows) > query.limit
     if more:
         rows = rows[: query.limit]
@@ -218,13 +225,18 @@ def _asked(query, return_keys):
     return set(return_keys) | set(query.criteria)
 
 
-def _queryset(query, wanted, put, build=True):
+def _queryset(query, wanted, put, build=True, credentials=None):
     """The query's queryset, each value of its conditions passed through `put`
     (lookup, value) on its way into them. With `build` False only the conditions
-    are made (what `put` sees: their validation, their values and their order)."""
+    are made (what `put` sees: their validation, their values and their order).
+    With `credentials`, a last column says whether they hold (_CREDENTIALS_HOLD)."""
     conditions = [where for where in (_condition(query.level, keyword, value, query.case_sensitive_names, put)
                                       for keyword, value in query.criteria.items()) if where is not None]
     labels = _labels(query.labels, query.labels_constraint, put)
+    if credentials is not None:
+        # Uncorrelated: the database evaluates it once, not per row.
+        holding = RawSQL(roles.credentials_hold(credentials.role),
+                         (put(None, credentials.user_id), put(None, credentials.password)))
     if not build:
         return None
     queryset = MODELS[query.level].objects.all()
@@ -236,7 +248,12 @@ def _queryset(query, wanted, put, build=True):
     for where in labels:
         queryset = queryset.filter(where)
     queryset = _annotate_counts(queryset, query.level, wanted)
+    if credentials is not None:
+        queryset = queryset.annotate(**{_CREDENTIALS_HOLD: holding})
     return queryset.order_by(*query.order, "pk")
+
+
+_CREDENTIALS_HOLD = "credentials_hold"
 
 
 def _as_is(lookup, value):
@@ -287,16 +304,16 @@ def _sentinel(slot):
 _SENTINEL = "QZSLOT"
 
 
-def _statement(query, wanted):
+def _statement(query, wanted, credentials=None):
     """(The _Statement of the query's shape, the values of its conditions in order)."""
     slots = _Slots()
-    _queryset(query, wanted, slots.put, build=False)
+    _queryset(query, wanted, slots.put, build=False, credentials=credentials)
     shape = (connection.vendor, query.level, tuple(slots.shape), query.labels_constraint if query.labels else "",
-             _counters(query.level, wanted), tuple(query.order))
+             _counters(query.level, wanted), tuple(query.order), credentials and credentials.role)
     statement = _STATEMENTS.get(shape)
     if statement is None:
         try:
-            statement = _Statement(_queryset(query, wanted, _Sentinels().put))
+            statement = _Statement(_queryset(query, wanted, _Sentinels().put, credentials=credentials))
         except _Unknown:
             statement = _UNSHAPED
         _keep(shape, statement)

@@ -39,7 +39,8 @@ def checks_credentials(*methods):
     """Declare that a view answers `methods` with a statement of its own that checks the
     request's remembered credentials (`request.credentials_to_confirm`, a Credentials):
     each store's transaction (archive.ingest, through api.rest.bodies.upload_origin), a
-    read's lookup (archive.resources.describe_by_id, dicom_file). The access check then
+    read's lookup (archive.resources.describe_by_id, dicom_file), a search's statement
+    (archive.query.find, for QIDO-RS). The access check then
     sends no query of its own for them, and checks them itself after a view whose
     statement did not (nothing found, nothing stored)."""
 

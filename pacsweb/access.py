@@ -38,7 +38,7 @@ OPEN_PATHS = {"/healthz", "/readyz"}
 # (archive.roles) reads it in its own statement instead: a store in its
 # transaction (archive.ingest: a disabled account's upload is read, then refused,
 # unwritten), a read of one resource or of its file in its lookup
-# (archive.resources).
+# (archive.resources), a QIDO-RS search in its statement (archive.query).
 CREDENTIAL_CACHE_SECONDS = 60
 _credential_cache = {}
 _cache_lock = threading.Lock()

@@ -22,6 +22,7 @@ from api.dicomweb import (
     unparsed_json,
 )
 from archive.models import Level
+from archive.roles import checks_credentials
 from api.rest.errors import error_response, rest_view
 
 ORDER = [Level.STUDY, Level.SERIES, Level.INSTANCE]
@@ -55,18 +56,21 @@ class InvalidSearch(Exception):
     """A query parameter is unknown or malformed; the message says which and why."""
 
 
+@checks_credentials("GET")
 @require_GET
 @rest_view
 def search_studies(request):
     return _search(request, Level.STUDY, {})
 
 
+@checks_credentials("GET")
 @require_GET
 @rest_view
 def search_series(request, study=None):
     return _search(request, Level.SERIES, {"StudyInstanceUID": study} if study else {})
 
 
+@checks_credentials("GET")
 @require_GET
 @rest_view
 def search_instances(request, study=None, series=None):
@@ -81,7 +85,8 @@ def _search(request, level, fixed):
         return error_response(request, 406, f"search results are served as {DICOM_JSON} only")
     try:
         search, keys, unmatched, unheld, unordered = _parse(request, level, fixed)
-        found, more = query.find(search, return_keys=keys)
+        found, more = query.find(search, return_keys=keys,
+                                 credentials=getattr(request, "credentials_to_confirm", None))
     except (InvalidSearch, query.InvalidQuery) as error:
         return error_response(request, 400, str(error))
     # No match is 200 with an empty array: CP-2473 replaced PS3.18's 204 (a 204

@@ -8,8 +8,10 @@ import sys
 import pytest
 
 from archive import ingest, labels, query
+from archive.errors import CredentialsRefused
 from archive.models import Level
 from archive.query import Query, Typed
+from archive.roles import VIEWER, Credentials
 from tests.dicomgen import make_instance, uid
 
 UPLOAD = ingest.Origin.http("127.0.0.1", "admin")
@@ -110,7 +112,7 @@ def _answer(found):
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=[",".join(o) or "plain" for o in OPTIONS])
-def test_every_shape_of_search_answers_as_the_orm(archive, options):
+def test_every_shape_of_search_answers_as_the_orm(archive, options, reader):
     if options.get("order") and options["order"][0].lstrip("-") == "study_date":
         searches = [s for s in SEARCHES if s[0] == Level.STUDY]
     elif options.get("labels"):
@@ -124,6 +126,10 @@ def test_every_shape_of_search_answers_as_the_orm(archive, options):
         assert _answer(query.find(search, return_keys=KEYS)) == expected, (level, criteria)
         # Once compiled, the statement is taken again: the same answer.
         assert _answer(query.find(search, return_keys=KEYS)) == expected, (level, criteria)
+        # A request's remembered credentials checked in the statement: the same answer.
+        held = reader()
+        assert _answer(query.find(search, return_keys=KEYS, credentials=held)) == expected, (level, criteria)
+        assert held.confirmed == bool(expected[0]) and not held.refused
         answered += bool(expected[0])
     assert answered >= len(searches) // 3  # the corpus finds things, not only nothing
 
@@ -179,9 +185,48 @@ def test_threads_keeping_statements_at_once_keep_the_bound(monkeypatch):
     assert failures == [] and len(query._STATEMENTS) <= 8
 
 
-def test_a_form_of_value_it_cannot_rebuild_is_left_to_the_orm(archive, monkeypatch):
+def test_a_form_of_value_it_cannot_rebuild_is_left_to_the_orm(archive, monkeypatch, reader, django_user_model):
     monkeypatch.setattr(query, "_slot_form", lambda param: (_ for _ in ()).throw(query._Unknown(param)))
     query._STATEMENTS.clear()
     search = Query(Level.PATIENT, {"PatientID": "P1"})
     assert _answer(query.find(search, return_keys=KEYS)) == _answer(_by_orm(search))
     assert list(query._STATEMENTS.values()) == [query._UNSHAPED]
+    held = reader()
+    assert _answer(query.find(search, return_keys=KEYS, credentials=held)) == _answer(_by_orm(search))
+    assert held.confirmed
+    django_user_model.objects.filter(username="reader").update(is_active=False)
+    refused = reader()
+    with pytest.raises(CredentialsRefused):
+        query.find(search, return_keys=KEYS, credentials=refused)
+    assert refused.refused
+
+
+def test_credentials_that_no_longer_hold_refuse_a_search_that_finds(archive, reader, django_user_model):
+    search = Query(Level.STUDY, {"PatientID": "P1"}, limit=5)
+    held = reader()
+    query.find(search, credentials=held)
+    user = django_user_model.objects.get(username="reader")
+    for change in ({"is_active": False}, {"password": "md5$another$hash"}):
+        refused = Credentials(user.pk, user.password, VIEWER)
+        type(user).objects.filter(pk=user.pk).update(**change)
+        with pytest.raises(CredentialsRefused):
+            query.find(search, credentials=refused)
+        assert refused.refused and not refused.confirmed
+        type(user).objects.filter(pk=user.pk).update(is_active=True, password=user.password)
+    user.groups.clear()  # the role taken away
+    with pytest.raises(CredentialsRefused):
+        query.find(search, credentials=reader())
+    # Nothing found, nothing checked: the access check checks them itself then.
+    unchecked = reader()
+    assert query.find(Query(Level.STUDY, {"PatientID": "nobody"}), credentials=unchecked) == ([], False)
+    assert not unchecked.confirmed and not unchecked.refused
+
+
+@pytest.fixture
+def reader(db, django_user_model):
+    """Credentials of a viewer as a request remembers them, fresh each call."""
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user("reader", password="pw")
+    user.groups.add(Group.objects.get_or_create(name=VIEWER)[0])
+    return lambda: Credentials(user.pk, django_user_model.objects.get(pk=user.pk).password, VIEWER)

@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 
-from archive import db, ingest, resources
+from archive import db, ingest, query, resources
 from archive.models import Label, Level
 from tests.dicomgen import make_instance, uid
 
@@ -65,7 +65,12 @@ def test_a_read_checks_a_requests_remembered_credentials_in_its_own_query(stored
 
     for read in (lambda c: resources.describe_by_id(Level.STUDY, stored.study_id, c),
                  lambda c: resources.describe_by_id(Level.INSTANCE, stored.instance_id, c),
-                 lambda c: resources.dicom_file(stored.instance_id, c)):
+                 lambda c: resources.dicom_file(stored.instance_id, c),
+                 # A search: a compiled statement, and one the ORM builds each time (labels).
+                 lambda c: _values(query.find(query.Query(Level.SERIES, {"PatientID": "P-RES"}),
+                                              ("NumberOfSeriesRelatedInstances",), credentials=c)),
+                 lambda c: _values(query.find(query.Query(Level.INSTANCE, {"PatientID": "P-RES"}, labels=("alpha",)),
+                                              credentials=c))):
         held = credentials()
         assert read(held) == read(None) and held.confirmed and not held.refused
         user.is_active = False
@@ -86,4 +91,11 @@ def test_a_read_checks_a_requests_remembered_credentials_in_its_own_query(stored
     unknown = credentials()
     assert resources.describe_by_id(Level.STUDY, "00000000-00000000-00000000-00000000-00000000", unknown) is None
     assert resources.dicom_file(stored.series_id, unknown) is None
+    assert query.find(query.Query(Level.STUDY, {"PatientID": "nobody"}), credentials=unknown) == ([], False)
     assert not unknown.confirmed and not unknown.refused
+
+
+def _values(found):
+    matches, more = found
+    assert matches
+    return [(m.row.public_id, m.values) for m in matches], more
