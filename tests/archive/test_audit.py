@@ -84,6 +84,24 @@ def test_a_deletion_names_what_went(reader):
     assert "MÜLLER, JÜRGEN" in page and "2026-01-15 · CT CHEST" in page and "1 series, 3 instances" in page
 
 
+def test_a_subject_names_the_resource_and_its_ancestors_at_every_level(db, storage_dir):
+    stored = ingest.store(make_instance(patient_name="DOE^JANE", patient_id="P-SUBJECT", study_uid=uid("s", "study"),
+                                        series_uid=uid("s", "series"), sop_uid=uid("s", 1), instance_number=7,
+                                        modality="MR", rows=8, columns=8),
+                          ingest.Origin.http("127.0.0.1", "admin"))
+    patient = {"PatientName": "DOE^JANE", "PatientID": "P-SUBJECT"}
+    study = {"StudyDate": "20260115", "StudyDescription": "CT CHEST", "AccessionNumber": "ACC0001", **patient}
+    series = {"Modality": "MR", "SeriesDescription": "AXIAL 1mm", **study}
+    assert audit.subject("Patient", stored.patient_id, counts=True) == {**patient, "series": 1, "instances": 1,
+                                                                         "studies": 1}
+    assert audit.subject("Study", stored.study_id) == study
+    assert audit.subject("Series", stored.series_id, counts=True) == {**series, "series": 1, "instances": 1}
+    assert audit.subject("Instance", stored.instance_id) == {"InstanceNumber": "7", **series}
+    assert list(audit.subject("Instance", stored.instance_id)) == ["InstanceNumber", "Modality", "SeriesDescription", *study]
+    assert audit.subject("Study", "00000000-00000000-00000000-00000000-00000000") == {}
+    assert audit.subject("Worklist", stored.study_id) == {}
+
+
 def test_configuration_rows_name_the_peer_and_its_changed_fields_never_secrets(reader):
     body = {"Url": "http://10.0.0.9:8042/", "Username": "sync", "Password": "s3cret-value"}
     assert reader.put("/peers/remote", json.dumps(body), content_type="application/json").status_code == 200
