@@ -165,7 +165,7 @@ def bytes_text(vr, value, encoding):
         return None
     if vr == "PN" and "=" in text:
         return None  # ideographic and phonetic groups: pydicom drops the empty ones
-    if vr in _SINGLE_VRS:
+    if vr in _SINGLE_VRS or "\\" not in text:
         text = text.strip(" \0")
     else:
         text = "\\".join(part.strip(" \0") for part in text.split("\\"))
