@@ -135,7 +135,7 @@ class AccessMiddleware:
 def _view_of(request):
     """The view the request's route names; None where no route matches (the
     default rule then applies: reading is a viewer's, anything else an admin's).
-    The match is kept on the request: the handler (pacsweb/wsgi.py) routes by it."""
+    The match is kept on the request: the handler (pacsweb/handler.py) routes by it."""
     try:
         match = resolve(request.path_info, getattr(request, "urlconf", None))
     except Resolver404:

@@ -1,23 +1,13 @@
 import os
 
 import django
-from django.core.handlers.wsgi import WSGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pacsweb.settings")
 
-
-class Handler(WSGIHandler):
-    """Django's handler, taking the route the access middleware already resolved (to
-    learn the role it needs) instead of resolving the path a second time."""
-
-    def resolve_request(self, request):
-        match = request.resolver_match
-        if match is not None and not hasattr(request, "urlconf"):
-            return match
-        return super().resolve_request(request)
-
-
 django.setup(set_prefix=False)
+
+from pacsweb.handler import Handler  # noqa: E402
+
 application = Handler()
 
 # Django's own receivers of every request's signals that have nothing to do here: the

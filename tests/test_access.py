@@ -157,7 +157,7 @@ def test_the_web_handler_resolves_a_route_once(admin_user):
     from django.urls import resolve as django_resolve
     from django.urls.resolvers import URLResolver
 
-    from pacsweb.wsgi import Handler
+    from pacsweb.handler import Handler
 
     environ = RequestFactory()._base_environ(PATH_INFO="/system", REQUEST_METHOD="GET",
                                              HTTP_AUTHORIZATION=servers.auth_header())
