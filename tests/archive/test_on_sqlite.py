@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 ON_BOTH = ["tests/archive/test_query_statements.py", "tests/archive/test_query.py", "tests/archive/test_ingest.py",
-           "tests/archive/test_db_statements.py", "tests/archive/test_resources.py", "tests/archive/test_users.py"]
+           "tests/archive/test_db_statements.py", "tests/archive/test_resources.py", "tests/archive/test_users.py",
+           "tests/archive/test_audit.py"]
 
 
 @pytest.mark.skipif(os.environ.get("PACS_TEST_ON_SQLITE") == "1", reason="this is the SQLite run")
