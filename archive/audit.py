@@ -34,6 +34,7 @@ log = logging.getLogger("pacsweb.audit")
 RESOURCE = re.compile(r"^/(patients|studies|series|instances)/([^/]+)")
 LEVELS = {"patients": "Patient", "studies": "Study", "series": "Series", "instances": "Instance"}
 DICOMWEB_UID = re.compile(r"^/dicom-web/studies/([0-9.]+)")
+DICOM_UID = re.compile(r"^[0-9.]+$")
 # Uploads of instances: the ingest path writes a store row per instance (see
 # ingest.Origin), so the request gets a row of its own only when it failed.
 STORED_BY_INGEST = re.compile(r"^/instances$|^/dicom-web/studies(/[^/]+)?$")
@@ -128,6 +129,12 @@ def record(actor_kind, actor, action, address="", method="", path="", status=Non
             study = _study_of(level, resource)
             if study:
                 level, resource = Level.STUDY, study
+        elif action == "read" and level == Level.STUDY and DICOM_UID.match(str(resource)) and (status or 200) < 400:
+            # DICOMweb names a study by its UID: the trail by its id, as the REST API
+            # does, so that the row names its subject and the two APIs' reads are one.
+            study = _study_of(Level.STUDY, resource)
+            if study:
+                resource = study
         if action == "read" and resource:
             if _read_recently(actor_kind, str(actor), level, str(resource)):
                 return
@@ -148,9 +155,12 @@ def record(actor_kind, actor, action, address="", method="", path="", status=Non
 # What this process knows to be in the trail, so that the reads of a study a viewer
 # repeats within the window (its series, frames, thumbnails) cost no query:
 # {(actor kind, actor, level, resource): the time of the read row}, and {series or
-# instance public id: its study's public id}. A public id is a hash of the DICOM
-# identifiers, so its study never changes. Both are bounded (emptied when full); an
-# entry only ever answers what the database would: a row newer than the window's start.
+# instance public id, or a StudyInstanceUID: its study's public id}. A public id is a
+# hash of the DICOM identifiers, so its study never changes; a UID's study may (its
+# study deleted, the UID stored again under another patient), and a read row then names
+# the study it had until the process forgets it. Both are bounded (emptied when full);
+# an entry of the first only ever answers what the database would: a row newer than the
+# window's start.
 _recorded_reads = {}
 _study_ids = {}
 CACHE_LIMIT = 10000
@@ -232,6 +242,9 @@ UNSYNCED_ACTIONS = ("read", "query")
 _LATEST_READ = (f"SELECT max(at) FROM {AuditEvent._meta.db_table} WHERE resource = %s AND action = 'read' "
                 f"AND actor_kind = %s AND actor = %s AND level = %s AND at >= %s")
 _STUDY_OF = {
+    # By its StudyInstanceUID: the one study of that UID (two patients' studies may share one).
+    Level.STUDY: f"SELECT min(public_id) FROM {Study._meta.db_table} WHERE study_instance_uid = %s "
+                 f"HAVING count(*) = 1",
     Level.SERIES: f"SELECT st.public_id FROM {Series._meta.db_table} se "
                   f"JOIN {Study._meta.db_table} st ON st.id = se.study_id WHERE se.public_id = %s",
     Level.INSTANCE: f"SELECT st.public_id FROM {Instance._meta.db_table} i "

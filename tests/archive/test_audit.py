@@ -46,6 +46,23 @@ def test_viewing_a_100_slice_series_once_writes_one_read_event(reader):
     assert AuditEvent.objects.filter(action="read").count() == 2
 
 
+def test_a_dicomweb_read_names_the_study_by_its_id_and_its_subject(reader):
+    study, instances = store_series(2)
+    uid = reader.get(f"/studies/{study}").json()["MainDicomTags"]["StudyInstanceUID"]
+    audit.forget()
+    AuditEvent.objects.all().delete()
+    assert reader.get(f"/dicom-web/studies/{uid}/metadata").status_code == 200
+    row = AuditEvent.objects.get(action="read")
+    assert (row.level, row.resource) == ("Study", study) and row.path.endswith("/metadata")
+    assert row.details["subject"]["PatientName"] == "MÜLLER^JÜRGEN"
+    # The same study read through the REST API within the window: the same reading.
+    assert reader.get(f"/instances/{instances[1]}/file").status_code == 200
+    assert AuditEvent.objects.filter(action="read").count() == 1
+    # A UID the archive does not hold is named as it was asked.
+    assert reader.get("/dicom-web/studies/1.2.3.999/metadata").status_code == 404
+    assert AuditEvent.objects.filter(action="read", resource="1.2.3.999").count() == 1
+
+
 def test_a_read_another_process_recorded_within_the_window_is_not_recorded_again(reader):
     study, instances = store_series(1)
     AuditEvent.objects.create(at=timezone.now(), actor_kind="user", actor="admin", action="read", level="Study",
