@@ -51,7 +51,9 @@ class ProcessBatch:
     def _flush_forever(self):
         pid = os.getpid()
         while os.getpid() == pid:
-            threading.Event().wait(self.seconds())
+            # At least a tenth of a second: an interval set to 0 meanwhile (nothing is
+            # gathered then) must not turn the thread into a busy loop.
+            threading.Event().wait(max(self.seconds(), 0.1))
             try:
                 self.flush()
             finally:

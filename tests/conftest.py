@@ -25,7 +25,7 @@ def audit_rows_at_once(settings):
     # The rows of reads and searches would wait for the process's flushing thread,
     # which writes them on a connection of its own, outside the test's transaction
     # (rolled back after it): in this process they are written in their request.
-    # tests/archive/test_audit.py and the servers' tests cover the waiting.
+    # tests/archive/test_audit_delay.py covers the waiting, in processes of its own.
     settings.AUDIT_READ_DELAY = 0
 
 
