@@ -236,3 +236,28 @@ def test_a_script_store_is_one_statement_on_postgresql(django_user_model, storag
         with CaptureQueriesContext(connection) as queries:
             assert store(n) == 200
         assert [q["sql"].split()[0] for q in queries] == ["WITH"], [q["sql"][:60] for q in queries]
+
+
+def test_a_signed_in_browsers_user_and_groups_are_one_query_per_request(client, django_user_model, admin_user):
+    """The viewer's session (OHIF's requests): its row, then the user with its groups."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    admin = Client(HTTP_AUTHORIZATION=servers.auth_header())
+    stored = admin.generic("POST", "/instances", make_instance(sop_uid="1.2.3.78"),
+                           content_type="application/dicom").json()
+    uid = admin.get(f"/studies/{stored['ParentStudy']}").json()["MainDicomTags"]["StudyInstanceUID"]
+    user = django_user_model.objects.create_user("radiologist", password="pw-radiologist")
+    user.groups.add(Group.objects.get(name="viewer"))
+    client.force_login(user)
+    for path in (f"/dicom-web/studies?StudyInstanceUID={uid}", f"/dicom-web/studies/{uid}/metadata"):
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(path).status_code == 200, path
+        accounts = [q["sql"] for q in queries if "auth_" in q["sql"]]
+        assert len(accounts) == 1 and "auth_group" in accounts[0], accounts
+    assert client.post("/instances", make_instance(sop_uid="1.2.3.79"),
+                       content_type="application/dicom").status_code == 403  # a viewer's role, read with it
+    # Disabled, the account's session reads nothing more, at its next request.
+    user.is_active = False
+    user.save()
+    assert client.get(f"/dicom-web/studies/{uid}/metadata").status_code == 401
