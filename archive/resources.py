@@ -7,10 +7,11 @@ resources three, whatever N.
 
 import datetime
 import json
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 from django.db import connection
-from django.db.models import Prefetch
+from django.db.models import OuterRef, Prefetch, Subquery
 
 from archive import db, roles
 from archive.models import Attachment, Instance, Label, Level, Patient, Series, Study
@@ -300,3 +301,29 @@ def instance_files(level, row):
     for public_id in instances.order_by("pk").values_list("public_id", flat=True):
         if public_id in keys:
             yield public_id, keys[public_id]
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    public_id: str
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+    storage_key: str
+
+
+def stored_instances(study, series=None, instance=None):
+    """The stored instances under the UIDs, in series then instance number order, in one query."""
+    rows = Instance.objects.filter(series__study__study_instance_uid=study)
+    if series:
+        rows = rows.filter(series__series_instance_uid=series)
+    if instance:
+        rows = rows.filter(sop_instance_uid=instance)
+    files = Attachment.objects.filter(resource_id=OuterRef("public_id"), name=Attachment.DICOM)
+    rows = (rows.annotate(storage_key=Subquery(files.values("storage_key")[:1]))
+            .filter(storage_key__isnull=False)
+            .order_by("series_id", "instance_number", "pk")
+            .values_list("public_id", "series__study__study_instance_uid", "series__series_instance_uid",
+                         "sop_instance_uid", "transfer_syntax_uid", "storage_key"))
+    return [StoredInstance(*row) for row in rows]

@@ -15,7 +15,6 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from django.db.models import OuterRef, Subquery
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 from pydicom.datadict import dictionary_VR
@@ -27,11 +26,10 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import BYTES_VR
 
-from archive import render, transcode
+from archive import render, resources, transcode
 from archive.errors import TranscodeError
 from api.dicomweb import DICOM_JSON, accepts_dicom_json, element_json, matches, media_ranges, studies_url
 from archive.ingest import UID_PATTERN
-from archive.models import Attachment, Instance
 from api.rest import instances as rest_instances
 from api.rest.errors import error_response, rest_view
 from archive.storage import CHUNK, get_storage
@@ -84,16 +82,6 @@ class FrameError(Exception):
 
 
 @dataclass(frozen=True)
-class StoredInstance:
-    public_id: str
-    study_uid: str
-    series_uid: str
-    sop_instance_uid: str
-    transfer_syntax_uid: str
-    storage_key: str
-
-
-@dataclass(frozen=True)
 class FrameChoice:
     """How frames are sent: parts of `media_type` in `syntax` (the stored one when `as_stored`);
     `syntax` None means rendered by archive.render (image/jpeg, image/png)."""
@@ -114,7 +102,7 @@ class FrameChoice:
 @rest_view
 def retrieve(request, study, series=None, instance=None):
     """The instances of a study, series or instance as multipart/related application/dicom (PS3.18 §10.4)."""
-    stored = locate(study, series, instance)
+    stored = resources.stored_instances(study, series, instance)
     if not stored:
         return _unknown(request, study, series, instance)
     accepted = _accepted(request, [DICOM])
@@ -188,22 +176,6 @@ def _chained(first, rest):
     yield from rest
 
 
-def locate(study, series=None, instance=None):
-    """The stored instances under the UIDs, in series then instance number order, in one query."""
-    rows = Instance.objects.filter(series__study__study_instance_uid=study)
-    if series:
-        rows = rows.filter(series__series_instance_uid=series)
-    if instance:
-        rows = rows.filter(sop_instance_uid=instance)
-    files = Attachment.objects.filter(resource_id=OuterRef("public_id"), name=Attachment.DICOM)
-    rows = (rows.annotate(storage_key=Subquery(files.values("storage_key")[:1]))
-            .filter(storage_key__isnull=False)
-            .order_by("series_id", "instance_number", "pk")
-            .values_list("public_id", "series__study__study_instance_uid", "series__series_instance_uid",
-                         "sop_instance_uid", "transfer_syntax_uid", "storage_key"))
-    return [StoredInstance(*row) for row in rows]
-
-
 # --- metadata and bulk data --------------------------------------------------
 
 
@@ -213,7 +185,7 @@ def metadata(request, study, series=None, instance=None):
     """Every instance's attributes in DICOM JSON, bulk data as BulkDataURI (PS3.18 §10.4, F.2.6)."""
     if not accepts_dicom_json(request):
         return error_response(request, 406, f"metadata is served as {DICOM_JSON} only")
-    stored = locate(study, series, instance)
+    stored = resources.stored_instances(study, series, instance)
     if not stored:
         return _unknown(request, study, series, instance)
     base = studies_url(request)
@@ -247,7 +219,7 @@ def _instance_metadata(stored, base):
 @rest_view
 def bulk(request, study, series, instance, tag):
     """The value of one top-level attribute (PS3.18 §10.4): the target of a BulkDataURI."""
-    stored = locate(study, series, instance)
+    stored = resources.stored_instances(study, series, instance)
     if not stored:
         return _unknown(request, study, series, instance)
     stored, tag = stored[0], int(tag, 16)
@@ -279,7 +251,7 @@ def frames(request, study, series, instance, frame_list):
         numbers = _frame_numbers(frame_list)
     except InvalidParameter as error:
         return error_response(request, 400, str(error))
-    stored = locate(study, series, instance)
+    stored = resources.stored_instances(study, series, instance)
     if not stored:
         return _unknown(request, study, series, instance)
     with get_storage().open(stored[0].storage_key) as stream:
@@ -449,7 +421,7 @@ def _render_view(request, study, series, instance, frame_list, default_viewport)
         return error_response(request, 400, str(error))
     except NotAcceptable as error:
         return error_response(request, 406, str(error))
-    stored = locate(study, series, instance)
+    stored = resources.stored_instances(study, series, instance)
     if not stored:
         return _unknown(request, study, series, instance)
     return _rendered_response(request, stored[0], rendering)
@@ -553,7 +525,7 @@ def wado_uri(request):
         return error_response(request, 400, str(error))
     except NotAcceptable as error:
         return error_response(request, 406, str(error))
-    stored = locate(study, series, instance)
+    stored = resources.stored_instances(study, series, instance)
     if not stored:
         return _unknown(request, study, series, instance)
     if rendering is not None:
