@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 from django.db import connection
 from django.db.models import OuterRef, Prefetch, Subquery
+from django.db.models.expressions import RawSQL
 
 from archive import db, roles
 from archive.models import Attachment, Instance, Label, Level, Patient, Series, Study
@@ -313,17 +314,26 @@ class StoredInstance:
     storage_key: str
 
 
-def stored_instances(study, series=None, instance=None):
-    """The stored instances under the UIDs, in series then instance number order, in one query."""
+def stored_instances(study, series=None, instance=None, credentials=None):
+    """The stored instances under the UIDs, in series then instance number order, in one query
+    (which checks a request's remembered `credentials` too, as describe_by_id())."""
     rows = Instance.objects.filter(series__study__study_instance_uid=study)
     if series:
         rows = rows.filter(series__series_instance_uid=series)
     if instance:
         rows = rows.filter(sop_instance_uid=instance)
     files = Attachment.objects.filter(resource_id=OuterRef("public_id"), name=Attachment.DICOM)
-    rows = (rows.annotate(storage_key=Subquery(files.values("storage_key")[:1]))
-            .filter(storage_key__isnull=False)
-            .order_by("series_id", "instance_number", "pk")
-            .values_list("public_id", "series__study__study_instance_uid", "series__series_instance_uid",
-                         "sop_instance_uid", "transfer_syntax_uid", "storage_key"))
-    return [StoredInstance(*row) for row in rows]
+    columns = ["public_id", "series__study__study_instance_uid", "series__series_instance_uid",
+               "sop_instance_uid", "transfer_syntax_uid", "storage_key"]
+    rows = rows.annotate(storage_key=Subquery(files.values("storage_key")[:1]))
+    if credentials is not None:
+        # Uncorrelated: the database evaluates it once, not per row.
+        rows = rows.annotate(credentials_hold=RawSQL(roles.credentials_hold(credentials.role),
+                                                     (credentials.user_id, credentials.password)))
+        columns.append("credentials_hold")
+    found = list(rows.filter(storage_key__isnull=False).order_by("series_id", "instance_number", "pk")
+                 .values_list(*columns))
+    if credentials is not None and found:
+        credentials.settle(bool(found[0][-1]))
+        found = [row[:-1] for row in found]
+    return [StoredInstance(*row) for row in found]

@@ -15,7 +15,8 @@ whatever else the machine does falls on both alike.
 
 Requests: store (POST /instances of a distinct 9 kB CT each time), stow (the same
 files, one per STOW-RS request), study (GET /studies/{id}), file
-(GET /instances/{id}/file), qido (QIDO-RS by PatientID, 2 answers), system
+(GET /instances/{id}/file), qido (QIDO-RS by PatientID, 2 answers), metadata (WADO-RS
+metadata of the first study stored: 25 of the prefill's 100 instances), system
 (GET /system). Every answer must be 200.
 
 Both databases are created by this checkout's migrations: compare commits whose
@@ -36,7 +37,7 @@ from tests.services import remove, scratch_dir
 
 BATCH = 100
 PREFILL = 100
-REQUESTS = ("store", "stow", "study", "file", "qido", "system")
+REQUESTS = ("store", "stow", "study", "file", "qido", "metadata", "system")
 STOW_BOUNDARY = "ab-stow-boundary"
 
 
@@ -124,7 +125,9 @@ class Client:
             self.store()
         study = json.loads(self.send("GET", "/studies"))[0]
         instance = json.loads(self.send("GET", f"/studies/{study}/instances"))[0]["ID"]
-        self.paths = {"study": f"/studies/{study}", "file": f"/instances/{instance}/file", "system": "/system"}
+        uid = json.loads(self.send("GET", f"/studies/{study}"))["MainDicomTags"]["StudyInstanceUID"]
+        self.paths = {"study": f"/studies/{study}", "file": f"/instances/{instance}/file", "system": "/system",
+                      "metadata": f"/dicom-web/studies/{uid}/metadata"}
 
     def store(self):
         self.send("POST", "/instances", next(self.files))
@@ -142,6 +145,8 @@ class Client:
             self.stow()
         elif request == "qido":
             self.send("GET", "/dicom-web/studies?PatientID=BENCH-1", accept="application/dicom+json")
+        elif request == "metadata":
+            self.send("GET", self.paths[request], accept="application/dicom+json")
         else:
             self.send("GET", self.paths[request])
 

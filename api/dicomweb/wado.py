@@ -30,6 +30,7 @@ from archive import render, resources, transcode
 from archive.errors import TranscodeError
 from api.dicomweb import DICOM_JSON, accepts_dicom_json, element_json, matches, media_ranges, studies_url
 from archive.ingest import UID_PATTERN
+from archive.roles import checks_credentials
 from api.rest import instances as rest_instances
 from api.rest.errors import error_response, rest_view
 from archive.storage import CHUNK, get_storage
@@ -98,11 +99,12 @@ class FrameChoice:
 # --- instances ---------------------------------------------------------------
 
 
+@checks_credentials("GET")
 @require_GET
 @rest_view
 def retrieve(request, study, series=None, instance=None):
     """The instances of a study, series or instance as multipart/related application/dicom (PS3.18 §10.4)."""
-    stored = resources.stored_instances(study, series, instance)
+    stored = resources.stored_instances(study, series, instance, _credentials(request))
     if not stored:
         return _unknown(request, study, series, instance)
     accepted = _accepted(request, [DICOM])
@@ -179,13 +181,14 @@ def _chained(first, rest):
 # --- metadata and bulk data --------------------------------------------------
 
 
+@checks_credentials("GET")
 @require_GET
 @rest_view
 def metadata(request, study, series=None, instance=None):
     """Every instance's attributes in DICOM JSON, bulk data as BulkDataURI (PS3.18 §10.4, F.2.6)."""
     if not accepts_dicom_json(request):
         return error_response(request, 406, f"metadata is served as {DICOM_JSON} only")
-    stored = resources.stored_instances(study, series, instance)
+    stored = resources.stored_instances(study, series, instance, _credentials(request))
     if not stored:
         return _unknown(request, study, series, instance)
     base = studies_url(request)
@@ -215,11 +218,12 @@ def _instance_metadata(stored, base):
     return answer
 
 
+@checks_credentials("GET")
 @require_GET
 @rest_view
 def bulk(request, study, series, instance, tag):
     """The value of one top-level attribute (PS3.18 §10.4): the target of a BulkDataURI."""
-    stored = resources.stored_instances(study, series, instance)
+    stored = resources.stored_instances(study, series, instance, _credentials(request))
     if not stored:
         return _unknown(request, study, series, instance)
     stored, tag = stored[0], int(tag, 16)
@@ -243,6 +247,7 @@ def _bulk_response(request, stored, chunks):
 # --- frames ------------------------------------------------------------------
 
 
+@checks_credentials("GET")
 @require_GET
 @rest_view
 def frames(request, study, series, instance, frame_list):
@@ -251,7 +256,7 @@ def frames(request, study, series, instance, frame_list):
         numbers = _frame_numbers(frame_list)
     except InvalidParameter as error:
         return error_response(request, 400, str(error))
-    stored = resources.stored_instances(study, series, instance)
+    stored = resources.stored_instances(study, series, instance, _credentials(request))
     if not stored:
         return _unknown(request, study, series, instance)
     with get_storage().open(stored[0].storage_key) as stream:
@@ -399,6 +404,7 @@ def _native_frame_size(dataset):
 # --- rendered images ---------------------------------------------------------
 
 
+@checks_credentials("GET")
 @require_GET
 @rest_view
 def rendered(request, study, series=None, instance=None, frame_list=None):
@@ -406,6 +412,7 @@ def rendered(request, study, series=None, instance=None, frame_list=None):
     return _render_view(request, study, series, instance, frame_list, default_viewport=None)
 
 
+@checks_credentials("GET")
 @require_GET
 @rest_view
 def thumbnail(request, study, series=None, instance=None, frame_list=None):
@@ -421,7 +428,7 @@ def _render_view(request, study, series, instance, frame_list, default_viewport)
         return error_response(request, 400, str(error))
     except NotAcceptable as error:
         return error_response(request, 406, str(error))
-    stored = resources.stored_instances(study, series, instance)
+    stored = resources.stored_instances(study, series, instance, _credentials(request))
     if not stored:
         return _unknown(request, study, series, instance)
     return _rendered_response(request, stored[0], rendering)
@@ -513,6 +520,7 @@ def _number(text, what):
 # --- WADO-URI ----------------------------------------------------------------
 
 
+@checks_credentials("GET")
 @require_GET
 @rest_view
 def wado_uri(request):
@@ -525,7 +533,7 @@ def wado_uri(request):
         return error_response(request, 400, str(error))
     except NotAcceptable as error:
         return error_response(request, 406, str(error))
-    stored = resources.stored_instances(study, series, instance)
+    stored = resources.stored_instances(study, series, instance, _credentials(request))
     if not stored:
         return _unknown(request, study, series, instance)
     if rendering is not None:
@@ -670,6 +678,10 @@ def _json_array(items):
     for index, item in enumerate(items):
         yield (b"," if index else b"") + json.dumps(item).encode("utf-8")
     yield b"]"
+
+
+def _credentials(request):
+    return getattr(request, "credentials_to_confirm", None)
 
 
 def _unknown(request, study, series, instance):

@@ -66,6 +66,7 @@ def test_a_read_checks_a_requests_remembered_credentials_in_its_own_query(stored
     for read in (lambda c: resources.describe_by_id(Level.STUDY, stored.study_id, c),
                  lambda c: resources.describe_by_id(Level.INSTANCE, stored.instance_id, c),
                  lambda c: resources.dicom_file(stored.instance_id, c),
+                 lambda c: resources.stored_instances(uid("resources", "study"), credentials=c),
                  # A search: a compiled statement, and one the ORM builds each time (labels).
                  lambda c: _values(query.find(query.Query(Level.SERIES, {"PatientID": "P-RES"}),
                                               ("NumberOfSeriesRelatedInstances",), credentials=c)),
@@ -91,6 +92,7 @@ def test_a_read_checks_a_requests_remembered_credentials_in_its_own_query(stored
     unknown = credentials()
     assert resources.describe_by_id(Level.STUDY, "00000000-00000000-00000000-00000000-00000000", unknown) is None
     assert resources.dicom_file(stored.series_id, unknown) is None
+    assert resources.stored_instances("1.2.3.999", credentials=unknown) == []
     assert query.find(query.Query(Level.STUDY, {"PatientID": "nobody"}), credentials=unknown) == ([], False)
     assert not unknown.confirmed and not unknown.refused
 

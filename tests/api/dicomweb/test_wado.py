@@ -193,12 +193,12 @@ def test_frames_of_an_instance_without_pixel_data_are_404(api):
 def test_retrieve_and_metadata_cost_the_same_queries_for_one_or_many_instances(
         api, count, django_assert_max_num_queries):
     study(api, count)
-    # Three, plus the user's row (Basic credentials are checked on every request) and
-    # the audit trail's: the study's id by its UID (once per process) and the check for
+    # Three (the remembered Basic credentials checked by the instances' own), plus the
+    # audit trail's: the study's id by its UID (once per process) and the check for
     # this user's read of the study in its window.
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(5):
         assert len(read_parts(api.get(url(STUDY)))) == count
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(5):
         assert len(streamed_json(api.get(url(STUDY, "metadata")))) == count
 
 
