@@ -106,6 +106,8 @@ def record_request(request, response, actor_kind, actor, before=None):
         level, resource = LEVELS[match.group(1)], match.group(2)
     elif (uid := DICOMWEB_UID.match(path)) is not None:
         level, resource = "Study", uid.group(1)
+    elif path == "/wado" and DICOM_UID.match(request.GET.get("studyUID", "")):
+        level, resource = "Study", request.GET["studyUID"]  # WADO-URI names its study in the query
     details = {}
     if before and "subject" in before and before["subject"]:
         details["subject"] = before["subject"]

@@ -46,7 +46,7 @@ def test_viewing_a_100_slice_series_once_writes_one_read_event(reader):
     assert AuditEvent.objects.filter(action="read").count() == 2
 
 
-def test_a_dicomweb_read_names_the_study_by_its_id_and_its_subject(reader):
+def test_a_dicomweb_or_wado_uri_read_names_the_study_by_its_id_and_its_subject(reader):
     study, instances = store_series(2)
     uid = reader.get(f"/studies/{study}").json()["MainDicomTags"]["StudyInstanceUID"]
     audit.forget()
@@ -58,6 +58,16 @@ def test_a_dicomweb_read_names_the_study_by_its_id_and_its_subject(reader):
     # The same study read through the REST API within the window: the same reading.
     assert reader.get(f"/instances/{instances[1]}/file").status_code == 200
     assert AuditEvent.objects.filter(action="read").count() == 1
+    # And through WADO-URI, which names the study in its query.
+    tags = reader.get(f"/instances/{instances[0]}/tags?simplify").json()
+    series_uid, sop_uid = tags["SeriesInstanceUID"], tags["SOPInstanceUID"]
+    AuditEvent.objects.all().delete()
+    audit.forget()
+    assert reader.get(f"/wado?requestType=WADO&studyUID={uid}&seriesUID={series_uid}&objectUID={sop_uid}"
+                      ).status_code == 200
+    row = AuditEvent.objects.get(action="read")
+    assert (row.level, row.resource, row.path) == ("Study", study, "/wado")
+    assert row.details["subject"]["PatientID"] == "P-AUDIT"
     # A UID the archive does not hold is named as it was asked.
     assert reader.get("/dicom-web/studies/1.2.3.999/metadata").status_code == 404
     assert AuditEvent.objects.filter(action="read", resource="1.2.3.999").count() == 1
