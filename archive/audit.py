@@ -241,8 +241,12 @@ def flush():
 UNSYNCED_ACTIONS = ("read", "query")
 
 
-_LATEST_READ = (f"SELECT max(at) FROM {AuditEvent._meta.db_table} WHERE resource = %s AND action = 'read' "
-                f"AND actor_kind = %s AND actor = %s AND level = %s AND at >= %s")
+# Only the resource's index may serve it: "action || ''" and "actor || ''" cannot use
+# theirs. SQLite, without statistics, chose the action's and read every read row of the
+# trail at each first read of a study in a process (0.5 ms with 3,000, growing with the
+# trail); with the resource's, 0.006 ms.
+_LATEST_READ = (f"SELECT max(at) FROM {AuditEvent._meta.db_table} WHERE resource = %s AND action || '' = 'read' "
+                f"AND actor_kind = %s AND actor || '' = %s AND level = %s AND at >= %s")
 _STUDY_OF = {
     # By its StudyInstanceUID: the one study of that UID (two patients' studies may share one).
     Level.STUDY: f"SELECT min(public_id) FROM {Study._meta.db_table} WHERE study_instance_uid = %s "
