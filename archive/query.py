@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count, OuterRef, Q, Subquery
-from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.db.models.query import get_related_populators
 
@@ -234,9 +233,8 @@ def _queryset(query, wanted, put, build=True, credentials=None):
                                       for keyword, value in query.criteria.items()) if where is not None]
     labels = _labels(query.labels, query.labels_constraint, put)
     if credentials is not None:
-        # Uncorrelated: the database evaluates it once, not per row.
-        holding = RawSQL(roles.credentials_hold(credentials.role),
-                         (put(None, credentials.user_id), put(None, credentials.password)))
+        holding = roles.credentials_column(credentials, put(None, credentials.user_id),
+                                           put(None, credentials.password))
     if not build:
         return None
     queryset = MODELS[query.level].objects.all()

@@ -12,7 +12,6 @@ from types import SimpleNamespace
 
 from django.db import connection
 from django.db.models import OuterRef, Prefetch, Subquery
-from django.db.models.expressions import RawSQL
 
 from archive import db, roles
 from archive.models import Attachment, Instance, Label, Level, Patient, Series, Study
@@ -327,9 +326,7 @@ def stored_instances(study, series=None, instance=None, credentials=None):
                "sop_instance_uid", "transfer_syntax_uid", "storage_key"]
     rows = rows.annotate(storage_key=Subquery(files.values("storage_key")[:1]))
     if credentials is not None:
-        # Uncorrelated: the database evaluates it once, not per row.
-        rows = rows.annotate(credentials_hold=RawSQL(roles.credentials_hold(credentials.role),
-                                                     (credentials.user_id, credentials.password)))
+        rows = rows.annotate(credentials_hold=roles.credentials_column(credentials))
         columns.append("credentials_hold")
     found = list(rows.filter(storage_key__isnull=False).order_by("series_id", "instance_number", "pk")
                  .values_list(*columns))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.db.models.expressions import RawSQL
 
 from archive import db
 from archive.errors import CredentialsRefused
@@ -49,6 +50,12 @@ def checks_credentials(*methods):
         return view
 
     return declare
+
+
+def remembered_credentials(request):
+    """The Credentials a view declared checks_credentials checks in its own statement,
+    None when the access check read them itself (or there are none)."""
+    return getattr(request, "credentials_to_confirm", None)
 
 
 def required(view, method):
@@ -144,6 +151,15 @@ class Credentials:
             raise CredentialsRefused("the credentials no longer hold: the account was disabled, its password "
                                      "changed or its role taken away")
         self.confirmed = True
+
+
+def credentials_column(credentials, user_id=None, password=None):
+    """credentials_hold() as a queryset's annotation, with the credentials' values (or
+    the given stand-ins for them). Uncorrelated: the database evaluates it once, not
+    per row."""
+    return RawSQL(credentials_hold(credentials.role),
+                  (credentials.user_id if user_id is None else user_id,
+                   credentials.password if password is None else password))
 
 
 def credentials_hold(role, user="%s", password="%s"):

@@ -20,7 +20,7 @@ from django.urls import Resolver404, resolve
 
 from api.rest.errors import error_response
 from archive import audit, tokens
-from archive.roles import OPEN, Credentials, active_user, has_role, required
+from archive.roles import OPEN, Credentials, active_user, has_role, remembered_credentials, required
 from cluster import throttle
 from pacsweb import browsers
 from pacsweb.scripts import SESSION_PREFIXES
@@ -100,7 +100,7 @@ class AccessMiddleware:
         request._dont_enforce_csrf_checks = True
         before = audit.before_request(request)
         response = self.get_response(request)
-        credentials = getattr(request, "credentials_to_confirm", None)
+        credentials = remembered_credentials(request)
         if credentials is not None and (credentials.refused or not credentials.confirmed):
             # A store found them gone, or the view stored nothing that checked them.
             refusal = _refusal(credentials, request)

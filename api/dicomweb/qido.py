@@ -22,7 +22,7 @@ from api.dicomweb import (
     unparsed_json,
 )
 from archive.models import Level
-from archive.roles import checks_credentials
+from archive.roles import checks_credentials, remembered_credentials
 from api.rest.errors import error_response, rest_view
 
 ORDER = [Level.STUDY, Level.SERIES, Level.INSTANCE]
@@ -85,8 +85,7 @@ def _search(request, level, fixed):
         return error_response(request, 406, f"search results are served as {DICOM_JSON} only")
     try:
         search, keys, unmatched, unheld, unordered = _parse(request, level, fixed)
-        found, more = query.find(search, return_keys=keys,
-                                 credentials=getattr(request, "credentials_to_confirm", None))
+        found, more = query.find(search, return_keys=keys, credentials=remembered_credentials(request))
     except (InvalidSearch, query.InvalidQuery) as error:
         return error_response(request, 400, str(error))
     # No match is 200 with an empty array: CP-2473 replaced PS3.18's 204 (a 204

@@ -30,7 +30,7 @@ from archive import render, resources, transcode
 from archive.errors import TranscodeError
 from api.dicomweb import DICOM_JSON, accepts_dicom_json, element_json, matches, media_ranges, studies_url
 from archive.ingest import UID_PATTERN
-from archive.roles import checks_credentials
+from archive.roles import checks_credentials, remembered_credentials
 from api.rest import instances as rest_instances
 from api.rest.errors import error_response, rest_view
 from archive.storage import CHUNK, get_storage
@@ -104,7 +104,7 @@ class FrameChoice:
 @rest_view
 def retrieve(request, study, series=None, instance=None):
     """The instances of a study, series or instance as multipart/related application/dicom (PS3.18 §10.4)."""
-    stored = resources.stored_instances(study, series, instance, _credentials(request))
+    stored = resources.stored_instances(study, series, instance, remembered_credentials(request))
     if not stored:
         return _unknown(request, study, series, instance)
     accepted = _accepted(request, [DICOM])
@@ -188,7 +188,7 @@ def metadata(request, study, series=None, instance=None):
     """Every instance's attributes in DICOM JSON, bulk data as BulkDataURI (PS3.18 §10.4, F.2.6)."""
     if not accepts_dicom_json(request):
         return error_response(request, 406, f"metadata is served as {DICOM_JSON} only")
-    stored = resources.stored_instances(study, series, instance, _credentials(request))
+    stored = resources.stored_instances(study, series, instance, remembered_credentials(request))
     if not stored:
         return _unknown(request, study, series, instance)
     base = studies_url(request)
@@ -223,7 +223,7 @@ def _instance_metadata(stored, base):
 @rest_view
 def bulk(request, study, series, instance, tag):
     """The value of one top-level attribute (PS3.18 §10.4): the target of a BulkDataURI."""
-    stored = resources.stored_instances(study, series, instance, _credentials(request))
+    stored = resources.stored_instances(study, series, instance, remembered_credentials(request))
     if not stored:
         return _unknown(request, study, series, instance)
     stored, tag = stored[0], int(tag, 16)
@@ -256,7 +256,7 @@ def frames(request, study, series, instance, frame_list):
         numbers = _frame_numbers(frame_list)
     except InvalidParameter as error:
         return error_response(request, 400, str(error))
-    stored = resources.stored_instances(study, series, instance, _credentials(request))
+    stored = resources.stored_instances(study, series, instance, remembered_credentials(request))
     if not stored:
         return _unknown(request, study, series, instance)
     with get_storage().open(stored[0].storage_key) as stream:
@@ -428,7 +428,7 @@ def _render_view(request, study, series, instance, frame_list, default_viewport)
         return error_response(request, 400, str(error))
     except NotAcceptable as error:
         return error_response(request, 406, str(error))
-    stored = resources.stored_instances(study, series, instance, _credentials(request))
+    stored = resources.stored_instances(study, series, instance, remembered_credentials(request))
     if not stored:
         return _unknown(request, study, series, instance)
     return _rendered_response(request, stored[0], rendering)
@@ -533,7 +533,7 @@ def wado_uri(request):
         return error_response(request, 400, str(error))
     except NotAcceptable as error:
         return error_response(request, 406, str(error))
-    stored = resources.stored_instances(study, series, instance, _credentials(request))
+    stored = resources.stored_instances(study, series, instance, remembered_credentials(request))
     if not stored:
         return _unknown(request, study, series, instance)
     if rendering is not None:
@@ -678,10 +678,6 @@ def _json_array(items):
     for index, item in enumerate(items):
         yield (b"," if index else b"") + json.dumps(item).encode("utf-8")
     yield b"]"
-
-
-def _credentials(request):
-    return getattr(request, "credentials_to_confirm", None)
 
 
 def _unknown(request, study, series, instance):

@@ -7,6 +7,7 @@ from django.conf import settings
 
 from archive import ingest, spool as spooling
 from archive.errors import BadEncoding, UnsupportedEncoding
+from archive.roles import remembered_credentials
 
 
 def upload_origin(request):
@@ -16,7 +17,7 @@ def upload_origin(request):
     actor_kind, actor = getattr(request, "actor", ("", ""))
     return ingest.Origin.http(request.META.get("REMOTE_ADDR", ""), request.user.get_username(),
                               actor_kind=actor_kind, actor=actor, path=request.path_info,
-                              credentials=getattr(request, "credentials_to_confirm", None))
+                              credentials=remembered_credentials(request))
 
 
 def spool(request):

@@ -6,7 +6,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from archive.roles import UPLOADER, allow, checks_credentials
+from archive.roles import UPLOADER, allow, checks_credentials, remembered_credentials
 from archive import ingest, resources
 from api.rest.bodies import spool, upload_origin
 from api.rest.errors import error_response, not_found, rest_view, status_for
@@ -101,7 +101,7 @@ def _failure(name, details):
 @rest_view
 def file(request, public_id):
     """The stored DICOM file, streamed unchanged."""
-    attachment = resources.dicom_file(public_id, getattr(request, "credentials_to_confirm", None))
+    attachment = resources.dicom_file(public_id, remembered_credentials(request))
     if attachment is None:
         return not_found(request, f"instance {public_id}")
     response = FileResponse(get_storage().open(attachment["storage_key"]), content_type="application/dicom")

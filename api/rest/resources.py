@@ -9,7 +9,7 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from archive.roles import VIEWER, allow, checks_credentials
+from archive.roles import VIEWER, allow, checks_credentials, remembered_credentials
 from archive import annotations, labels, query, resources
 from archive.deletion import UnknownResource, delete_resource
 from archive.models import Attachment, Change, Instance, Level
@@ -127,7 +127,7 @@ def detail(request, plural, public_id):
         requested = _requested_tags(request)
     except ValueError as error:
         return error_response(request, 400, str(error))
-    described = resources.describe_by_id(level, public_id, getattr(request, "credentials_to_confirm", None))
+    described = resources.describe_by_id(level, public_id, remembered_credentials(request))
     if described is None:
         return _not_found_empty()
     return JsonResponse(_shaped(_with_requested(described, level, requested), _tag_format(request)))
