@@ -535,13 +535,39 @@ def _match(lookup, keyword, value, normalized, put):
         body = value.rstrip("*")
         if "*" not in body and "?" not in body and value.endswith("*") and (normalized or connection.vendor != "sqlite"):
             # SQLite's LIKE ignores ASCII case: there a prefix of a case-sensitive column goes to the regex.
-            return where("startswith", body)
+            return _prefix(where, body)
         wildcards = value.count("*") + value.count("?")
         if wildcards > settings.QUERY_MAX_WILDCARDS:
             raise InvalidQuery(f"{keyword}: {wildcards} wildcards, more than PACS_QUERY_MAX_WILDCARDS "
                                f"({settings.QUERY_MAX_WILDCARDS}) allows")
         return where("regex", wildcard_regex(value, connection.vendor))
     return where("", value)
+
+
+def _prefix(where, body):
+    """The condition that a column starts with `body`.
+
+    SQLite runs LIKE without the column's index (its LIKE ignores ASCII case, the index
+    does not), so a name search read every study of the archive: a normalised column
+    holds no lower-case ASCII, and there the texts that start with `body` are the range
+    from it to its successor, which the index serves. PostgreSQL's LIKE has an index of
+    its own (Django's `_like` index of each indexed text column)."""
+    if connection.vendor == "sqlite" and body:
+        after = _successor(body)
+        if after is not None:
+            return where("gte", body) & where("lt", after)
+    return where("startswith", body)
+
+
+def _successor(text):
+    """The least text after every text that starts with `text`, in code point order
+    (SQLite's BINARY collation of UTF-8); None where there is none to write."""
+    following = ord(text[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:
+        following = 0xE000  # surrogates are no text: the next character is U+E000
+    if following > 0x10FFFF:
+        return None
+    return text[:-1] + chr(following)
 
 
 def wildcard_regex(value, vendor):

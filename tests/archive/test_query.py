@@ -1,8 +1,9 @@
 """query.find and query.find_page: the one matching engine, called directly."""
 
 import pytest
+from django.db import connection
 
-from archive import ingest, query
+from archive import ingest, query, tags
 from archive.errors import InvalidQuery
 from archive.models import Level
 from archive.query import Query
@@ -215,3 +216,50 @@ def test_modalities_in_study_are_its_series_modalities_each_once_in_order(archiv
     # Not a key of the series level: empty there, as Orthanc leaves it.
     matches, _ = query.find(Query(Level.SERIES, {"PatientID": "P1"}), return_keys=keys)
     assert {m.values["ModalitiesInStudy"] for m in matches} == {""}
+
+
+PREFIX_NAMES = ["DOE^JANE", "DOE^JOHN", "DOEZ^A", "DOE", "DOF^A", "do^e", "Müller^Jürgen", "MULLERS^A", "MULLES^Z",
+                "Ÿ^Y", "YŸ^Y", "DO%^E", "DO_^E", "D", "ØSTER^A", "ÖSTER^B", "ΑΒΓ^Δ", "ΑΒΔ^E", "\ud7fb^A", "\ue000^B"]
+
+
+@pytest.fixture
+def named(db, storage_dir):
+    for index, name in enumerate(PREFIX_NAMES):
+        ingest.store(make_instance(patient_id=f"N{index}", patient_name=name, SpecificCharacterSet="ISO_IR 192"), UPLOAD)
+
+
+@pytest.mark.parametrize("prefix", ["DOE", "doe^", "DO", "D", "MULLER", "müller^j", "Ÿ", "DO%", "DO_", "DOZ", "Z", "Ø", "øst",
+                                    "ΑΒ", "αβγ", "\ud7fb", "\ud7fb^"])
+def test_a_prefix_finds_the_names_that_start_with_it_once_normalised(named, prefix):
+    expected = sorted(f"N{i}" for i, name in enumerate(PREFIX_NAMES)
+                      if tags.normalize(name).startswith(tags.normalize(prefix)))
+    assert found(Level.PATIENT, {"PatientName": prefix + "*"}) == expected
+    assert found(Level.STUDY, {"PatientName": prefix + "*"}) == expected
+
+
+def test_successor_is_the_least_text_after_every_text_with_the_prefix():
+    assert query._successor("DOE") == "DOF"
+    assert query._successor("A\ud7fe") == "A\ud7ff"
+    assert query._successor("A\ud7ff") == "A\ue000"
+    assert query._successor("A\U0010ffff") is None
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="the plan of SQLite's search")
+@pytest.mark.parametrize("level, keyword, index", [
+    (Level.STUDY, "PatientName", "patient_name_norm"),
+    (Level.STUDY, "PatientID", "patient_id_norm"),
+    (Level.STUDY, "AccessionNumber", "accession_number_norm"),
+    (Level.PATIENT, "PatientName", "patient_name_norm"),
+])
+def test_a_prefix_search_on_sqlite_reads_the_index_not_the_whole_archive(named, level, keyword, index):
+    connection.ensure_connection()
+    statements = []
+    connection.connection.set_trace_callback(statements.append)
+    try:
+        query.find(Query(level, {keyword: "DOE*"}, limit=20), return_keys=["PatientID"])
+    finally:
+        connection.connection.set_trace_callback(None)
+    search = next(s for s in statements if s.lstrip().upper().startswith("SELECT") and "LIMIT" in s)
+    plan = " | ".join(row[3] for row in connection.connection.execute("EXPLAIN QUERY PLAN " + search))
+    assert "USING INDEX" in plan and index in plan, plan
+    assert f"SCAN {level.lower()}" not in plan and "SCAN study" not in plan, plan
