@@ -8,7 +8,6 @@ sign-in page) are open. No view checks a role itself.
 
 import base64
 import binascii
-import copy
 import hashlib
 import threading
 import time
@@ -168,7 +167,7 @@ def basic_user(token, request=None, confirming_role=None):
         # Only a role they held when last read: one granted since is read at once below.
         if confirming_role is not None and has_role(remembered, confirming_role):
             request.credentials_to_confirm = Credentials(remembered.pk, remembered.password, confirming_role)
-            return copy.copy(remembered)
+            return _own_copy(remembered)
         user = active_user(remembered.pk)
         if user is not None and user.password == remembered.password:
             with _cache_lock:
@@ -190,6 +189,19 @@ def basic_user(token, request=None, confirming_role=None):
             _credential_cache.clear()
         _credential_cache[fingerprint] = (user, now + CREDENTIAL_CACHE_SECONDS)
     return user
+
+
+def _own_copy(user):
+    """What copy.copy makes of a remembered user, for one request to set its own
+    attributes on: the same attributes, its own model state and fields cache, without
+    copy's detour through the pickling protocol (1.3 µs instead of 7.6 here)."""
+    clone = object.__new__(type(user))
+    clone.__dict__.update(user.__dict__)
+    state = object.__new__(type(user._state))
+    state.__dict__.update(user._state.__dict__)
+    state.fields_cache = dict(user._state.fields_cache)
+    clone._state = state
+    return clone
 
 
 def _refusal(credentials, request):
