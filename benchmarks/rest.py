@@ -19,7 +19,11 @@ and optionally on PostgreSQL) is started fresh, filled through POST /instances b
    multipart/related: the stream is read whole and its parts counted, while the
    resident memory of the server (gunicorn's master and workers summed; Orthanc's
    single process) is sampled every 50 ms.
-4. STOW-RS of --stow new small and --stow new large instances, one instance per
+4. WADO-RS metadata of that study (what OHIF asks when it opens a study), once
+   unmeasured, then METADATA_REPETITIONS times on one keep-alive connection: latency
+   and the server's CPU per request (its process tree, from /proc); every answer
+   must hold one data set per instance.
+5. STOW-RS of --stow new small and --stow new large instances, one instance per
    request, by 4 clients.
 
 The PostgreSQL server is the one in DATABASE_URL, or a throwaway embedded one when
@@ -293,6 +297,7 @@ class Results:
     searches: dict = field(default_factory=dict)  # label -> (latencies, StudyInstanceUIDs found)
     study_gets: list = field(default_factory=list)  # latencies
     retrieve: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)  # latencies, CPU seconds per request
     stow: dict = field(default_factory=dict)  # side -> (elapsed, latencies)
     stored: int = -1  # CountInstances at the end
     errors: list = field(default_factory=list)
@@ -318,6 +323,8 @@ def measure_target(name, args, postgres_url, data):
         print(f"{name}: GET /studies/{{id}} done", flush=True)
         results.retrieve = retrieve(target, data.big_study_uid, len(data.big), results.errors)
         print(f"{name}: WADO-RS retrieve done", flush=True)
+        results.metadata = metadata(target, data.big_study_uid, len(data.big), results.errors)
+        print(f"{name}: WADO-RS metadata done", flush=True)
         for side, files in data.stow.items():
             started = time.perf_counter()
             latencies, errors = send_all(target, [stow_body(f) for f in files], stow_post)
@@ -491,6 +498,34 @@ def retrieve(target, study_uid, expected, errors):
             "rss_before": rss.before, "rss_peak": rss.peak}
 
 
+METADATA_REPETITIONS = 10
+
+
+def metadata(target, study_uid, expected, errors):
+    """The study's WADO-RS metadata, once unmeasured then METADATA_REPETITIONS times:
+    {"latencies": seconds per request, "cpu": server CPU seconds per request}."""
+    path = f"/dicom-web/studies/{study_uid}/metadata"
+    conn = target.connection()
+    latencies = []
+    try:
+        for repetition in range(METADATA_REPETITIONS + 1):
+            if repetition == 1:
+                cpu_before = ingest.cpu_seconds(target.pid)
+            started = time.perf_counter()
+            status, body = get(conn, target, path, "application/dicom+json")
+            if repetition:
+                latencies.append(time.perf_counter() - started)
+            if status != 200:
+                errors.append(f"WADO-RS metadata: HTTP {status}: {body[:300].decode(errors='replace')}")
+                return {}
+            if len(json.loads(body)) != expected:
+                errors.append(f"WADO-RS metadata: {len(json.loads(body))} data sets instead of {expected}")
+        cpu = (ingest.cpu_seconds(target.pid) - cpu_before) / METADATA_REPETITIONS
+    finally:
+        conn.close()
+    return {"latencies": latencies, "cpu": cpu}
+
+
 def boundary(content_type):
     for parameter in content_type.split(";")[1:]:
         key, _, value = parameter.strip().partition("=")
@@ -574,6 +609,16 @@ def report(args, data, results):
                              f"{r['seconds']:.2f}", f"{r['bytes'] / 1e6 / r['seconds']:.1f}",
                              f"{r['rss_before'] / 1e6:.0f} MB", f"{r['rss_peak'] / 1e6:.0f} MB",
                              f"{(r['rss_peak'] - r['rss_before']) / 1e6:+.0f} MB"))
+
+    print(f"\nWADO-RS GET /dicom-web/studies/{{uid}}/metadata of that study, {METADATA_REPETITIONS} times one after "
+          f"the other (after one unmeasured)")
+    row = "{:<17} {:>7} {:>7} {:>8} {:>13}"
+    print(row.format("target", "p50 ms", "p95 ms", "CPU ms", "CPU ms / inst"))
+    for name in names:
+        m = results[name].metadata
+        if m:
+            print(row.format(name, *milliseconds(m["latencies"]), f"{m['cpu'] * 1000:.1f}",
+                             f"{m['cpu'] * 1000 / args.big_study:.2f}"))
 
     print(f"\nSTOW-RS POST /dicom-web/studies, {args.stow} new instances, one per request, "
           f"{CONCURRENCY} clients")
