@@ -28,7 +28,8 @@ from pydicom.valuerep import BYTES_VR
 
 from archive import render, resources, transcode
 from archive.errors import TranscodeError
-from api.dicomweb import DICOM_JSON, accepts_dicom_json, element_json, matches, media_ranges, studies_url
+from api.dicomweb import (DICOM_JSON, accepts_dicom_json, element_json, matches, media_ranges, raw_element_json,
+                          studies_url)
 from archive.ingest import UID_PATTERN
 from archive.roles import checks_credentials, remembered_credentials
 from api.rest import instances as rest_instances
@@ -211,8 +212,11 @@ def _instance_metadata(stored, base):
                 # The tag in lower case in the URI, as Orthanc's DICOMweb plugin writes it.
                 answer[f"{tag:08X}"] = {"vr": vr, "BulkDataURI": f"{bulk_base}/{tag:08x}"}
             else:
-                element = correct_ambiguous_vr_element(dataset[tag], dataset, dataset.original_encoding[1])
-                answer[f"{tag:08X}"] = element_json(element)
+                plain = _plain_json(tag, item, vr)
+                if plain is None:
+                    element = correct_ambiguous_vr_element(dataset[tag], dataset, dataset.original_encoding[1])
+                    plain = element_json(element)
+                answer[f"{tag:08X}"] = plain
     if pixel is not None:
         answer[f"{pixel.tag:08X}"] = {"vr": pixel.vr, "BulkDataURI": f"{bulk_base}/{pixel.tag:08x}"}
     return answer
@@ -611,6 +615,17 @@ def _vr(tag, item):
     if " or " in vr:  # "OB or OW": implicit VR little endian encodes these as OW (PS3.5 A.1)
         return "OW" if "OW" in vr else vr.split(" or ")[0]
     return vr
+
+
+def _plain_json(tag, item, vr):
+    """The DICOM JSON of an element not converted yet, straight from its bytes
+    (raw_element_json), unless its VR is one the dictionary leaves open ("US or SS",
+    which pydicom settles from other elements); None where pydicom must convert it."""
+    if not isinstance(item, RawDataElement) or item.value is None or vr == "UN":
+        return None
+    if item.VR is None and " or " in dictionary_VR(tag):
+        return None
+    return raw_element_json(vr, item.value, item.is_little_endian)
 
 
 def _length(item):
