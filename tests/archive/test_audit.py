@@ -74,8 +74,9 @@ def test_a_dicomweb_or_wado_uri_read_names_the_study_by_its_id_and_its_subject(r
 
 
 def test_the_trails_check_of_a_read_uses_only_the_resources_index(db):
-    # A scan of another index (every read row, or every row of the reader) grows with the
-    # trail: SQLite took the action's.
+    # A scan of another index (every read row, or every row of the reader, or every row of
+    # the window) grows with the trail: SQLite took the action's; PostgreSQL, once it had
+    # statistics that put no row after the bound, the time's.
     for n in range(200):
         AuditEvent.objects.create(at=timezone.now(), actor_kind="user", actor="admin", action="read",
                                   level="Study", resource=f"study-{n}", node="here")
@@ -84,10 +85,12 @@ def test_the_trails_check_of_a_read_uses_only_the_resources_index(db):
         if connection.vendor == "sqlite":
             cursor.execute("EXPLAIN QUERY PLAN " + audit._LATEST_READ.replace("%s", "?"), params)
         else:
+            cursor.execute(f"ANALYZE {AuditEvent._meta.db_table}")
             cursor.execute("SET LOCAL enable_seqscan = off")
             cursor.execute("EXPLAIN " + audit._LATEST_READ, params)
         plan = " ".join(str(row) for row in cursor.fetchall())
-    assert "audit_event_resource" in plan and "audit_event_action" not in plan and "audit_event_actor" not in plan, plan
+    assert "audit_event_resource" in plan, plan
+    assert not any(f"audit_event_{other}" in plan for other in ("action", "actor", "at_")), plan
 
 
 def test_a_read_another_process_recorded_within_the_window_is_not_recorded_again(reader):
