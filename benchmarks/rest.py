@@ -23,7 +23,10 @@ and optionally on PostgreSQL) is started fresh, filled through POST /instances b
    unmeasured, then METADATA_REPETITIONS times on one keep-alive connection: latency
    and the server's CPU per request (its process tree, from /proc); every answer
    must hold one data set per instance.
-5. STOW-RS of --stow new small and --stow new large instances, one instance per
+5. GET /instances/{id}/tags?simplify (Orthanc's REST API; what pyorthanc's
+   `Instance.simplified_tags` asks) of each instance of that study, in TAGS_PASSES
+   passes on one keep-alive connection: latency and server CPU per request.
+6. STOW-RS of --stow new small and --stow new large instances, one instance per
    request, by 4 clients.
 
 The PostgreSQL server is the one in DATABASE_URL, or a throwaway embedded one when
@@ -54,7 +57,7 @@ from urllib.parse import urlencode, urlparse
 import psutil
 import psycopg
 
-from archive.identifiers import study_public_id
+from archive.identifiers import instance_public_id, study_public_id
 from benchmarks import ingest
 from tests import orthanc, servers
 from tests.dicomgen import make_instance, uid
@@ -187,6 +190,8 @@ class Data:
                                   series_uid=uid(self.big_study_uid, 1), sop_uid=uid(self.big_study_uid, 1, i),
                                   instance_number=i, rows=LARGE, columns=LARGE, study_date="19800101")
                     for i in range(1, big + 1)]
+        self.big_instance_ids = [instance_public_id("RESTBIG", self.big_study_uid, uid(self.big_study_uid, 1),
+                                                    uid(self.big_study_uid, 1, i)) for i in range(1, big + 1)]
         self.stow = {size: stow_instances(size, stow) for size in (SMALL, LARGE)}
         self.searches = searches(self.studies)
         self.study_gets = random.Random(SEED).sample(self.studies, min(STUDY_GETS, count))
@@ -298,6 +303,7 @@ class Results:
     study_gets: list = field(default_factory=list)  # latencies
     retrieve: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)  # latencies, CPU seconds per request
+    tags: dict = field(default_factory=dict)  # the same, for /instances/{id}/tags?simplify
     stow: dict = field(default_factory=dict)  # side -> (elapsed, latencies)
     stored: int = -1  # CountInstances at the end
     errors: list = field(default_factory=list)
@@ -325,6 +331,8 @@ def measure_target(name, args, postgres_url, data):
         print(f"{name}: WADO-RS retrieve done", flush=True)
         results.metadata = metadata(target, data.big_study_uid, len(data.big), results.errors)
         print(f"{name}: WADO-RS metadata done", flush=True)
+        results.tags = instance_tags(target, data.big_instance_ids, results.errors)
+        print(f"{name}: GET /instances/{{id}}/tags done", flush=True)
         for side, files in data.stow.items():
             started = time.perf_counter()
             latencies, errors = send_all(target, [stow_body(f) for f in files], stow_post)
@@ -526,6 +534,32 @@ def metadata(target, study_uid, expected, errors):
     return {"latencies": latencies, "cpu": cpu}
 
 
+TAGS_PASSES = 3
+
+
+def instance_tags(target, instance_ids, errors):
+    """Each instance's /tags?simplify, TAGS_PASSES times over (the first pass unmeasured):
+    {"latencies": seconds per request, "cpu": server CPU seconds per request}."""
+    conn = target.connection()
+    latencies = []
+    try:
+        for repetition in range(TAGS_PASSES + 1):
+            if repetition == 1:
+                cpu_before = ingest.cpu_seconds(target.pid)
+            for instance_id in instance_ids:
+                started = time.perf_counter()
+                status, body = get(conn, target, f"/instances/{instance_id}/tags?simplify", "application/json")
+                if repetition:
+                    latencies.append(time.perf_counter() - started)
+                if status != 200 or json.loads(body).get("PatientID") != "RESTBIG":
+                    errors.append(f"GET /instances/{instance_id}/tags?simplify: HTTP {status}: {body[:200]!r}")
+                    return {}
+        cpu = (ingest.cpu_seconds(target.pid) - cpu_before) / (TAGS_PASSES * len(instance_ids))
+    finally:
+        conn.close()
+    return {"latencies": latencies, "cpu": cpu}
+
+
 def boundary(content_type):
     for parameter in content_type.split(";")[1:]:
         key, _, value = parameter.strip().partition("=")
@@ -619,6 +653,15 @@ def report(args, data, results):
         if m:
             print(row.format(name, *milliseconds(m["latencies"]), f"{m['cpu'] * 1000:.1f}",
                              f"{m['cpu'] * 1000 / args.big_study:.2f}"))
+
+    print(f"\nGET /instances/{{id}}/tags?simplify of each instance of that study, {TAGS_PASSES} passes "
+          f"(after one unmeasured)")
+    row = "{:<17} {:>7} {:>7} {:>8}"
+    print(row.format("target", "p50 ms", "p95 ms", "CPU ms"))
+    for name in names:
+        t = results[name].tags
+        if t:
+            print(row.format(name, *milliseconds(t["latencies"]), f"{t['cpu'] * 1000:.2f}"))
 
     print(f"\nSTOW-RS POST /dicom-web/studies, {args.stow} new instances, one per request, "
           f"{CONCURRENCY} clients")
