@@ -97,6 +97,7 @@ def test_a_read_or_a_search_checks_remembered_credentials_in_its_own_query(
     study_uid = admin.get(f"/studies/{stored['ParentStudy']}").json()["MainDicomTags"]["StudyInstanceUID"]
     series_uid = admin.get(f"/series/{stored['ParentSeries']}").json()["MainDicomTags"]["SeriesInstanceUID"]
     paths = (f"/studies/{stored['ParentStudy']}", f"/instances/{stored['ID']}", f"/instances/{stored['ID']}/file",
+             f"/instances/{stored['ID']}/tags?simplify", f"/instances/{stored['ID']}/content/0010-0010",
              "/dicom-web/studies", f"/dicom-web/studies/{study_uid}/series", "/dicom-web/instances?limit=1",
              f"/dicom-web/studies/{study_uid}/metadata", f"/dicom-web/studies/{study_uid}",
              f"/wado?requestType=WADO&studyUID={study_uid}&seriesUID={series_uid}&objectUID=1.2.3.77")

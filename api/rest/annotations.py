@@ -6,6 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from archive import annotations, resources
+from archive.roles import checks_credentials, remembered_credentials
 from api.rest import orthanc_tags
 from api.rest.errors import error_response, rest_view
 from api.rest.bodies import spool
@@ -160,10 +161,21 @@ def attachment_part(request, plural, public_id, name, part):
         "Revision": item["revision"]}), item["revision"])
 
 
+def _dicom_file(request, public_id):
+    """The instance's file, found (and a script's credentials checked) by one plain query:
+    the ORM's lookups of the instance and of its attachments cost more than reading the
+    tags. UnknownResource when the archive does not hold it."""
+    item = resources.dicom_file(public_id, remembered_credentials(request))
+    if item is None:
+        raise annotations.UnknownResource(public_id)
+    return item
+
+
+@checks_credentials("GET")
 @require_http_methods(["GET"])
 @annotation_view
 def instance_tags(request, public_id, simplified=False):
-    item = annotations.get_attachment(resources.Level.INSTANCE, public_id, "dicom")
+    item = _dicom_file(request, public_id)
     with get_storage().open(item["storage_key"]) as stream:
         dataset = orthanc_tags.read(stream)
     if simplified or "simplify" in request.GET:
@@ -173,11 +185,12 @@ def instance_tags(request, public_id, simplified=False):
     return JsonResponse(orthanc_tags.full(dataset))
 
 
+@checks_credentials("GET")
 @require_http_methods(["GET"])
 @annotation_view
 def instance_content(request, public_id, path=""):
     """Orthanc's /instances/{id}/content/gggg-eeee/index/gggg-eeee...: raw element values."""
-    item = annotations.get_attachment(resources.Level.INSTANCE, public_id, "dicom")
+    item = _dicom_file(request, public_id)
     with get_storage().open(item["storage_key"]) as stream:
         dataset = orthanc_tags.read(stream)
         node, raw = dataset, None
