@@ -507,54 +507,52 @@ def retrieve(target, study_uid, expected, errors):
 
 
 METADATA_REPETITIONS = 10
-
-
-def metadata(target, study_uid, expected, errors):
-    """The study's WADO-RS metadata, once unmeasured then METADATA_REPETITIONS times:
-    {"latencies": seconds per request, "cpu": server CPU seconds per request}."""
-    path = f"/dicom-web/studies/{study_uid}/metadata"
-    conn = target.connection()
-    latencies = []
-    try:
-        for repetition in range(METADATA_REPETITIONS + 1):
-            if repetition == 1:
-                cpu_before = ingest.cpu_seconds(target.pid)
-            started = time.perf_counter()
-            status, body = get(conn, target, path, "application/dicom+json")
-            if repetition:
-                latencies.append(time.perf_counter() - started)
-            if status != 200:
-                errors.append(f"WADO-RS metadata: HTTP {status}: {body[:300].decode(errors='replace')}")
-                return {}
-            if len(json.loads(body)) != expected:
-                errors.append(f"WADO-RS metadata: {len(json.loads(body))} data sets instead of {expected}")
-        cpu = (ingest.cpu_seconds(target.pid) - cpu_before) / METADATA_REPETITIONS
-    finally:
-        conn.close()
-    return {"latencies": latencies, "cpu": cpu}
-
-
 TAGS_PASSES = 3
 
 
+def metadata(target, study_uid, expected, errors):
+    """The study's WADO-RS metadata, once unmeasured then METADATA_REPETITIONS times."""
+    def check(status, body):
+        if status != 200:
+            return f"HTTP {status}: {body[:300].decode(errors='replace')}"
+        count = len(json.loads(body))
+        return None if count == expected else f"{count} data sets instead of {expected}"
+
+    path = f"/dicom-web/studies/{study_uid}/metadata"
+    return repeated(target, [(path, "application/dicom+json", check)], METADATA_REPETITIONS, errors)
+
+
 def instance_tags(target, instance_ids, errors):
-    """Each instance's /tags?simplify, TAGS_PASSES times over (the first pass unmeasured):
-    {"latencies": seconds per request, "cpu": server CPU seconds per request}."""
+    """Each instance's /tags?simplify, in a pass unmeasured then TAGS_PASSES passes."""
+    def check(status, body):
+        if status != 200 or json.loads(body).get("PatientID") != "RESTBIG":
+            return f"HTTP {status}: {body[:200]!r}"
+        return None
+
+    requests = [(f"/instances/{instance_id}/tags?simplify", "application/json", check) for instance_id in instance_ids]
+    return repeated(target, requests, TAGS_PASSES, errors)
+
+
+def repeated(target, requests, passes, errors):
+    """`requests` ((path, accept, check(status, body) -> error or None) each) sent in order
+    on one keep-alive connection, once unmeasured then `passes` times: {"latencies":
+    seconds per request, "cpu": server CPU seconds per request}, or {} when one failed."""
     conn = target.connection()
     latencies = []
     try:
-        for repetition in range(TAGS_PASSES + 1):
+        for repetition in range(passes + 1):
             if repetition == 1:
                 cpu_before = ingest.cpu_seconds(target.pid)
-            for instance_id in instance_ids:
+            for path, accept, check in requests:
                 started = time.perf_counter()
-                status, body = get(conn, target, f"/instances/{instance_id}/tags?simplify", "application/json")
+                status, body = get(conn, target, path, accept)
                 if repetition:
                     latencies.append(time.perf_counter() - started)
-                if status != 200 or json.loads(body).get("PatientID") != "RESTBIG":
-                    errors.append(f"GET /instances/{instance_id}/tags?simplify: HTTP {status}: {body[:200]!r}")
+                error = check(status, body)
+                if error:
+                    errors.append(f"GET {path}: {error}")
                     return {}
-        cpu = (ingest.cpu_seconds(target.pid) - cpu_before) / (TAGS_PASSES * len(instance_ids))
+        cpu = (ingest.cpu_seconds(target.pid) - cpu_before) / (passes * len(requests))
     finally:
         conn.close()
     return {"latencies": latencies, "cpu": cpu}
