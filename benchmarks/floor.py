@@ -31,6 +31,7 @@ whole store. Exits 1 when a request failed or an answer was wrong.
 """
 
 import argparse
+import contextlib
 import http.client
 import io
 import json
@@ -102,7 +103,7 @@ def main():
     rows, errors = [], []
     for label, app in (("gunicorn, no Django", "benchmarks.floor:application"),
                        ("Django's handler, no middleware", "benchmarks.floor:django_application()")):
-        with floor_server(app, args.threads) as target:
+        with served(app, args.threads) as target:
             rows.append(measure(target, "floor: " + label, files, warmup, [("/floor", None)] * args.requests,
                                 errors, check_store=False))
     for name in ("pacsweb-sqlite", "orthanc-sqlite"):
@@ -125,31 +126,28 @@ def parse_args():
     return parser.parse_args()
 
 
-class floor_server:
-    """One of the applications above under gunicorn as pacsweb runs it, 1 process."""
-
-    def __init__(self, app, threads):
-        self.app, self.threads = app, threads
-
-    def __enter__(self):
-        self.directory = rest.scratch_dir("bench-floor-")
-        port = rest.servers.free_port()
-        self.log = open(Path(self.directory) / "floor.log", "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", self.app, "--config", str(rest.servers.GUNICORN_CONF),
-             "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", str(self.threads), "--no-control-socket"],
-            cwd=rest.servers.REPO, env=without_database(rest.servers.base_env(self.directory)),
-            stdout=self.log, stderr=subprocess.STDOUT)
+@contextlib.contextmanager
+def served(app, threads):
+    """One of the applications above under gunicorn as pacsweb runs it, 1 process: its
+    benchmarks.rest.Target."""
+    directory = rest.scratch_dir("bench-floor-")
+    port = rest.servers.free_port()
+    log = open(Path(directory) / "floor.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", app, "--config", str(rest.servers.GUNICORN_CONF),
+         "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", str(threads), "--no-control-socket"],
+        cwd=rest.servers.REPO, env=without_database(rest.servers.base_env(directory)),
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
         url = f"http://127.0.0.1:{port}"
-        rest.servers.wait_until_up(url, self.process)
-        return ingest.Target(url, rest.servers.auth_header(), lambda: (Path(self.directory) / "floor.log").read_text(),
-                             self.process.pid)
-
-    def __exit__(self, *exc):
-        self.process.terminate()
-        self.process.wait(15)
-        self.log.close()
-        rest.remove(self.directory)
+        rest.servers.wait_until_up(url, process)
+        yield rest.Target(url, rest.servers.auth_header(), lambda: (Path(directory) / "floor.log").read_text(),
+                          process.pid)
+    finally:
+        process.terminate()
+        process.wait(15)
+        log.close()
+        rest.remove(directory)
 
 
 def without_database(env):

@@ -56,7 +56,6 @@ import json
 import os
 import random
 import shlex
-import subprocess
 import sys
 import threading
 import time
@@ -291,27 +290,11 @@ def measure_floor(args):
     """The floor row: benchmarks/floor.py served by gunicorn as pacsweb's web server is
     (worker class, configuration, access log), 1 process, measured as the reads are."""
     print("\npython floor: starting", flush=True)
-    directory = rest.scratch_dir("bench-floor-")
-    port = rest.servers.free_port()
-    log = open(Path(directory) / "floor.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "benchmarks.floor:application", "--config", str(rest.servers.GUNICORN_CONF),
-         "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", str(args.threads), "--no-control-socket"],
-        cwd=rest.servers.REPO, env=rest.servers.base_env(directory), stdout=log, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        rest.servers.wait_until_up(url, process)
-        target = rest.Target(url, rest.servers.auth_header(), lambda: (Path(directory) / "floor.log").read_text(),
-                             process.pid)
+    with floor.served("benchmarks.floor:application", args.threads) as target:
         target.db_pid = None
         check = lambda body: None if body == floor.BODY else f"/floor: {body[:100]!r}"  # noqa: E731
         read = Read("one fixed answer, no Django", (Request("/floor", "application/json", check),))
         return measure_reads("python floor", "1x" + str(args.threads), target, args, SimpleNamespace(reads=[read]))
-    finally:
-        process.terminate()
-        process.wait(15)
-        log.close()
-        rest.remove(directory)
 
 
 def restart(server, workers):
